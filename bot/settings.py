@@ -1,0 +1,50 @@
+"""The bot's settings: the worker's, plus how to reach Discord and where to answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode
+
+from jobqueue.settings import CoreSettings
+
+DISCORD_API_BASE = "https://discord.com/api/v10"
+DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
+
+IdList = Annotated[list[int], NoDecode]
+
+
+def _discord_env(name: str) -> AliasChoices:
+    # Discord's own variable names are what server owners know from every other bot.
+    return AliasChoices(name, f"REELBOT_{name}")
+
+
+class Settings(CoreSettings):
+    """Everything ``reelbot run`` needs."""
+
+    discord_token: str = Field(
+        default="", repr=False, validation_alias=_discord_env("DISCORD_TOKEN")
+    )
+    discord_api_base: str = Field(
+        default=DISCORD_API_BASE, validation_alias=_discord_env("DISCORD_API_BASE")
+    )
+    discord_gateway_url: str = Field(
+        default=DISCORD_GATEWAY_URL, validation_alias=_discord_env("DISCORD_GATEWAY_URL")
+    )
+    discord_guild_ids: IdList = Field(
+        default_factory=list, validation_alias=_discord_env("DISCORD_GUILD_IDS")
+    )
+    discord_allowed_channel_ids: IdList = Field(
+        default_factory=list, validation_alias=_discord_env("DISCORD_ALLOWED_CHANNEL_IDS")
+    )
+
+    progress_edit_seconds: float = 3.0
+
+    @field_validator("discord_guild_ids", "discord_allowed_channel_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        """Accept ``"1,2,3"``, how people write lists in a .env file."""
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        return value

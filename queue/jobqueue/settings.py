@@ -1,0 +1,66 @@
+"""Settings shared by every process: the worker, the bot and the command line.
+
+Read once at an entry point (``reelbot ...`` or ``python -m jobqueue``) from the environment
+and ``.env``, then handed down as plain arguments: library code never reads the environment.
+Every field has a line in ``.env.example``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class CoreSettings(BaseSettings):
+    """What a worker needs: where state lives, which models run, queue limits."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REELBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    database: Path | None = None
+    log_level: str = "INFO"
+
+    model: str = "wan2.1-t2v-1.3b"
+    i2v_model: str = "wan2.1-i2v-14b-480p"
+    device: str = "auto"
+    cpu_offload: bool = False
+    max_upload_bytes: int = 10 * MIB
+
+    rewriter: Literal["local", "openai", "off"] = "local"
+    rewriter_model: str = "gemma3-270m"
+    rewriter_timeout_s: float = 60.0
+    openai_base_url: str = "http://localhost:11434/v1"
+    openai_model: str = "qwen2.5:3b-instruct"
+    openai_api_key: str = Field(default="", repr=False)
+    enhance_default: bool = True
+
+    max_waiting_per_user: int = 5
+    max_running_per_user: int = 1
+    max_daily_per_user: int = 0
+    max_queue: int = 200
+    lease_seconds: float = 60.0
+    max_attempts: int = 3
+    workers: int = 0
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.data_dir / "reelbot.db"
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.data_dir / "clips"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
