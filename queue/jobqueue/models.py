@@ -1,0 +1,146 @@
+"""What a job is: its kind, its status, what was asked for, and how far it has got."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+TERMINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobKind(StrEnum):
+    CREATE = "create"
+    ANIMATE = "animate"
+    RETRY = "retry"
+    REMIX = "remix"
+    EXTEND = "extend"
+    HD = "hd"
+
+    @property
+    def task(self) -> str:
+        """``"i2v"`` when the job starts from an image (an upload or a parent's last frame)."""
+        return "i2v" if self in (JobKind.ANIMATE, JobKind.EXTEND) else "t2v"
+
+
+class Stage(StrEnum):
+    WAITING = "waiting"
+    REWRITING = "rewriting"
+    GENERATING = "generating"
+    ENCODING = "encoding"
+
+
+@dataclass
+class JobRequest:
+    """What the user asked for, as given; the worker resolves defaults when it runs."""
+
+    prompt: str
+    negative_prompt: str = ""
+    aspect: str = "16:9"
+    duration_s: float | None = None
+    frames: int | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    enhance: bool = True
+    model: str | None = None
+    image_path: str | None = None
+    hd: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> JobRequest:
+        data = json.loads(text)
+        known = {field.name for field in fields(cls)}
+        # Rows written by a newer version may carry options this one does not know.
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+@dataclass
+class Job:
+    id: int
+    kind: JobKind
+    status: JobStatus
+    request: JobRequest
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    parent_id: int | None
+    idempotency_key: str | None
+    priority: int
+    attempts: int
+    max_attempts: int
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    stage: Stage
+    step: int
+    total_steps: int
+    worker_id: str | None
+    lease_expires_at: float | None
+    cancel_requested: bool
+    rewritten_prompt: str | None
+    rewrite_note: str | None
+    seed: int | None
+    model: str | None
+    result_path: str | None
+    width: int | None
+    height: int | None
+    frames: int | None
+    fps: int | None
+    error: str | None
+    error_detail: str | None
+    status_message_id: int | None
+    result_message_id: int | None
+    delivered_at: float | None
+    version: int = 0
+
+    @property
+    def percent(self) -> int:
+        """Progress through the denoising steps, 0-100 (100 once done)."""
+        if self.status is JobStatus.DONE:
+            return 100
+        if self.total_steps <= 0:
+            return 0
+        return min(100, int(100 * self.step / self.total_steps))
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds since the job's current attempt started (until it finished)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        values = {field.name: row[field.name] for field in fields(cls) if field.name in row}
+        values["kind"] = JobKind(row["kind"])
+        values["status"] = JobStatus(row["status"])
+        values["stage"] = Stage(row["stage"])
+        values["request"] = JobRequest.from_json(row["request"])
+        values["cancel_requested"] = bool(row["cancel_requested"])
+        return cls(**values)

@@ -1,0 +1,162 @@
+"""The job queue's tables, as ``sqlite_utils`` migrations (the set named "jobqueue").
+
+``jobs`` holds one row per clip. ``version`` is a sequence number every change to a job
+advances (unique, indexed): the change stream follows it, so two changes in the same
+clock tick are never confused. ``queue_users`` keeps, per user, how many jobs wait and run
+(maintained by triggers, so no code path can forget) and ``served_seq``, the claim sequence
+number of the user's most recent job: the scheduler serves the user with the lowest.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+MIGRATIONS = sqlite_utils.Migrations("jobqueue")
+
+SERVER_SCOPE = 0
+"""``queue_limits.user_id`` of the server-wide row (Discord ids are never 0)."""
+
+
+@MIGRATIONS()
+def create_jobs(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            request TEXT NOT NULL,
+            user_id INTEGER NOT NULL,
+            guild_id INTEGER,
+            channel_id INTEGER,
+            parent_id INTEGER,
+            idempotency_key TEXT UNIQUE,
+            priority INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 3,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            stage TEXT NOT NULL DEFAULT 'waiting',
+            step INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER NOT NULL DEFAULT 0,
+            worker_id TEXT,
+            lease_expires_at REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            rewritten_prompt TEXT,
+            rewrite_note TEXT,
+            seed INTEGER,
+            model TEXT,
+            result_path TEXT,
+            width INTEGER,
+            height INTEGER,
+            frames INTEGER,
+            fps INTEGER,
+            error TEXT,
+            error_detail TEXT,
+            status_message_id INTEGER,
+            result_message_id INTEGER,
+            delivered_at REAL,
+            estimate_key TEXT NOT NULL,
+            run_seconds REAL,
+            version INTEGER NOT NULL
+        )
+        """
+    )
+    for statement in (
+        "CREATE UNIQUE INDEX jobs_version ON jobs (version)",
+        "CREATE INDEX jobs_updated_at ON jobs (updated_at)",
+        # A user's next job, and the best job among users who have never been served.
+        "CREATE INDEX jobs_queued_by_user ON jobs (user_id, priority DESC, id)"
+        " WHERE status = 'queued'",
+        "CREATE INDEX jobs_queued ON jobs (priority DESC, id) WHERE status = 'queued'",
+        "CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE status = 'running'",
+        "CREATE INDEX jobs_user_created ON jobs (user_id, created_at)",
+        "CREATE INDEX jobs_done_by_estimate ON jobs (estimate_key, finished_at)"
+        " WHERE status = 'done'",
+        "CREATE INDEX jobs_finished ON jobs (finished_at, status)",
+        "CREATE INDEX jobs_undelivered ON jobs (finished_at)"
+        " WHERE delivered_at IS NULL AND status IN ('done', 'failed', 'cancelled')",
+    ):
+        db.execute(statement)
+
+
+@MIGRATIONS()
+def create_queue_users(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE queue_users (
+            user_id INTEGER PRIMARY KEY,
+            waiting INTEGER NOT NULL DEFAULT 0,
+            running INTEGER NOT NULL DEFAULT 0,
+            served_seq INTEGER NOT NULL DEFAULT 0,
+            last_served_at REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX queue_users_turn ON queue_users (served_seq) WHERE waiting > 0")
+    db.execute("CREATE INDEX queue_users_served ON queue_users (served_seq)")
+    for statement in _COUNT_TRIGGERS:
+        db.execute(statement)
+
+
+_COUNT_TRIGGERS = (
+    """
+    CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+        INSERT OR IGNORE INTO queue_users (user_id) VALUES (NEW.user_id);
+        UPDATE queue_users SET
+            waiting = waiting + (NEW.status = 'queued'),
+            running = running + (NEW.status = 'running')
+        WHERE user_id = NEW.user_id;
+    END
+    """,
+    """
+    CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs
+    WHEN OLD.status != NEW.status BEGIN
+        UPDATE queue_users SET
+            waiting = waiting - (OLD.status = 'queued') + (NEW.status = 'queued'),
+            running = running - (OLD.status = 'running') + (NEW.status = 'running')
+        WHERE user_id = NEW.user_id;
+    END
+    """,
+    """
+    CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+        UPDATE queue_users SET
+            waiting = waiting - (OLD.status = 'queued'),
+            running = running - (OLD.status = 'running')
+        WHERE user_id = OLD.user_id;
+    END
+    """,
+)
+
+
+@MIGRATIONS()
+def create_settings_tables(db: sqlite_utils.Database) -> None:
+    # NULL in a limit column means "inherit": a user's row from the server row, the server
+    # row from the defaults the queue was opened with.
+    db.execute(
+        """
+        CREATE TABLE queue_limits (
+            user_id INTEGER PRIMARY KEY,
+            waiting INTEGER,
+            running INTEGER,
+            daily INTEGER
+        )
+        """
+    )
+    db.execute("CREATE TABLE queue_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        """
+        CREATE TABLE workers (
+            worker_id TEXT PRIMARY KEY,
+            pid INTEGER,
+            host TEXT,
+            model TEXT,
+            started_at REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            job_id INTEGER,
+            stopped_at REAL
+        )
+        """
+    )
