@@ -1,0 +1,218 @@
+"""What the bot says: status lines, clip embeds and job details, within Discord's limits.
+
+User text (prompts, rewritten prompts) is made inert before it is shown: markdown is escaped so
+a prompt cannot break out of its formatting, and mentions are broken so it cannot ping anyone
+even where a message's ``AllowedMentions`` would let it. Every message the bot sends with user
+text also passes :data:`NO_PINGS`.
+"""
+
+from __future__ import annotations
+
+import discord
+
+from jobqueue.models import Job, JobKind, JobStatus, Stage
+
+NO_PINGS = discord.AllowedMentions.none()
+
+CONTENT_LIMIT = 2000
+EMBED_DESCRIPTION_LIMIT = 4096
+EMBED_FIELD_LIMIT = 1024
+PROMPT_IN_STATUS = 200
+PROMPT_IN_CLIP = 1500
+# The details DM shows three long texts; 3000 + 2 x 1024 leaves room under the 6000 total.
+PROMPT_IN_DETAILS = 3000
+ELLIPSIS = "…"
+
+KIND_NAMES = {
+    JobKind.CREATE: "clip",
+    JobKind.ANIMATE: "animation",
+    JobKind.RETRY: "retry",
+    JobKind.REMIX: "remix",
+    JobKind.EXTEND: "extension",
+    JobKind.HD: "HD version",
+}
+STAGE_LINES = {
+    Stage.WAITING: "starting",
+    Stage.REWRITING: "rewriting the prompt",
+    Stage.GENERATING: "generating",
+    Stage.ENCODING: "encoding the video",
+}
+
+
+def escape(text: str) -> str:
+    """``text`` on one line, with markdown shown literally and mentions unable to ping."""
+    one_line = " ".join(text.split())
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(one_line))
+
+
+def shown(text: str, limit: int) -> str:
+    """``text`` escaped and cut to at most ``limit`` characters (cut text ends with "…")."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    # Cut the raw text, not the escaped one, so no escape sequence is split in half.
+    keep = min(len(text), limit)
+    while keep > 0:
+        candidate = escape(text[:keep]).rstrip("\\") + ELLIPSIS
+        if len(candidate) <= limit:
+            return candidate
+        keep -= max(1, len(candidate) - limit)
+    return ELLIPSIS
+
+
+def mention(user_id: int) -> str:
+    """A mention of the requester; it never pings, since messages pass :data:`NO_PINGS`."""
+    return f"<@{user_id}>"
+
+
+def duration_words(seconds: float | None) -> str:
+    """A rough duration for an ETA: "about 40 s", "about 3 min", "about 2 h"."""
+    if seconds is None:
+        return "an unknown time"
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5)} s"
+    if seconds < 3600:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def job_label(job: Job) -> str:
+    return f"{KIND_NAMES[job.kind]} #{job.id}"
+
+
+def queued_ack(job: Job, position: int | None, waiting: int, eta_s: float | None) -> str:
+    """The requester's private confirmation that a job was accepted."""
+    where = "It is next in line" if position == 1 else f"It is number {position} in line"
+    if position is None:
+        where = "It is starting"
+    return (
+        f"Queued your {job_label(job)}. {where} ({waiting} waiting, "
+        f"ready in {duration_words(eta_s)}); progress shows in the channel."
+    )
+
+
+def running_eta(job: Job) -> float | None:
+    elapsed = job.elapsed
+    if elapsed is None or job.step <= 0 or job.total_steps <= 0:
+        return None
+    return elapsed * (job.total_steps - job.step) / job.step
+
+
+def status_line(
+    job: Job, *, position: int | None = None, waiting: int = 0, eta_s: float | None = None
+) -> str:
+    """The public status message of a job that is waiting or running."""
+    head = f"{job_label(job)} for {mention(job.user_id)}"
+    prompt = f"\n> {shown(job.request.prompt, PROMPT_IN_STATUS)}"
+    if job.status is JobStatus.QUEUED:
+        place = "next in line" if position == 1 else f"number {position} of {waiting} in line"
+        return f"⏳ {head} is queued: {place}, starting in {duration_words(eta_s)}.{prompt}"
+    if job.cancel_requested:
+        return f"🛑 {head} is stopping.{prompt}"
+    if job.stage is Stage.GENERATING and job.total_steps > 0:
+        return (
+            f"🎨 {head}: generating, {job.percent}% (step {job.step} of {job.total_steps}),"
+            f" {duration_words(running_eta(job))} left.{prompt}"
+        )
+    return f"🎨 {head}: {STAGE_LINES[job.stage]}…{prompt}"
+
+
+def finished_line(job: Job, *, clip_url: str | None = None) -> str:
+    """The status message once a job has ended: a link to the clip or a sentence why not."""
+    head = f"{job_label(job)} for {mention(job.user_id)}"
+    if job.status is JobStatus.DONE:
+        return f"✅ {head} is done: {clip_url}" if clip_url else f"✅ {head} is done."
+    if job.status is JobStatus.CANCELLED:
+        return f"🚫 {head} was cancelled."
+    reason = job.error or "the worker stopped without saying why."
+    return f"❌ {head} failed: {shown(reason, 1500)}"
+
+
+def too_large_line(job: Job, size_bytes: int, limit_bytes: int) -> str:
+    return (
+        f"⚠️ {job_label(job)} for {mention(job.user_id)} is done, but the clip is "
+        f"{megabytes(size_bytes)}, over this server's {megabytes(limit_bytes)} upload limit even"
+        " after re-encoding; the file is kept on the bot's host."
+    )
+
+
+def megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def clip_embed(job: Job) -> discord.Embed:
+    """The embed posted with a finished clip."""
+    request = job.request
+    embed = discord.Embed(
+        title=f"{job_label(job).capitalize()}",
+        description=shown(request.prompt, PROMPT_IN_CLIP),
+        colour=discord.Colour.blurple(),
+    )
+    if job.rewritten_prompt and job.rewritten_prompt != request.prompt:
+        embed.add_field(
+            name="Rewritten prompt",
+            value=shown(job.rewritten_prompt, EMBED_FIELD_LIMIT),
+            inline=False,
+        )
+    if request.negative_prompt:
+        embed.add_field(
+            name="Negative prompt",
+            value=shown(request.negative_prompt, EMBED_FIELD_LIMIT),
+            inline=False,
+        )
+    embed.add_field(name="Seed", value=str(job.seed))
+    embed.add_field(name="Model", value=shown(job.model or "default", 100))
+    embed.add_field(name="Size", value=size_words(job))
+    embed.add_field(name="Time taken", value=taken_words(job))
+    embed.add_field(name="Requested by", value=mention(job.user_id))
+    if job.parent_id is not None:
+        embed.add_field(name="From", value=f"#{job.parent_id}")
+    embed.set_footer(text=f"job {job.id} · react 🔁 retry · ❌ delete · ✉️ details by DM")
+    return embed
+
+
+def size_words(job: Job) -> str:
+    if not (job.width and job.height and job.frames and job.fps):
+        return "unknown"
+    return f"{job.width}×{job.height}, {job.frames / job.fps:.1f} s ({job.frames} frames)"
+
+
+def taken_words(job: Job) -> str:
+    if job.finished_at is None:
+        return "unknown"
+    return f"{job.finished_at - job.created_at:.0f} s"
+
+
+def details_embed(job: Job) -> discord.Embed:
+    """Everything needed to make the clip again, for the ✉️ reaction's DM."""
+    request = job.request
+    embed = discord.Embed(
+        title=f"Details of {job_label(job)}",
+        description=shown(request.prompt, PROMPT_IN_DETAILS),
+    )
+    embed.add_field(
+        name="Rewritten prompt",
+        value=shown(job.rewritten_prompt or "(not rewritten)", EMBED_FIELD_LIMIT),
+        inline=False,
+    )
+    embed.add_field(
+        name="Negative prompt",
+        value=shown(request.negative_prompt or "(none)", EMBED_FIELD_LIMIT),
+        inline=False,
+    )
+    settings = {
+        "Seed": job.seed,
+        "Model": job.model or request.model or "default",
+        "Aspect": request.aspect,
+        "Frames": job.frames,
+        "FPS": job.fps,
+        "Steps": request.steps or "preset default",
+        "Guidance": request.guidance or "preset default",
+        "Enhanced": "yes" if request.enhance else "no",
+        "HD": "yes" if request.hd else "no",
+    }
+    for name, value in settings.items():
+        embed.add_field(name=name, value=shown(str(value), 100))
+    if job.parent_id is not None:
+        embed.add_field(name="From job", value=f"#{job.parent_id}")
+    return embed

@@ -1,0 +1,94 @@
+"""The bot's own tables in the shared database: users' /settings and which message shows which clip.
+
+Only the bot reads them (it resolves a user's defaults into each request before submitting),
+so they live beside the queue's tables under their own migration set, "bot".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from jobqueue.db import Database
+
+MIGRATIONS = sqlite_utils.Migrations("bot")
+
+
+@MIGRATIONS()
+def create_user_prefs(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE bot_user_prefs (user_id INTEGER PRIMARY KEY, aspect TEXT, enhance INTEGER)"
+    )
+
+
+@MIGRATIONS()
+def create_clip_messages(db: sqlite_utils.Database) -> None:
+    # Reactions name only a message; this finds the job a posted clip belongs to.
+    db.execute(
+        "CREATE TABLE bot_clip_messages (message_id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL)"
+    )
+
+
+@dataclass(frozen=True)
+class UserPrefs:
+    """A user's own defaults; ``None`` means "the server's default"."""
+
+    aspect: str | None = None
+    enhance: bool | None = None
+
+
+class BotStore:
+    """Async access to the bot's tables through the shared :class:`Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, db: Database) -> BotStore:
+        """The store, with the "bot" migrations applied to ``db``."""
+        await db.write(MIGRATIONS.apply)
+        return cls(db)
+
+    async def prefs(self, user_id: int) -> UserPrefs:
+        def read(db: sqlite_utils.Database) -> UserPrefs:
+            rows = list(
+                db.query("SELECT aspect, enhance FROM bot_user_prefs WHERE user_id = ?", [user_id])
+            )
+            if not rows:
+                return UserPrefs()
+            enhance = rows[0]["enhance"]
+            return UserPrefs(
+                aspect=rows[0]["aspect"], enhance=None if enhance is None else bool(enhance)
+            )
+
+        return await self._db.read(read)
+
+    async def set_prefs(self, user_id: int, prefs: UserPrefs) -> None:
+        row = {"user_id": user_id, "aspect": prefs.aspect, "enhance": prefs.enhance}
+        await self._db.write(lambda db: _upsert(db, "bot_user_prefs", row, "user_id"))
+
+    async def remember_clip(self, message_id: int, job_id: int) -> None:
+        row = {"message_id": message_id, "job_id": job_id}
+        await self._db.write(lambda db: _upsert(db, "bot_clip_messages", row, "message_id"))
+
+    async def forget_clip(self, message_id: int) -> None:
+        sql = "DELETE FROM bot_clip_messages WHERE message_id = ?"
+        await self._db.write(lambda db: _execute(db, sql, message_id))
+
+    async def job_for_message(self, message_id: int) -> int | None:
+        def read(db: sqlite_utils.Database) -> int | None:
+            rows = list(
+                db.query("SELECT job_id FROM bot_clip_messages WHERE message_id = ?", [message_id])
+            )
+            return int(rows[0]["job_id"]) if rows else None
+
+        return await self._db.read(read)
+
+
+def _upsert(db: sqlite_utils.Database, table: str, row: dict[str, object], pk: str) -> None:
+    db[table].upsert(row, pk=pk)
+
+
+def _execute(db: sqlite_utils.Database, sql: str, *params: object) -> None:
+    db.execute(sql, list(params))
