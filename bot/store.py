@@ -6,6 +6,7 @@ so they live beside the queue's tables under their own migration set, "bot".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlite_utils
@@ -86,8 +87,8 @@ class BotStore:
         return await self._db.read(read)
 
 
-def _upsert(db: sqlite_utils.Database, table: str, row: dict[str, object], pk: str) -> None:
-    db[table].upsert(row, pk=pk)
+def _upsert(db: sqlite_utils.Database, table: str, row: Mapping[str, object], pk: str) -> None:
+    db.table(table).upsert(dict(row), pk=pk)
 
 
 def _execute(db: sqlite_utils.Database, sql: str, *params: object) -> None:
