@@ -1,0 +1,61 @@
+"""What a button or reaction on a posted clip asks for: a new job built from its parent.
+
+A clip that came from an image stays image-to-video (its retries and remixes reuse the image);
+an extension's retries and remixes extend the same clip again, since an extension's frames are
+its parent's frames plus new ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from jobqueue.models import Job, JobKind, JobRequest
+
+Action = Literal["retry", "remix", "extend", "hd", "delete"]
+ACTIONS: tuple[Action, ...] = ("retry", "remix", "extend", "hd", "delete")
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A job to submit: its kind, its request, and the job it is recorded as coming from."""
+
+    kind: JobKind
+    request: JobRequest
+    parent_id: int | None
+
+
+def can_make_hd(parent: Job) -> bool:
+    """HD renders the same clip bigger; an extension would mix two sizes, and HD is HD."""
+    return not parent.request.hd and parent.kind is not JobKind.EXTEND
+
+
+def retry(parent: Job) -> FollowUp:
+    """The same request with a new seed."""
+    return _again(parent, JobKind.RETRY, replace(parent.request, seed=None))
+
+
+def remix(parent: Job, prompt: str, negative_prompt: str) -> FollowUp:
+    """New prompts with the parent's seed and settings, so the change shows the prompt's effect."""
+    request = replace(
+        parent.request, prompt=prompt, negative_prompt=negative_prompt, seed=parent.seed
+    )
+    return _again(parent, JobKind.REMIX, request)
+
+
+def hd(parent: Job) -> FollowUp:
+    """The same seed and prompt, rendered larger or with more steps."""
+    return _again(parent, JobKind.HD, replace(parent.request, seed=parent.seed, hd=True))
+
+
+def extend(parent: Job) -> FollowUp:
+    """A continuation from the clip's last frame, joined to the clip."""
+    return FollowUp(JobKind.EXTEND, replace(parent.request, seed=None), parent.id)
+
+
+def _again(parent: Job, kind: JobKind, request: JobRequest) -> FollowUp:
+    if parent.kind is JobKind.EXTEND:
+        return FollowUp(JobKind.EXTEND, request, parent.parent_id)
+    if parent.request.image_path is not None:
+        return FollowUp(JobKind.ANIMATE, request, parent.id)
+    return FollowUp(kind, request, parent.id)
