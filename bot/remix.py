@@ -1,0 +1,53 @@
+"""The ✏️ Remix modal: the clip's prompts, pre-filled, to edit and submit as a new job."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+
+from bot import followups
+from bot.options import NEGATIVE_MAX, PROMPT_MAX
+from bot.replies import acknowledge
+from bot.submit import submit_from_interaction
+from jobqueue.models import Job
+
+if TYPE_CHECKING:
+    from bot.client import ReelBot
+
+MODAL_TIMEOUT_S = 15 * 60
+
+
+class RemixModal(discord.ui.Modal):
+    """Edits ``parent``'s prompt and negative prompt; the seed and settings stay."""
+
+    def __init__(self, parent: Job, *, key: str) -> None:
+        # The key keeps two people remixing one clip at once from sharing a modal.
+        super().__init__(
+            title=f"Remix clip #{parent.id}",
+            custom_id=f"remix:{parent.id}:{key}",
+            timeout=MODAL_TIMEOUT_S,
+        )
+        self.parent = parent
+        self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
+            label="Prompt",
+            style=discord.TextStyle.paragraph,
+            default=parent.request.prompt[:PROMPT_MAX],
+            max_length=PROMPT_MAX,
+        )
+        self.negative: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
+            label="Negative prompt (what to avoid)",
+            style=discord.TextStyle.paragraph,
+            default=parent.request.negative_prompt[:NEGATIVE_MAX] or None,
+            max_length=NEGATIVE_MAX,
+            required=False,
+        )
+        self.add_item(self.prompt)
+        self.add_item(self.negative)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        if not await acknowledge(interaction):
+            return
+        prompt, negative = self.prompt.value.strip(), self.negative.value.strip()
+        follow = followups.remix(self.parent, prompt, negative)
+        await submit_from_interaction(cast("ReelBot", interaction.client), interaction, follow)
