@@ -17,7 +17,7 @@ from bot import followups
 from bot.followups import Action, FollowUp
 from bot.permissions import is_moderator
 from bot.remix import RemixModal
-from bot.replies import acknowledge, reply_privately
+from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from bot.submit import submit_from_interaction
 from jobqueue.models import Job
 from jobqueue.moderation.models import AuditAction
@@ -65,7 +65,13 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLAT
         return cls(int(match["id"]), cast(Action, match["action"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        bot = cast("ReelBot", interaction.client)
+        try:
+            await self.act(cast("ReelBot", interaction.client), interaction)
+        except Exception:
+            log.exception("the %s button of job %s failed", self.action, self.job_id)
+            await reply_privately(interaction, SOMETHING_WRONG)
+
+    async def act(self, bot: ReelBot, interaction: discord.Interaction[Any]) -> None:
         if self.action == "remix":
             await open_remix(bot, interaction, self.job_id)
             return

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
 from bot import followups
 from bot.options import NEGATIVE_MAX, PROMPT_MAX
-from bot.replies import acknowledge
+from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from bot.submit import submit_from_interaction
 from jobqueue.models import Job
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
+
+log = logging.getLogger(__name__)
 
 MODAL_TIMEOUT_S = 15 * 60
 
@@ -51,3 +54,9 @@ class RemixModal(discord.ui.Modal):
         prompt, negative = self.prompt.value.strip(), self.negative.value.strip()
         follow = followups.remix(self.parent, prompt, negative)
         await submit_from_interaction(cast("ReelBot", interaction.client), interaction, follow)
+
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[Any], error: Exception, /
+    ) -> None:
+        log.error("the remix of job %s failed", self.parent.id, exc_info=error)
+        await reply_privately(interaction, SOMETHING_WRONG)

@@ -10,6 +10,8 @@ from bot.render import NO_PINGS
 
 log = logging.getLogger(__name__)
 
+SOMETHING_WRONG = "Something went wrong on my side; the error has been logged."
+
 
 async def reply_privately(interaction: discord.Interaction, sentence: str) -> None:
     """Show ``sentence`` to the user alone: as the reply, or in place of "thinking…"."""
