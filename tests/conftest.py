@@ -23,3 +23,7 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ensure_tiny_pipeline(models_dir, "t2v")
     ensure_tiny_pipeline(models_dir, "i2v")
     return models_dir
+
+
+# --- fake Discord (fake-Discord engineer) ---
+pytest_plugins = ["tests.fakediscord.fixtures"]
