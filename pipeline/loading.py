@@ -95,7 +95,7 @@ def _unavailable(preset: ModelPreset, source: str, exc: Exception) -> ModelUnava
             "save_pretrained."
         )
     if _looks_like_path(source):
-        return ModelUnavailable(f"There is no model folder at {folder}; {USE_LOCAL_HINT}.")
+        return ModelUnavailable(f"There is no model folder at {source}; {USE_LOCAL_HINT}.")
     if any(hint in str(exc).lower() for hint in _UNREACHABLE_HINTS):
         return ModelUnavailable(
             f"The model {source} is not in the local cache and the model hub cannot be "

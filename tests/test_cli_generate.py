@@ -1,0 +1,117 @@
+"""``reelbot generate`` end to end: a real MP4 from the tiny model, clear one-line failures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.cli import main
+from pipeline.encode import read_tags
+from tests.mp4probe import probe_mp4
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def data_dir(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Settings pointing at the prebuilt tiny models, from a folder with no .env."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REELBOT_DATA_DIR", str(tiny_models_dir.parent))
+    return tiny_models_dir.parent
+
+
+def test_generate_writes_a_playable_clip_and_reports_it(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out" / "clip.mp4"
+    argv = ["generate", "a red balloon over a city", "--model", "tiny", "--seed", "7"]
+    code = main([*argv, "--frames", "13", "--aspect", "9:16", "-o", str(output)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    info = probe_mp4(output)
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+    assert (info.width, info.height, info.frames, info.fps) == (64, 112, 13, 16.0)
+    assert f"clip: {output}" in captured.out
+    assert "seed: 7" in captured.out
+    for stage in ("load", "denoise", "decode", "encode"):
+        assert f"{stage} " in captured.out
+    assert (tmp_path / "out" / "clip.jpg").exists()
+    assert "Seed: 7" in read_tags(output)["comment"]
+    assert "denoising" in captured.err  # the progress bar
+
+
+def test_the_same_seed_makes_the_same_clip(data_dir: Path, tmp_path: Path) -> None:
+    for name in ("a.mp4", "b.mp4"):
+        assert main(["generate", "waves", "--model", "tiny", "--seed", "3", "-o", name]) == 0
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+
+def test_without_a_seed_one_is_chosen_and_printed(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", "waves", "--model", "tiny", "--duration", "0.5"]) == 0
+    out = capsys.readouterr().out
+    seed = int(out.split("seed: ")[1].split()[0])
+    assert probe_mp4(tmp_path / f"reelbot-{seed}.mp4").frames == 9
+
+
+def test_an_image_animates_with_the_image_to_video_model(data_dir: Path, tmp_path: Path) -> None:
+    start = tmp_path / "start.png"
+    Image.fromarray(np.full((90, 160, 3), (200, 40, 40), dtype=np.uint8)).save(start)
+    argv = ["generate", "the ball bounces", "--model", "tiny-i2v", "--image", str(start)]
+    assert main([*argv, "-o", "animated.mp4"]) == 0
+    info = probe_mp4(tmp_path / "animated.mp4")
+    assert (info.width, info.height, info.frames) == (112, 64, 9)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--frames", "10"], "10 frames is not possible with tiny"),
+        (["--aspect", "4:3"], "Aspect ratio '4:3' is not supported"),
+        (["--steps", "0"], "0 steps is out of range"),
+        (["--image", "missing.png"], "Cannot read the start image missing.png"),
+    ],
+)
+def test_a_bad_request_is_one_sentence_and_exit_2(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    assert main(["generate", "waves", "--model", "tiny", *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message)
+    assert err.count("\n") == 1
+
+
+def test_the_default_model_offline_fails_in_one_sentence(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "REELBOT_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "queue")]),
+    }
+    env.pop("REELBOT_MODEL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "generate", "a cat surfing at sunset", "--seed", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in lines[0]
+    assert "REELBOT_MODEL" in lines[0]
+    assert "--model tiny" in lines[0]
+    assert result.stdout == ""
+    assert list(tmp_path.glob("*.mp4")) == []
