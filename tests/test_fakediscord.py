@@ -383,6 +383,7 @@ async def test_channel_messages_reactions_and_pings(
     posted = fake_discord.channel_messages(fake_discord.general)[0]
     assert posted.content == everyone + "!"
     assert len(posted.revisions) == 1
+    assert len(posted.edit_times) == 1
     assert posted.reaction_users("🔁") == [fake_discord.bot_user.id]
     assert posted.pings.nobody
     assert posted.allowed_mentions == {"parse": []}
@@ -486,3 +487,29 @@ async def test_unknown_routes_are_recorded(fake_discord: FakeDiscord) -> None:
     assert status == 404
     assert fake_discord.problems() == ["unknown route: GET /api/v10/no/such/route"]
     fake_discord.server.unknown_routes.clear()
+
+
+async def test_history_and_interaction_webhook_messages(
+    fake_discord: FakeDiscord, bot: MiniBot
+) -> None:
+    first = await (
+        await fake_discord.invoke("hello", {"name": "1"}, user=fake_discord.bob)
+    ).response()
+    handle = await fake_discord.invoke("hello", {"name": "2"}, user=fake_discord.bob)
+    second = await handle.response()
+    channel = bot.get_channel(fake_discord.general.id)
+    assert isinstance(channel, discord.TextChannel)
+    history = [
+        m.content async for m in channel.history(limit=10, after=discord.Object(first.id - 1))
+    ]
+    assert history == [first.content, second.content]
+
+    app, token = fake_discord.world.application_id, handle.record.token
+    original = f"/webhooks/{app}/{token}/messages/@original"
+    status, body = await rest(fake_discord, "GET", original, auth=False)
+    assert (status, body["content"]) == (200, "Hello 2!")
+    status, _ = await rest(fake_discord, "DELETE", original, auth=False)
+    assert status == 204
+    assert fake_discord.message(second.id).deleted
+    status, body = await rest(fake_discord, "GET", original, auth=False)
+    assert (status, body["code"]) == (404, 10008)

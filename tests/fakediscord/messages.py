@@ -119,6 +119,7 @@ class Messages:
             self.world, channel, message.author, message.content, message.allowed_mentions
         )
         message.edited_timestamp = self.world.clock.timestamp()
+        message.edit_times.append(self.world.clock.now())
         self._announce("MESSAGE_UPDATE", channel, message)
         return message
 
