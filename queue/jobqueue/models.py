@@ -144,3 +144,32 @@ class Job:
         values["request"] = JobRequest.from_json(row["request"])
         values["cancel_requested"] = bool(row["cancel_requested"])
         return cls(**values)
+
+
+@dataclass
+class JobResult:
+    """What a worker reports when a clip is made."""
+
+    result_path: str
+    width: int
+    height: int
+    frames: int
+    fps: int
+    seed: int
+    model: str
+    steps: int
+    rewritten_prompt: str | None = None
+    rewrite_note: str | None = None
+
+
+@dataclass
+class WorkerInfo:
+    """A worker process that has been seen recently."""
+
+    worker_id: str
+    pid: int | None
+    host: str | None
+    model: str | None
+    started_at: float
+    last_seen: float
+    job_id: int | None

@@ -2,9 +2,13 @@
 
 ``jobs`` holds one row per clip. ``version`` is a sequence number every change to a job
 advances (unique, indexed): the change stream follows it, so two changes in the same
-clock tick are never confused. ``queue_users`` keeps, per user, how many jobs wait and run
-(maintained by triggers, so no code path can forget) and ``served_seq``, the claim sequence
-number of the user's most recent job: the scheduler serves the user with the lowest.
+clock tick are never confused. ``request_key`` sums up the options that decide how long a
+job takes; ``shape_key`` (model and width x height x frames x steps) is written once the
+worker has resolved them: together they give ETAs (see eta.py).
+
+``queue_users`` keeps, per user, how many jobs wait and run (maintained by triggers, so no
+code path can forget) and ``served_seq``, the claim sequence number of the user's most
+recent job: the scheduler serves the user with the lowest (see scheduling.py).
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def create_jobs(db: sqlite_utils.Database) -> None:
             status_message_id INTEGER,
             result_message_id INTEGER,
             delivered_at REAL,
-            estimate_key TEXT NOT NULL,
+            request_key TEXT NOT NULL,
+            shape_key TEXT,
             run_seconds REAL,
             version INTEGER NOT NULL
         )
@@ -73,8 +78,10 @@ def create_jobs(db: sqlite_utils.Database) -> None:
         "CREATE INDEX jobs_queued ON jobs (priority DESC, id) WHERE status = 'queued'",
         "CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE status = 'running'",
         "CREATE INDEX jobs_user_created ON jobs (user_id, created_at)",
-        "CREATE INDEX jobs_done_by_estimate ON jobs (estimate_key, finished_at)"
+        # ETAs: recent finished jobs asked for the same way, and of the same model and shape.
+        "CREATE INDEX jobs_done_by_request ON jobs (request_key, finished_at)"
         " WHERE status = 'done'",
+        "CREATE INDEX jobs_done_by_shape ON jobs (shape_key, finished_at) WHERE status = 'done'",
         "CREATE INDEX jobs_finished ON jobs (finished_at, status)",
         "CREATE INDEX jobs_undelivered ON jobs (finished_at)"
         " WHERE delivered_at IS NULL AND status IN ('done', 'failed', 'cancelled')",
@@ -160,3 +167,13 @@ def create_settings_tables(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+def all_migrations() -> list[sqlite_utils.Migrations]:
+    """Every migration set in the shared database file: the queue's, then moderation's."""
+    try:
+        from jobqueue.moderation import MIGRATIONS as moderation_migrations
+    except ImportError:
+        # Transitional: moderation's package is being written beside the queue.
+        return [MIGRATIONS]
+    return [MIGRATIONS, moderation_migrations]

@@ -1,0 +1,525 @@
+"""The job queue's API: what the bot calls (submit, cancel, position, changes, limits...)
+and what workers call (claim, heartbeat, progress, finish).
+
+All state is in one SQLite file, so the bot and any number of worker processes share it;
+every method is a short transaction on :class:`~jobqueue.db.Database`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from jobqueue.changes import follow_changes
+from jobqueue.db import Database
+from jobqueue.errors import JobNotFound, LimitExceeded, NotAllowed, QueueError, QueuePaused
+from jobqueue.eta import estimate_seconds, eta_seconds, request_key, typical_seconds
+from jobqueue.leases import (
+    LeaseState,
+    claim_next,
+    finish,
+    live_workers,
+    register_worker,
+    renew,
+    requeue_expired,
+    result_values,
+    update_running,
+    worker_seen,
+    worker_stopped,
+)
+from jobqueue.limits import (
+    QueueLimits,
+    check_can_submit,
+    forget_limits,
+    resolve_limits,
+    server_running_limit,
+    store_limits,
+)
+from jobqueue.models import (
+    Job,
+    JobKind,
+    JobRequest,
+    JobResult,
+    JobStatus,
+    Stage,
+    WorkerInfo,
+)
+from jobqueue.scheduling import jobs_ahead
+from jobqueue.schema import SERVER_SCOPE, all_migrations
+from jobqueue.store import fetch_job, fetch_jobs, is_paused, next_version, update_job, write_state
+
+__all__ = [
+    "JobNotFound",
+    "JobQueue",
+    "LeaseState",
+    "LimitExceeded",
+    "NotAllowed",
+    "QueueError",
+    "QueueLimits",
+    "QueuePaused",
+    "QueuePosition",
+    "QueueStats",
+]
+
+RECENT_AVERAGE_JOBS = 20
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    position: int
+    """1 means the job starts next."""
+    waiting_total: int
+    eta_seconds: float | None
+    """Seconds until the clip should be ready; None until some job has finished."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    waiting: int
+    running: int
+    done_today: int
+    failed_today: int
+    cancelled_today: int
+    avg_seconds: float | None
+    paused: bool
+    workers: list[WorkerInfo] = field(default_factory=list)
+
+
+class JobQueue:
+    """Durable, fair job queue on one SQLite file; see the module docstring."""
+
+    def __init__(self, db: Database, *, limits: QueueLimits, max_attempts: int) -> None:
+        self.db = db
+        self.default_limits = limits
+        self.max_attempts = max_attempts
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, limits: QueueLimits | None = None, max_attempts: int = 3
+    ) -> JobQueue:
+        """Open the database at ``path`` (creating it), with every area's schema applied."""
+        migrations = all_migrations()
+        db = await _run_off_loop(lambda: Database.open(path, migrations))
+        return cls(db, limits=limits or QueueLimits(), max_attempts=max_attempts)
+
+    async def close(self) -> None:
+        await _run_off_loop(self.db.close)
+
+    # --- the bot's side ---
+
+    async def submit(
+        self,
+        kind: JobKind,
+        request: JobRequest,
+        *,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        parent_id: int | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+    ) -> Job:
+        """Add a job; the same ``idempotency_key`` again returns the first job unchanged.
+
+        Raises :class:`QueuePaused` or :class:`LimitExceeded` (the message says why).
+        """
+        row = {
+            "kind": kind.value,
+            "status": JobStatus.QUEUED.value,
+            "request": request.to_json(),
+            "user_id": user_id,
+            "guild_id": guild_id,
+            "channel_id": channel_id,
+            "parent_id": parent_id,
+            "idempotency_key": idempotency_key,
+            "priority": priority,
+            "max_attempts": self.max_attempts,
+            "stage": Stage.WAITING.value,
+            "request_key": request_key(kind, request),
+        }
+        return await self.db.write(lambda db: self._insert(db, row))
+
+    def _insert(self, db: sqlite_utils.Database, row: dict[str, Any]) -> Job:
+        if row["idempotency_key"] is not None:
+            existing = fetch_jobs(
+                db, "SELECT * FROM jobs WHERE idempotency_key = ?", [row["idempotency_key"]]
+            )
+            if existing:
+                return existing[0]
+        if is_paused(db):
+            raise QueuePaused("The queue is paused by the server's moderators; try again later.")
+        now = time.time()
+        limits = resolve_limits(db, row["user_id"], self.default_limits)
+        check_can_submit(db, row["user_id"], limits, now=now)
+        cursor = db.execute(
+            f"INSERT INTO jobs ({', '.join(row)}, created_at, updated_at, version)"
+            f" VALUES ({', '.join(':' + column for column in row)}, :now, :now, :version)",
+            {**row, "now": now, "version": next_version(db)},
+        )
+        job = fetch_job(db, int(cursor.lastrowid or 0))
+        assert job is not None
+        return job
+
+    async def get(self, job_id: int) -> Job | None:
+        return await self.db.read(lambda db: fetch_job(db, job_id))
+
+    async def cancel(self, job_id: int, *, by_user_id: int, is_moderator: bool = False) -> Job:
+        """Cancel a job: a waiting one at once, a running one at its next step.
+
+        Raises :class:`JobNotFound`, :class:`NotAllowed` (not the owner nor a moderator) or
+        :class:`QueueError` (already finished). Cancelling a cancelled job changes nothing.
+        """
+        return await self.db.write(
+            lambda db: _cancel(db, job_id, by_user_id=by_user_id, is_moderator=is_moderator)
+        )
+
+    async def position(self, job_id: int) -> QueuePosition | None:
+        """Where a waiting job stands and when its clip should be ready; None if not waiting."""
+        return await self.db.read(lambda db: _position(db, job_id))
+
+    async def user_jobs(self, user_id: int, *, active_only: bool = True) -> list[Job]:
+        statuses = (
+            "('queued', 'running')"
+            if active_only
+            else "('queued', 'running', 'done', 'failed', 'cancelled')"
+        )
+        return await self.db.read(
+            lambda db: fetch_jobs(
+                db,
+                f"SELECT * FROM jobs WHERE user_id = ? AND status IN {statuses} ORDER BY id",
+                [user_id],
+            )
+        )
+
+    def changes(
+        self, *, since: float | None = None, poll_interval: float = 0.25
+    ) -> AsyncIterator[Job]:
+        """Every job that changes from now (or from ``since``, unix time), in change order."""
+        start = time.time() if since is None else since
+        return follow_changes(self.db, since=start, poll_interval=poll_interval)
+
+    async def stats(self) -> QueueStats:
+        return await self.db.read(_stats)
+
+    async def pause(self) -> None:
+        """Refuse new jobs and start no more; running jobs finish."""
+        await self.db.write(lambda db: write_state(db, "paused", "1"))
+
+    async def resume(self) -> None:
+        await self.db.write(lambda db: write_state(db, "paused", "0"))
+
+    async def is_paused(self) -> bool:
+        return await self.db.read(is_paused)
+
+    async def clear(self, *, user_id: int | None = None) -> int:
+        """Cancel every waiting job (or one user's); return how many were cancelled."""
+        return await self.db.write(lambda db: _clear(db, user_id))
+
+    async def set_limits(
+        self, *, user_id: int | None, waiting: int | None, running: int | None, daily: int | None
+    ) -> None:
+        """Override limits for one user (``user_id``) or the server (None).
+
+        A None limit leaves that limit as it is; 0 for ``daily`` means no daily limit.
+        """
+        scope = SERVER_SCOPE if user_id is None else user_id
+        changes = {"waiting": waiting, "running": running, "daily": daily}
+        await self.db.write(lambda db: store_limits(db, scope, changes))
+
+    async def reset_limits(self, *, user_id: int | None) -> None:
+        """Drop the overrides for one user (or the server): the defaults apply again."""
+        scope = SERVER_SCOPE if user_id is None else user_id
+        await self.db.write(lambda db: forget_limits(db, scope))
+
+    async def limits_for(self, user_id: int) -> QueueLimits:
+        return await self.db.read(lambda db: resolve_limits(db, user_id, self.default_limits))
+
+    async def set_status_message(self, job_id: int, message_id: int) -> None:
+        # Bookkeeping for the bot, not a change of the job: the version stays.
+        await self.db.write(
+            lambda db: db.execute(
+                "UPDATE jobs SET status_message_id = ? WHERE id = ?", [message_id, job_id]
+            )
+        )
+
+    async def mark_delivered(self, job_id: int, message_id: int) -> bool:
+        """Record that the bot posted the job's outcome; False if it already had."""
+
+        def mark(db: sqlite_utils.Database) -> bool:
+            cursor = db.execute(
+                "UPDATE jobs SET delivered_at = ?, result_message_id = ?"
+                " WHERE id = ? AND delivered_at IS NULL",
+                [time.time(), message_id, job_id],
+            )
+            return cursor.rowcount == 1
+
+        return await self.db.write(mark)
+
+    async def undelivered_finished(self) -> list[Job]:
+        """Finished jobs whose outcome the bot has not posted yet, oldest first."""
+        return await self.db.read(
+            lambda db: fetch_jobs(
+                db,
+                "SELECT * FROM jobs WHERE delivered_at IS NULL"
+                " AND status IN ('done', 'failed', 'cancelled') ORDER BY finished_at",
+                [],
+            )
+        )
+
+    async def requeue_expired(self) -> list[int]:
+        """Return to the queue jobs whose worker died; claims do this too."""
+        return await self.db.write(lambda db: requeue_expired(db, now=time.time()))
+
+    # --- a worker's side ---
+
+    async def register_worker(self, worker_id: str, *, model: str | None) -> None:
+        await self.db.write(
+            lambda db: register_worker(
+                db,
+                worker_id,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                model=model,
+                now=time.time(),
+            )
+        )
+
+    async def worker_seen(self, worker_id: str) -> None:
+        await self.db.write(lambda db: worker_seen(db, worker_id, now=time.time()))
+
+    async def worker_stopped(self, worker_id: str) -> None:
+        await self.db.write(lambda db: worker_stopped(db, worker_id, now=time.time()))
+
+    async def claim(self, worker_id: str, *, lease_seconds: float) -> Job | None:
+        """Start the next job in the fair order, leased to ``worker_id``; None if none may start."""
+
+        def claim(db: sqlite_utils.Database) -> Job | None:
+            return claim_next(
+                db,
+                worker_id=worker_id,
+                lease_seconds=lease_seconds,
+                server_running_limit=server_running_limit(db, self.default_limits),
+                now=time.time(),
+            )
+
+        return await self.db.write(claim)
+
+    async def heartbeat(self, job_id: int, worker_id: str, *, lease_seconds: float) -> LeaseState:
+        """Renew the lease; tells the worker whether to go on, stop (cancelled) or give up."""
+        return await self.db.write(
+            lambda db: renew(db, job_id, worker_id, lease_seconds=lease_seconds, now=time.time())
+        )
+
+    async def report_progress(
+        self,
+        job_id: int,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        stage: Stage | None = None,
+        step: int | None = None,
+        total_steps: int | None = None,
+        rewritten_prompt: str | None = None,
+        rewrite_note: str | None = None,
+    ) -> LeaseState:
+        """Record a stage, a step or the rewritten prompt (also renews the lease)."""
+        given = {
+            "stage": stage.value if stage is not None else None,
+            "step": step,
+            "total_steps": total_steps,
+            "rewritten_prompt": rewritten_prompt,
+            "rewrite_note": rewrite_note,
+        }
+        values = {column: value for column, value in given.items() if value is not None}
+        return await self.db.write(
+            lambda db: update_running(
+                db, job_id, worker_id, values, lease_seconds=lease_seconds, now=time.time()
+            )
+        )
+
+    async def complete(
+        self,
+        job_id: int,
+        worker_id: str,
+        result: JobResult,
+        *,
+        publish: Callable[[], None] | None = None,
+    ) -> bool:
+        """Mark a job done; False (and nothing changed) if this worker no longer holds it.
+
+        ``publish`` runs inside the same transaction once ownership is confirmed (the worker
+        moves its finished file into place there): if it raises, the job stays as it was.
+        """
+
+        def complete(db: sqlite_utils.Database) -> bool:
+            owned = finish(
+                db, job_id, worker_id, JobStatus.DONE, result_values(result), now=time.time()
+            )
+            if owned and publish is not None:
+                publish()
+            return owned
+
+        return await self.db.write(complete)
+
+    async def fail(self, job_id: int, worker_id: str, *, error: str, error_detail: str) -> bool:
+        """Fail a job with a sentence for its user and the detail for the log."""
+        values = {"error": error, "error_detail": error_detail}
+        return await self.db.write(
+            lambda db: finish(db, job_id, worker_id, JobStatus.FAILED, values, now=time.time())
+        )
+
+    async def mark_cancelled(self, job_id: int, worker_id: str) -> bool:
+        """Record that a worker stopped a job whose cancellation was requested."""
+        return await self.db.write(
+            lambda db: finish(db, job_id, worker_id, JobStatus.CANCELLED, {}, now=time.time())
+        )
+
+    async def release(self, job_id: int, worker_id: str, *, reason: str) -> bool:
+        """Give a job back to the queue unfinished (the worker is shutting down)."""
+
+        def release(db: sqlite_utils.Database) -> bool:
+            values = {
+                "status": JobStatus.QUEUED.value,
+                "worker_id": None,
+                "lease_expires_at": None,
+                "stage": Stage.WAITING.value,
+                "step": 0,
+                "total_steps": 0,
+                "attempts": _attempts(db, job_id) - 1,
+                "error_detail": reason,
+            }
+            return update_job(
+                db,
+                job_id,
+                values,
+                now=time.time(),
+                only_if="status = 'running' AND worker_id = :worker_id",
+                only_if_params={"worker_id": worker_id},
+            )
+
+        return await self.db.write(release)
+
+
+def _attempts(db: sqlite_utils.Database, job_id: int) -> int:
+    row = db.execute("SELECT attempts FROM jobs WHERE id = ?", [job_id]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _cancel(db: sqlite_utils.Database, job_id: int, *, by_user_id: int, is_moderator: bool) -> Job:
+    job = fetch_job(db, job_id)
+    if job is None:
+        raise JobNotFound(f"There is no clip #{job_id}.")
+    if job.user_id != by_user_id and not is_moderator:
+        raise NotAllowed("Only the person who asked for this clip, or a moderator, can cancel it.")
+    if job.status is JobStatus.CANCELLED:
+        return job
+    if job.status.is_terminal:
+        raise QueueError(f"Clip #{job_id} has already finished; there is nothing to cancel.")
+    who = "its owner" if job.user_id == by_user_id else "a moderator"
+    now = time.time()
+    if job.status is JobStatus.QUEUED:
+        values: dict[str, Any] = {
+            "status": JobStatus.CANCELLED.value,
+            "finished_at": now,
+            "error": f"Cancelled by {who}.",
+        }
+    else:
+        values = {"cancel_requested": 1, "error": f"Cancelled by {who}."}
+    update_job(db, job_id, values, now=now)
+    cancelled = fetch_job(db, job_id)
+    assert cancelled is not None
+    return cancelled
+
+
+def _clear(db: sqlite_utils.Database, user_id: int | None) -> int:
+    sql = "SELECT id FROM jobs WHERE status = 'queued'"
+    params: list[Any] = []
+    if user_id is not None:
+        sql += " AND user_id = ?"
+        params.append(user_id)
+    ids = [row[0] for row in db.execute(sql, params).fetchall()]
+    now = time.time()
+    for job_id in ids:
+        update_job(
+            db,
+            job_id,
+            {
+                "status": JobStatus.CANCELLED.value,
+                "finished_at": now,
+                "error": "Cancelled: a moderator cleared the queue.",
+            },
+            now=now,
+        )
+    return len(ids)
+
+
+def _position(db: sqlite_utils.Database, job_id: int) -> QueuePosition | None:
+    job = fetch_job(db, job_id)
+    if job is None or job.status is not JobStatus.QUEUED:
+        return None
+    now = time.time()
+    ahead = jobs_ahead(db, job)
+    waiting_total = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+    running_started = [
+        row[0]
+        for row in db.execute("SELECT started_at FROM jobs WHERE status = 'running'").fetchall()
+    ]
+    key = db.execute("SELECT request_key FROM jobs WHERE id = ?", [job_id]).fetchone()[0]
+    eta = eta_seconds(
+        own=estimate_seconds(db, key),
+        typical=typical_seconds(db),
+        jobs_ahead=ahead,
+        running_elapsed=[now - started for started in running_started if started is not None],
+        workers=len(live_workers(db, now=now)),
+    )
+    return QueuePosition(position=ahead + 1, waiting_total=int(waiting_total), eta_seconds=eta)
+
+
+def _stats(db: sqlite_utils.Database) -> QueueStats:
+    now = time.time()
+    midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = dict(
+        db.execute(
+            "SELECT status, COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
+            " GROUP BY status"
+        ).fetchall()
+    )
+    today = dict(
+        db.execute(
+            "SELECT status, COUNT(*) FROM jobs WHERE finished_at >= ? GROUP BY status",
+            [midnight.timestamp()],
+        ).fetchall()
+    )
+    return QueueStats(
+        waiting=counts.get("queued", 0),
+        running=counts.get("running", 0),
+        done_today=today.get("done", 0),
+        failed_today=today.get("failed", 0),
+        cancelled_today=today.get("cancelled", 0),
+        avg_seconds=_recent_average(db),
+        paused=is_paused(db),
+        workers=live_workers(db, now=now),
+    )
+
+
+def _recent_average(db: sqlite_utils.Database) -> float | None:
+    row = db.execute(
+        "SELECT AVG(run_seconds) FROM (SELECT run_seconds FROM jobs WHERE status = 'done'"
+        " AND run_seconds IS NOT NULL ORDER BY finished_at DESC LIMIT ?)",
+        [RECENT_AVERAGE_JOBS],
+    ).fetchone()
+    return None if row[0] is None else float(row[0])
+
+
+async def _run_off_loop(fn: Callable[[], Any]) -> Any:
+    import asyncio
+
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
