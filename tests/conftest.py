@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from pipeline.tiny import ensure_tiny_pipeline
 
@@ -27,3 +33,95 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # --- fake Discord (fake-Discord engineer) ---
 pytest_plugins = ["tests.fakediscord.fixtures"]
+
+
+# --- prompt rewriting (rewriter engineer) ---
+
+
+@dataclass
+class ChatReply:
+    """One scripted answer of ``FakeChatServer``; ``hang`` answers only at teardown."""
+
+    status: int = 200
+    body: str | None = None
+    content: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False
+
+
+class FakeChatServer:
+    """An OpenAI-compatible chat-completions endpoint speaking the real protocol over HTTP.
+
+    Answers ``POST /v1/chat/completions`` from ``replies`` in order, then with a scene that
+    keeps the user's words; records every request body and its headers.
+    """
+
+    def __init__(self) -> None:
+        self.replies: list[ChatReply] = []
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.received = asyncio.Event()
+        self.release = asyncio.Event()
+        self.base_url = ""
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self._complete)
+
+    def script(self, *replies: ChatReply) -> None:
+        self.replies.extend(replies)
+
+    async def _complete(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        self.received.set()
+        reply = self.replies.pop(0) if self.replies else ChatReply()
+        if reply.hang:
+            await self.release.wait()
+        text = reply.body
+        if text is None:
+            user = body["messages"][-1]["content"]
+            content = reply.content if reply.content is not None else default_scene(user)
+            text = json.dumps(
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 90, "completion_tokens": 42},
+                }
+            )
+        return web.Response(
+            status=reply.status,
+            text=text,
+            headers=reply.headers,
+            content_type="application/json",
+        )
+
+
+def default_scene(idea: str) -> str:
+    return (
+        f"{idea[0].upper()}{idea[1:]}, seen at golden hour on a quiet coast. Warm light glints "
+        "on the water. The camera glides slowly alongside at eye level. Soft film grain, "
+        "natural colours, cinematic realism."
+    )
+
+
+@pytest.fixture
+async def chat_server() -> AsyncIterator[FakeChatServer]:
+    """A ``FakeChatServer`` on 127.0.0.1 at a free port; use ``chat_server.base_url``."""
+    server = FakeChatServer()
+    runner = web.AppRunner(server.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    server.base_url = f"http://{host}:{port}/v1"
+    yield server
+    server.release.set()
+    await runner.cleanup()

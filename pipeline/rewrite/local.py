@@ -136,6 +136,27 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+@dataclass(frozen=True)
+class ModelPrompt:
+    """What the model is fed, and the text that ends its answer (base models only)."""
+
+    text: str
+    special_tokens: bool
+    end_markers: tuple[str, ...]
+
+
+def _log_generation(tokens: int, seconds: float, *, cancelled: bool) -> None:
+    if cancelled:
+        log.info("Rewrite stopped after %d tokens: cancelled", tokens)
+    else:
+        log.info(
+            "Generated %d tokens in %.1f s (%.1f tokens/s)",
+            tokens,
+            seconds,
+            tokens / max(seconds, 1e-6),
+        )
+
+
 class LocalModel:
     """A causal LM with its tokenizer. ``generate`` blocks: call it from a worker thread."""
 
@@ -165,6 +186,16 @@ class LocalModel:
     def is_chat(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    def render(self, prompt: str, mode: RewriteMode) -> ModelPrompt:
+        """The text the model continues: the director's brief, or few-shot examples."""
+        if self.is_chat:
+            return ModelPrompt(
+                self._chat_prompt(prompt, mode), special_tokens=False, end_markers=()
+            )
+        return ModelPrompt(
+            few_shot(prompt, mode), special_tokens=True, end_markers=end_markers(mode)
+        )
+
     def generate(
         self,
         prompt: str,
@@ -174,18 +205,17 @@ class LocalModel:
         sampling: SamplingSettings,
         cancel: threading.Event,
     ) -> Completion:
-        markers: tuple[str, ...]
-        if self.is_chat:
-            text, add_special, markers = self._chat_prompt(prompt, mode), False, ()
-        else:
-            text, add_special, markers = few_shot(prompt, mode), True, end_markers(mode)
-        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=add_special)
-        inputs = inputs.to(self.model.device)
+        rendered = self.render(prompt, mode)
+        inputs = self.tokenizer(
+            rendered.text, return_tensors="pt", add_special_tokens=rendered.special_tokens
+        ).to(self.model.device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         criteria = StoppingCriteriaList([StopWhenCancelled(cancel)])
-        if markers:
+        if rendered.end_markers:
             criteria.append(
-                StopAtMarkers(self.tokenizer, prompt_tokens=prompt_tokens, markers=markers)
+                StopAtMarkers(
+                    self.tokenizer, prompt_tokens=prompt_tokens, markers=rendered.end_markers
+                )
             )
         sampler = SeededSampling(seed, temperature=sampling.temperature, top_p=sampling.top_p)
         started = time.perf_counter()
@@ -199,18 +229,9 @@ class LocalModel:
                 logits_processor=LogitsProcessorList([sampler]),
             )
         new_tokens = output[0, prompt_tokens:]
-        seconds = time.perf_counter() - started
-        if cancel.is_set():
-            log.info("Rewrite stopped after %d tokens: cancelled", len(new_tokens))
-        else:
-            log.info(
-                "Generated %d tokens in %.1f s (%.1f tokens/s)",
-                len(new_tokens),
-                seconds,
-                len(new_tokens) / max(seconds, 1e-6),
-            )
+        _log_generation(len(new_tokens), time.perf_counter() - started, cancelled=cancel.is_set())
         answer = str(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
-        return Completion(cut_at_markers(answer, markers), tokens=len(new_tokens))
+        return Completion(cut_at_markers(answer, rendered.end_markers), tokens=len(new_tokens))
 
     def _chat_prompt(self, prompt: str, mode: RewriteMode) -> str:
         try:

@@ -117,7 +117,10 @@ class OpenAICompatBackend:
             ) as response:
                 status, text = response.status, await response.text()
                 retry_after = response.headers.get("Retry-After")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            # A server too slow for one attempt will not be quicker for the next.
+            raise BackendError("timeout") from exc
+        except aiohttp.ClientError as exc:
             log.debug("Rewriting endpoint %s unreachable: %s", self._url, type(exc).__name__)
             error = BackendError("the rewriting endpoint is unreachable")
             return _Retryable(error, self._retry.backoff(attempt))
