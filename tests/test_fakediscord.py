@@ -44,6 +44,16 @@ class PanelView(discord.ui.View):
     ) -> None:
         await interaction.response.send_modal(RemixModal())
 
+    @discord.ui.select(
+        custom_id="panel:color",
+        options=[discord.SelectOption(label="red"), discord.SelectOption(label="blue")],
+        row=1,
+    )
+    async def color(
+        self, interaction: discord.Interaction, select: discord.ui.Select[PanelView]
+    ) -> None:
+        await interaction.response.edit_message(content=f"color {select.values[0]}")
+
 
 admin = app_commands.Group(
     name="admin",
@@ -80,6 +90,7 @@ class MiniBot(commands.Bot):
         for command in COMMANDS:
             self.tree.add_command(command, guild=self.guild)
         await self.tree.sync(guild=self.guild)
+        self.add_view(PanelView())  # persistent: its buttons work after a restart
 
     async def on_raw_reaction_add(self, event: discord.RawReactionActionEvent) -> None:
         if self.user is not None and event.user_id == self.user.id:
@@ -253,7 +264,7 @@ async def test_button_updates_message_and_modal_submits(
     fake_discord: FakeDiscord, bot: MiniBot
 ) -> None:
     panel_message = await (await fake_discord.invoke("panel", user=fake_discord.alice)).response()
-    assert panel_message.custom_ids() == ["panel:bump", "panel:remix"]
+    assert panel_message.custom_ids() == ["panel:bump", "panel:remix", "panel:color"]
 
     bump = await fake_discord.click(panel_message, "panel:bump", user=fake_discord.bob)
     assert await bump.acknowledged() == 7
@@ -267,6 +278,10 @@ async def test_button_updates_message_and_modal_submits(
     with pytest.raises(DriverError):
         await fake_discord.submit_modal(remix, {"prompt": "again"})
 
+    color = await fake_discord.select(panel_message, "panel:color", ["blue"], user=fake_discord.bob)
+    await color.acknowledged()
+    assert fake_discord.message(panel_message.id).content == "color blue"
+
 
 async def test_ephemeral_reply_is_seen_only_by_the_invoker(
     fake_discord: FakeDiscord, bot: MiniBot
@@ -279,6 +294,8 @@ async def test_ephemeral_reply_is_seen_only_by_the_invoker(
     assert reply.pings.nobody
     assert fake_discord.channel_messages(fake_discord.general) == []
     assert fake_discord.channel_messages(fake_discord.general, viewer=carol) == [reply]
+    with pytest.raises(DriverError, match="cannot see ephemeral"):
+        await fake_discord.react(reply, "🔁", user=bob)
 
 
 async def test_driver_refuses_what_discord_would(fake_discord: FakeDiscord, bot: MiniBot) -> None:
@@ -513,3 +530,15 @@ async def test_history_and_interaction_webhook_messages(
     assert fake_discord.message(second.id).deleted
     status, body = await rest(fake_discord, "GET", original, auth=False)
     assert (status, body["code"]) == (404, 10008)
+
+
+async def test_buttons_work_after_the_bot_restarts(fake_discord: FakeDiscord) -> None:
+    async with fake_discord.running(MiniBot(fake_discord.guild.id)):
+        handle = await fake_discord.invoke("panel", user=fake_discord.alice)
+        panel_message = await handle.response()
+    assert fake_discord.server.gateway.connected_session() is None
+
+    async with fake_discord.running(MiniBot(fake_discord.guild.id)):
+        click = await fake_discord.click(panel_message, "panel:bump", user=fake_discord.bob)
+        assert await click.acknowledged() == 7
+    assert fake_discord.message(panel_message.id).content == "bumped 1"
