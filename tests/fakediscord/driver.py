@@ -125,11 +125,20 @@ class InteractionHandle:
         """Calls on this interaction the fake refused (e.g. code 10062, 40060)."""
         return list(self.record.rejections)
 
+    async def _wait(self, what: str, predicate: Callable[[], T | None], timeout: float) -> T:
+        try:
+            return await self.fake.wait_for(predicate, timeout)
+        except DriverError:
+            refused = [str(e) for e in self.record.rejections]
+            raise DriverError(
+                f"/{self.record.name or 'component'} by {self.user.name}: no {what} within "
+                f"{timeout}s (ack type {self.ack_type}, refused calls {refused}, "
+                f"bot connected: {self.fake.server.gateway.connected_session() is not None})"
+            ) from None
+
     async def acknowledged(self, timeout: float = 5.0) -> int:
         """Wait for the acknowledgement; returns its callback type."""
-        await self.fake.wait_for(lambda: self.acked, timeout)
-        assert self.record.ack_type is not None
-        return self.record.ack_type
+        return await self._wait("acknowledgement", lambda: self.record.ack_type, timeout)
 
     async def response(self, timeout: float = 5.0) -> Message:
         """Wait for the original response to have content (a deferral to be edited)."""
@@ -138,15 +147,15 @@ class InteractionHandle:
             original = self.original
             return original if original is not None and not original.loading else None
 
-        return await self.fake.wait_for(ready, timeout)
+        return await self._wait("response", ready, timeout)
 
     async def followup(self, index: int = 0, timeout: float = 5.0) -> Message:
         """Wait for the index-th follow-up (the first may be the edited deferral)."""
-        await self.fake.wait_for(lambda: len(self.record.followup_ids) > index, timeout)
+        await self._wait(f"follow-up #{index}", lambda: len(self.followups) > index, timeout)
         return self.followups[index]
 
     async def modal_opened(self, timeout: float = 5.0) -> dict[str, Any]:
-        return await self.fake.wait_for(lambda: self.record.modal, timeout)
+        return await self._wait("modal", lambda: self.record.modal, timeout)
 
     async def rejected(self, code: int | None = None, timeout: float = 5.0) -> ApiError:
         """Wait until the fake refuses a call on this interaction (with this error code)."""
@@ -155,7 +164,7 @@ class InteractionHandle:
             matching = [e for e in self.record.rejections if code is None or e.code == code]
             return matching[0] if matching else None
 
-        return await self.fake.wait_for(found, timeout)
+        return await self._wait(f"refusal (code {code})", found, timeout)
 
 
 class FakeDiscord:
@@ -235,6 +244,12 @@ class FakeDiscord:
     @property
     def other(self) -> Channel:
         return self.channel("other")
+
+    def add_member(self, name: str, *roles: Role, guild: Guild | None = None) -> User:
+        """A new user in the guild (no GUILD_MEMBER_ADD: that needs the privileged intent)."""
+        user = self.world.add_user(name)
+        self.world.add_member(guild or self.guild, user, *roles)
+        return user
 
     def set_upload_limit(self, limit_bytes: int, guild: Guild | None = None) -> None:
         (guild or self.guild).upload_limit = limit_bytes
