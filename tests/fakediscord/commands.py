@@ -12,8 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakediscord.errors import ApiError, DriverError, FormErrors, json_response
-from tests.fakediscord.messages import RouteSpec, image_size
+from tests.fakediscord.messages import image_size
 from tests.fakediscord.multipart import read_body
+from tests.fakediscord.routing import RouteSpec
 from tests.fakediscord.state import ADMINISTRATOR, Channel, FileUpload, Guild, Role, User, World
 
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2

@@ -14,8 +14,9 @@ from aiohttp import web
 from tests.fakediscord import errors, limits
 from tests.fakediscord.errors import ApiError, json_response
 from tests.fakediscord.gateway import Gateway
-from tests.fakediscord.messages import Messages, RouteSpec
+from tests.fakediscord.messages import Messages
 from tests.fakediscord.multipart import UploadedFile, read_body
+from tests.fakediscord.routing import RouteSpec
 from tests.fakediscord.state import EPHEMERAL, Channel, Message, User, World
 
 ACK_DEADLINE_S = 3.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import mimetypes
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,10 +15,9 @@ from tests.fakediscord.errors import ApiError, json_response
 from tests.fakediscord.gateway import DIRECT_MESSAGES, GUILD_MESSAGES, Gateway
 from tests.fakediscord.mentions import compute_pings
 from tests.fakediscord.multipart import UploadedFile, read_body
+from tests.fakediscord.routing import RouteSpec
 from tests.fakediscord.state import EPHEMERAL, LOADING, Attachment, Channel, Message, User, World
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-RouteSpec = tuple[str, str, Handler]
 SUPPRESS_EMBEDS = 1 << 2
 EDITABLE_FLAGS = SUPPRESS_EMBEDS | limits.COMPONENTS_V2_FLAG
 

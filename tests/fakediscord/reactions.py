@@ -8,7 +8,7 @@ from aiohttp import web
 
 from tests.fakediscord.errors import ApiError, json_response
 from tests.fakediscord.gateway import DIRECT_MESSAGE_REACTIONS, GUILD_MESSAGE_REACTIONS, Gateway
-from tests.fakediscord.messages import RouteSpec
+from tests.fakediscord.routing import RouteSpec
 from tests.fakediscord.state import Channel, Message, User, World, emoji_payload
 
 DISTINCT_REACTIONS_MAX = 20

@@ -13,8 +13,9 @@ from tests.fakediscord.commands import CommandRegistry, CommandRoutes
 from tests.fakediscord.errors import ApiError, json_response
 from tests.fakediscord.gateway import Gateway
 from tests.fakediscord.interactions import InteractionRoutes, Interactions
-from tests.fakediscord.messages import ChannelRoutes, Handler, Messages, RouteSpec
+from tests.fakediscord.messages import ChannelRoutes, Messages
 from tests.fakediscord.reactions import ReactionRoutes, Reactions
+from tests.fakediscord.routing import Handler, RouteSpec
 from tests.fakediscord.state import World
 
 log = logging.getLogger(__name__)
