@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from jobqueue.db import Database
+from jobqueue.moderation import MIGRATIONS as MODERATION_MIGRATIONS
+from jobqueue.moderation import Moderation
 from pipeline.tiny import ensure_tiny_pipeline
 
 # --- pipeline (pipeline engineer) ---
@@ -125,3 +128,38 @@ async def chat_server() -> AsyncIterator[FakeChatServer]:
     yield server
     server.release.set()
     await runner.cleanup()
+
+
+# --- moderation (moderation engineer) ---
+
+
+class ManualClock:
+    """A clock tests move by hand: ``clock()`` is the time, ``clock.advance(s)`` moves it."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def moderation_db(tmp_path: Path) -> Iterator[Database]:
+    """A real SQLite file with moderation's tables."""
+    db = Database.open(tmp_path / "moderation.db", [MODERATION_MIGRATIONS])
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def moderation(moderation_db: Database, clock: ManualClock) -> Moderation:
+    """:class:`Moderation` with the shipped default blocklist and a hand-moved clock."""
+    return Moderation(moderation_db, clock=clock)
