@@ -41,6 +41,17 @@ class Settings(CoreSettings):
 
     progress_edit_seconds: float = 3.0
 
+    strikes_for_ban: int = 3
+    strike_window_hours: float = 24.0
+    strike_ban_hours: float = 24.0
+    mod_log_channel_id: int | None = None
+
+    @field_validator("mod_log_channel_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty ``NAME=`` line in .env means "not set"."""
+        return None if value == "" else value
+
     @field_validator("discord_guild_ids", "discord_allowed_channel_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
