@@ -178,7 +178,8 @@ def result_values(result: JobResult) -> dict[str, Any]:
         "rewrite_note": result.rewrite_note,
         "step": result.steps,
         "total_steps": result.steps,
-        "shape_key": shape_key(
+        "shape_key": result.shape_key
+        or shape_key(
             model=result.model,
             width=result.width,
             height=result.height,

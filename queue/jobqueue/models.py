@@ -160,6 +160,8 @@ class JobResult:
     steps: int
     rewritten_prompt: str | None = None
     rewrite_note: str | None = None
+    shape_key: str | None = None
+    """Model and generated size (see eta.py); computed from the fields above when None."""
 
 
 @dataclass

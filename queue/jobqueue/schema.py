@@ -171,9 +171,6 @@ def create_settings_tables(db: sqlite_utils.Database) -> None:
 
 def all_migrations() -> list[sqlite_utils.Migrations]:
     """Every migration set in the shared database file: the queue's, then moderation's."""
-    try:
-        from jobqueue.moderation import MIGRATIONS as moderation_migrations
-    except ImportError:
-        # Transitional: moderation's package is being written beside the queue.
-        return [MIGRATIONS]
+    from jobqueue.moderation import MIGRATIONS as moderation_migrations
+
     return [MIGRATIONS, moderation_migrations]
