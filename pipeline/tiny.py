@@ -98,7 +98,7 @@ def build_tiny_pipeline(kind: TinyKind) -> Any:
     from diffusers import WanImageToVideoPipeline, WanPipeline
 
     components: dict[str, Any] = {
-        "tokenizer": _tokenizer(),
+        "tokenizer": build_tiny_tokenizer(),
         "text_encoder": _seeded(torch, _text_encoder),
         "vae": _seeded(torch, _vae),
         "scheduler": _scheduler(),
@@ -117,7 +117,8 @@ def _seeded(torch: Any, make: Any) -> Any:
     return make()
 
 
-def _tokenizer() -> Any:
+def build_tiny_tokenizer() -> Any:
+    """A word-level tokenizer trained on a few prompts: no download, saves and reloads."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import WordLevel
     from tokenizers.trainers import WordLevelTrainer
