@@ -8,9 +8,14 @@ text also passes :data:`NO_PINGS`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import discord
 
 from jobqueue.models import Job, JobKind, JobStatus, Stage
+
+if TYPE_CHECKING:
+    from jobqueue.jobs import QueuePosition
 
 NO_PINGS = discord.AllowedMentions.none()
 
@@ -80,14 +85,14 @@ def job_label(job: Job) -> str:
     return f"{KIND_NAMES[job.kind]} #{job.id}"
 
 
-def queued_ack(job: Job, position: int | None, waiting: int, eta_s: float | None) -> str:
+def queued_ack(job: Job, position: QueuePosition | None) -> str:
     """The requester's private confirmation that a job was accepted."""
-    where = "It is next in line" if position == 1 else f"It is number {position} in line"
     if position is None:
-        where = "It is starting"
+        return f"Queued your {job_label(job)}; it is starting. Progress shows in the channel."
+    place = "next in line" if position.position == 1 else f"number {position.position} in line"
     return (
-        f"Queued your {job_label(job)}. {where} ({waiting} waiting, "
-        f"ready in {duration_words(eta_s)}); progress shows in the channel."
+        f"Queued your {job_label(job)}: it is {place} ({position.waiting_total} waiting) and"
+        f" should start in {duration_words(position.eta_seconds)}. Progress shows in the channel."
     )
 
 
@@ -98,15 +103,20 @@ def running_eta(job: Job) -> float | None:
     return elapsed * (job.total_steps - job.step) / job.step
 
 
-def status_line(
-    job: Job, *, position: int | None = None, waiting: int = 0, eta_s: float | None = None
-) -> str:
+def status_line(job: Job, position: QueuePosition | None = None) -> str:
     """The public status message of a job that is waiting or running."""
     head = f"{job_label(job)} for {mention(job.user_id)}"
     prompt = f"\n> {shown(job.request.prompt, PROMPT_IN_STATUS)}"
     if job.status is JobStatus.QUEUED:
-        place = "next in line" if position == 1 else f"number {position} of {waiting} in line"
-        return f"⏳ {head} is queued: {place}, starting in {duration_words(eta_s)}.{prompt}"
+        if position is None:
+            return f"⏳ {head} is queued.{prompt}"
+        place = (
+            "next in line"
+            if position.position == 1
+            else f"number {position.position} of {position.waiting_total} in line"
+        )
+        starts = duration_words(position.eta_seconds)
+        return f"⏳ {head} is queued: {place}, starting in {starts}.{prompt}"
     if job.cancel_requested:
         return f"🛑 {head} is stopping.{prompt}"
     if job.stage is Stage.GENERATING and job.total_steps > 0:

@@ -1,11 +1,30 @@
-"""Helpers for the bot's tests: jobs to render, and the end-to-end harness."""
+"""The bot's end-to-end harness: the real bot, queue, moderation and tiny-model worker,
+connected to the fake Discord. Also small builders for unit tests (``make_job``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import re
 import time
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
+import imageio_ffmpeg
+
+from bot.client import ReelBot
+from bot.settings import Settings
+from jobqueue.clipmaker import ModelChoice
+from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
+from jobqueue.moderation import Moderation
+from jobqueue.worker import Worker, WorkerConfig
+from tests.fakediscord import FakeDiscord, InteractionHandle, Message, User
+
+CLIP_TIMEOUT_S = 120.0
+JOB_NUMBER = re.compile(r"#(\d+)")
 
 
 def make_job(**changes: object) -> Job:
@@ -21,3 +40,123 @@ def make_job(**changes: object) -> Job:
         result_message_id=None, delivered_at=None,
     )  # fmt: skip
     return replace(job, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    codec: str
+    frames: int
+    width: int
+    height: int
+
+
+def probe_mp4(data: bytes, folder: Path) -> VideoFacts:
+    """What ffmpeg reads back from a posted MP4 (it must decode to the end)."""
+    path = folder / "posted.mp4"
+    path.write_bytes(data)
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    frames = sum(1 for _ in reader)
+    width, height = meta["size"]
+    return VideoFacts(codec=meta["codec"], frames=frames, width=width, height=height)
+
+
+def worker_config(settings: Settings, *, lease_seconds: float = 30.0) -> WorkerConfig:
+    """A worker on the tiny models, polling fast, with prompt rewriting off."""
+    return WorkerConfig(
+        clips_dir=settings.clips_dir,
+        models=ModelChoice(
+            models_dir=settings.models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
+        ),
+        lease_seconds=lease_seconds,
+        progress_interval_s=0.2,
+        poll_interval_s=0.1,
+    )
+
+
+@dataclass
+class Reel:
+    """Everything an end-to-end test drives: the fake Discord and reelbot's real parts."""
+
+    fake: FakeDiscord
+    settings: Settings
+    queue: JobQueue
+    moderation: Moderation
+    bot: ReelBot | None = None
+    workers: list[Worker] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def bot_running(self) -> AsyncIterator[ReelBot]:
+        """A freshly built bot connected to the fake until the block ends (a restart is two)."""
+        bot = ReelBot(
+            self.settings, queue=self.queue, moderation=self.moderation, guild_ready_timeout=0.05
+        )
+        async with self.fake.running(bot):
+            self.bot = bot
+            try:
+                yield bot
+            finally:
+                self.bot = None
+
+    @contextlib.asynccontextmanager
+    async def worker_running(self, *, lease_seconds: float = 30.0) -> AsyncIterator[Worker]:
+        """An in-process worker on the tiny models until the block ends."""
+        worker = Worker(
+            self.settings.database_path,
+            config=worker_config(self.settings, lease_seconds=lease_seconds),
+            worker_id=f"test-worker-{len(self.workers)}",
+        )
+        self.workers.append(worker)
+        task = asyncio.create_task(worker.run())
+        try:
+            yield worker
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, CLIP_TIMEOUT_S)
+
+    async def create(
+        self, prompt: str, *, user: User | None = None, **options: Any
+    ) -> tuple[InteractionHandle, Job]:
+        """Run /create and return its interaction and the job it queued."""
+        handle = await self.fake.invoke(
+            "create", {"prompt": prompt, **options}, user=user or self.fake.alice
+        )
+        return handle, await self.job_of(handle)
+
+    async def job_of(self, handle: InteractionHandle) -> Job:
+        """The job an interaction queued, from the private answer ("Queued your clip #12")."""
+        answer = await self.fake.wait_for(
+            lambda: handle.original if handle.original and "#" in handle.original.content else None,
+            timeout=10,
+        )
+        match = JOB_NUMBER.search(answer.content)
+        assert match is not None, answer.content
+        job = await self.queue.get(int(match.group(1)))
+        assert job is not None
+        return job
+
+    async def clip_message(self, job_id: int) -> Message:
+        """The clip message of ``job_id`` once it is posted."""
+        marker = f"job:{job_id}:retry"
+        return await self.fake.wait_for_message(
+            self.fake.general,
+            lambda message: marker in message.custom_ids(),
+            timeout=CLIP_TIMEOUT_S,
+        )
+
+    async def delivered(self, job_id: int) -> Job:
+        """The job once it has ended and the bot has shown its outcome."""
+        async with asyncio.timeout(CLIP_TIMEOUT_S):
+            while True:
+                job = await self.queue.get(job_id)
+                if job is not None and job.delivered_at is not None:
+                    return job
+                await asyncio.sleep(0.1)
+
+    def clip_messages(self) -> list[Message]:
+        """Every posted clip in #general."""
+        return [
+            message
+            for message in self.fake.channel_messages(self.fake.general)
+            if any(custom_id.startswith("job:") for custom_id in message.custom_ids())
+        ]

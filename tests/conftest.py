@@ -12,10 +12,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.settings import Settings
 from jobqueue.db import Database
+from jobqueue.jobs import JobQueue
 from jobqueue.moderation import MIGRATIONS as MODERATION_MIGRATIONS
 from jobqueue.moderation import Moderation
 from pipeline.tiny import ensure_tiny_pipeline
+from tests.bot_harness import Reel
+from tests.fakediscord import FakeDiscord
 
 # --- pipeline (pipeline engineer) ---
 
@@ -163,3 +167,44 @@ def moderation_db(tmp_path: Path) -> Iterator[Database]:
 def moderation(moderation_db: Database, clock: ManualClock) -> Moderation:
     """:class:`Moderation` with the shipped default blocklist and a hand-moved clock."""
     return Moderation(moderation_db, clock=clock)
+
+
+# --- bot (bot engineer) ---
+
+
+@pytest.fixture
+def reel_settings(tmp_path: Path, tiny_models_dir: Path, fake_discord: FakeDiscord) -> Settings:
+    """Settings for the bot under test: a fresh data dir that sees the tiny models."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "models").symlink_to(tiny_models_dir, target_is_directory=True)
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=data_dir,
+        model="tiny",
+        i2v_model="tiny-i2v",
+        rewriter="off",
+        discord_token=fake_discord.token,
+        discord_api_base=fake_discord.api_base,
+        discord_gateway_url=fake_discord.gateway_url,
+        discord_guild_ids=[fake_discord.guild.id],
+        progress_edit_seconds=0.3,
+    )
+
+
+@pytest.fixture
+async def reel(reel_settings: Settings, fake_discord: FakeDiscord) -> AsyncIterator[Reel]:
+    """The fake Discord plus reelbot's queue and moderation on a tmp SQLite file; start the
+    bot and workers with ``reel.bot_running()`` / ``reel.worker_running()``."""
+    queue = await JobQueue.open(reel_settings.database_path)
+    try:
+        yield Reel(fake_discord, reel_settings, queue, Moderation(queue.db))
+    finally:
+        await queue.close()
+
+
+@pytest.fixture
+async def running_reel(reel: Reel) -> AsyncIterator[Reel]:
+    """:func:`reel` with the bot connected and one tiny-model worker running."""
+    async with reel.bot_running(), reel.worker_running():
+        yield reel

@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
-
 import pytest
 
 from bot import render
-from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
+from jobqueue.jobs import QueuePosition
+from jobqueue.models import JobRequest, JobStatus, Stage
+from tests.bot_harness import make_job
 
 HOSTILE = "@everyone @here <@&123456789012345678> <@123456789012345678> **bold** `code` ||spoil||"
-
-
-def make_job(**changes: object) -> Job:
-    now = time.time()
-    job = Job(
-        id=7, kind=JobKind.CREATE, status=JobStatus.DONE, request=JobRequest(prompt="a cat"),
-        user_id=42, guild_id=1, channel_id=2, parent_id=None, idempotency_key=None, priority=0,
-        attempts=1, max_attempts=3, created_at=now - 30, updated_at=now, started_at=now - 20,
-        finished_at=now, stage=Stage.ENCODING, step=2, total_steps=2, worker_id="w",
-        lease_expires_at=None, cancel_requested=False, rewritten_prompt="a fluffy cat",
-        rewrite_note=None, seed=1234, model="tiny", result_path="data/clips/7.mp4", width=112,
-        height=64, frames=9, fps=16, error=None, error_detail=None, status_message_id=None,
-        result_message_id=None, delivered_at=None,
-    )  # fmt: skip
-    return replace(job, **changes)  # type: ignore[arg-type]
 
 
 def test_escaped_text_cannot_mention_anyone() -> None:
@@ -75,7 +59,7 @@ def test_details_embed_fits_with_huge_prompts() -> None:
 
 def test_status_lines_fit_a_message_and_say_where_the_job_is() -> None:
     queued = make_job(status=JobStatus.QUEUED, request=JobRequest(prompt="x" * 5000))
-    line = render.status_line(queued, position=3, waiting=9, eta_s=125)
+    line = render.status_line(queued, QueuePosition(position=3, waiting_total=9, eta_seconds=125))
     assert len(line) <= render.CONTENT_LIMIT
     assert "number 3 of 9" in line
     assert "about 2 min" in line
