@@ -40,6 +40,10 @@ OUT_OF_MEMORY = (
     "The GPU ran out of memory making this clip; try a shorter clip, a smaller size or fewer steps."
 )
 
+REWRITE_BLOCKED_NOTE = (
+    "Your prompt was used as written: the rewritten one is blocked on this server."
+)
+
 
 class JobFailed(Exception):
     """The job cannot be done: ``sentence`` is for its user, ``detail`` for the log."""
@@ -171,23 +175,25 @@ class ClipMaker:
         return generator
 
     async def _prompt(self, job: Job, task: str, seed: int) -> _Prompt:
+        """The prompt the model gets: the rewrite when there is one and it is allowed."""
         original = job.request.prompt
-        if not job.request.enhance:
-            return _Prompt(original, None, None)
-        mode: RewriteMode = "i2v" if task == "i2v" else "t2v"
-        rewrite = await self._rewriter.rewrite(original, mode=mode, seed=seed)
-        if not rewrite.enhanced:
-            return _Prompt(original, None, _fallback_note(rewrite))
-        verdict = await self._screen.check_rewrite(job, rewrite.rewritten)
+        rewrite = await self._rewrite(job, task, seed)
+        rewritten = rewrite.rewritten if rewrite is not None and rewrite.enhanced else None
+        # The user's own words are checked again: the blocklist may have grown since submit.
+        verdict = await self._screen.check(job, rewritten)
         if verdict.refusal is not None:
             raise JobFailed(verdict.refusal, f"prompt blocked at run time: {verdict.detail}")
         if verdict.rewrite_blocked:
-            return _Prompt(
-                original,
-                None,
-                "Your prompt was used as written: the rewritten one is blocked on this server.",
-            )
-        return _Prompt(rewrite.rewritten, rewrite.rewritten, None)
+            return _Prompt(original, None, REWRITE_BLOCKED_NOTE)
+        if rewritten is None:
+            return _Prompt(original, None, _fallback_note(rewrite))
+        return _Prompt(rewritten, rewritten, None)
+
+    async def _rewrite(self, job: Job, task: str, seed: int) -> RewriteResult | None:
+        if not job.request.enhance:
+            return None
+        mode: RewriteMode = "i2v" if task == "i2v" else "t2v"
+        return await self._rewriter.rewrite(job.request.prompt, mode=mode, seed=seed)
 
     async def _generate(
         self, generator: VideoGenerator, request: GenerationRequest, tracker: JobTracker
@@ -313,8 +319,8 @@ def _continued(parent_path: Path, new_frames: np.ndarray) -> np.ndarray:
     return np.concatenate([parent_frames, new_frames[1:]])
 
 
-def _fallback_note(rewrite: RewriteResult) -> str | None:
-    if rewrite.fallback_reason in (None, "disabled"):
+def _fallback_note(rewrite: RewriteResult | None) -> str | None:
+    if rewrite is None or rewrite.fallback_reason in (None, "disabled"):
         return None
     return f"Your prompt was used as written ({rewrite.fallback_reason})."
 

@@ -1,9 +1,10 @@
-"""Checking a rewritten prompt against the server's blocklist before it reaches the model.
+"""Checking prompts against the server's blocklist just before they reach the model.
 
 The bot checks what users type before it submits; the language model's rewrite only
 exists in the worker, so the worker checks it. A blocked rewrite is dropped (the user's own
-words are used) and written to the moderation audit log; a user prompt that is blocked by
-now (a moderator added a term after it was queued) fails the job.
+words are used) and written to the moderation audit log. The user's own prompts are checked
+again too: a prompt blocked by now (a moderator added a term after it was queued) fails
+the job.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ class ScreenVerdict:
 
 
 class PromptScreen(Protocol):
-    async def check_rewrite(self, job: Job, rewritten: str) -> ScreenVerdict: ...
+    async def check(self, job: Job, rewritten: str | None) -> ScreenVerdict:
+        """Check the job's prompts and, when there is one, the rewritten prompt."""
+        ...
 
 
 class ModerationScreen:
@@ -36,7 +39,7 @@ class ModerationScreen:
     def __init__(self, moderation: Moderation) -> None:
         self._moderation = moderation
 
-    async def check_rewrite(self, job: Job, rewritten: str) -> ScreenVerdict:
+    async def check(self, job: Job, rewritten: str | None) -> ScreenVerdict:
         hit = await self._moderation.check_prompts(
             job.guild_id,
             prompt=job.request.prompt,
