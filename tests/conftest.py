@@ -169,6 +169,18 @@ def moderation(moderation_db: Database, clock: ManualClock) -> Moderation:
     return Moderation(moderation_db, clock=clock)
 
 
+@pytest.fixture
+async def admin_reel(
+    reel_settings: Settings, fake_discord: FakeDiscord, clock: ManualClock
+) -> AsyncIterator[Reel]:
+    """:func:`reel` whose moderation runs on the hand-moved ``clock`` (bans that expire)."""
+    queue = await JobQueue.open(reel_settings.database_path)
+    try:
+        yield Reel(fake_discord, reel_settings, queue, Moderation(queue.db, clock=clock))
+    finally:
+        await queue.close()
+
+
 # --- bot (bot engineer) ---
 
 

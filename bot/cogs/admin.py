@@ -1,0 +1,545 @@
+"""/admin: moderation for server managers and the moderator role.
+
+Discord shows the group only to members with Manage Server (its default permission), but a
+server can grant it to anyone and an interaction's claims are not proof, so every call is
+checked again here against the member as Discord's REST API reports them: Manage Server,
+Administrator, or the server's moderator role. Anyone else gets one sentence, and the
+attempt is audited. Every change writes an audit row, which :class:`~bot.modlog.ModLog`
+posts to the mod-log channel. All answers are private.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import admin_render
+from bot.modlog import ModLog
+from bot.permissions import is_moderator
+from bot.render import NO_PINGS, mention
+from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
+from jobqueue.errors import QueueError
+from jobqueue.models import Job, JobStatus
+from jobqueue.moderation import AuditAction, Ban, ModerationError, parse_duration
+
+if TYPE_CHECKING:
+    from bot.client import ReelBot
+
+log = logging.getLogger(__name__)
+
+NOT_ALLOWED = "Only server managers and moderators can use /admin."
+LOG_ENTRIES = 300
+NO_MESSAGE = 0
+
+Answer = str | discord.Embed
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Admin(
+    commands.GroupCog,
+    group_name="admin",
+    group_description="Moderate reelbot: bans, blocked terms, limits, the queue and the log",
+):
+    blocklist = app_commands.Group(name="blocklist", description="Terms and patterns refused")
+    limits = app_commands.Group(name="limits", description="How many clips users may queue")
+    queue = app_commands.Group(name="queue", description="Pause, resume or clear the queue")
+    channels = app_commands.Group(name="channels", description="Where clips may be made")
+    modrole = app_commands.Group(name="modrole", description="The role of moderators")
+    modlog = app_commands.Group(name="modlog", description="Where moderation is logged")
+
+    def __init__(self, bot: ReelBot) -> None:
+        self.bot = bot
+        self.mod_log = ModLog(bot)
+        super().__init__()
+
+    async def cog_load(self) -> None:
+        self.bot.moderation.add_listener(self.mod_log)
+
+    async def cog_unload(self) -> None:
+        self.bot.moderation.remove_listener(self.mod_log)
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        """Every /admin call: a manager, an administrator or a moderator, by Discord's word."""
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        member = await self.member_as_discord_knows(interaction)
+        if member is not None and await is_moderator(self.bot, member):
+            return True
+        command = interaction.command.qualified_name if interaction.command else "admin"
+        log.warning("user %s tried /%s without the rights", interaction.user.id, command)
+        await self.bot.moderation.audit(
+            interaction.guild_id,
+            actor_id=interaction.user.id,
+            action=AuditAction.DENIED,
+            target_user_id=interaction.user.id,
+            detail=f"/{command}",
+        )
+        raise app_commands.CheckFailure(NOT_ALLOWED)
+
+    async def member_as_discord_knows(
+        self, interaction: discord.Interaction
+    ) -> discord.Member | None:
+        # The interaction's own member (permissions, roles) could be forged by whoever sent
+        # it; the member fetched from the API, with the cached server roles, cannot.
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        try:
+            guild = interaction.guild or await self.bot.fetch_guild(guild_id)
+            return await guild.fetch_member(interaction.user.id)
+        except discord.HTTPException:
+            log.warning("could not look up member %s", interaction.user.id, exc_info=True)
+            return None
+
+    async def respond(
+        self, interaction: discord.Interaction[ReelBot], work: Callable[[], Awaitable[Answer]]
+    ) -> None:
+        """Acknowledge privately, do ``work``, and show its sentence or embed."""
+        if not await acknowledge(interaction):
+            return
+        try:
+            answer = await work()
+        except (ModerationError, QueueError) as exc:
+            answer = str(exc)
+        except Exception:
+            log.exception(
+                "/%s failed", interaction.command.qualified_name if interaction.command else "admin"
+            )
+            answer = SOMETHING_WRONG
+        if isinstance(answer, str):
+            await reply_privately(interaction, answer)
+            return
+        try:
+            await interaction.edit_original_response(embed=answer, allowed_mentions=NO_PINGS)
+        except discord.HTTPException:
+            log.warning("could not show an /admin answer", exc_info=True)
+
+    # --- bans ---------------------------------------------------------------------------
+
+    @app_commands.command(name="ban")
+    @app_commands.describe(
+        user="Who may no longer make clips",
+        duration="How long: 30m, 2h, 7d, 1w… or permanent (the default)",
+        reason="Why; shown in the moderation log",
+    )
+    async def ban(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        user: discord.User,
+        duration: app_commands.Range[str, 1, 20] = "permanent",
+        reason: app_commands.Range[str, 0, 400] = "",
+    ) -> None:
+        """Stop a user from making clips in this server, for a while or for good."""
+        await self.respond(interaction, lambda: self.do_ban(interaction, user, duration, reason))
+
+    async def do_ban(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        user: discord.User,
+        duration: str,
+        reason: str,
+    ) -> Answer:
+        if user.bot:
+            return "Bots cannot be banned from making clips."
+        if user.id == interaction.user.id:
+            return "You cannot ban yourself."
+        seconds = parse_duration(duration)
+        ban = await self.bot.moderation.ban(
+            interaction.guild_id,
+            user.id,
+            actor_id=interaction.user.id,
+            duration_s=seconds,
+            reason=reason,
+        )
+        return f"{mention(user.id)} is banned from making clips {ban_end(ban)}."
+
+    @app_commands.command(name="unban")
+    @app_commands.describe(user="Who may make clips again", reason="Why; shown in the log")
+    async def unban(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        user: discord.User,
+        reason: app_commands.Range[str, 0, 400] = "",
+    ) -> None:
+        """Lift a user's ban."""
+        await self.respond(interaction, lambda: self.do_unban(interaction, user, reason))
+
+    async def do_unban(
+        self, interaction: discord.Interaction[ReelBot], user: discord.User, reason: str
+    ) -> Answer:
+        lifted = await self.bot.moderation.unban(
+            interaction.guild_id, user.id, actor_id=interaction.user.id, reason=reason
+        )
+        if lifted is None:
+            return f"{mention(user.id)} is not banned."
+        return f"{mention(user.id)} may make clips again."
+
+    # --- blocklist ----------------------------------------------------------------------
+
+    @blocklist.command(name="add")
+    @app_commands.describe(
+        term="A word or phrase, or a regular expression with regex:True",
+        regex="Treat the term as a regular expression (matched against lowercase text)",
+        category="What users are told their prompt matched, e.g. 'gore'",
+    )
+    async def blocklist_add(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        term: app_commands.Range[str, 1, 300],
+        regex: bool = False,
+        category: app_commands.Range[str, 0, 100] = "",
+    ) -> None:
+        """Refuse prompts containing a term or matching a pattern."""
+        await self.respond(
+            interaction, lambda: self.do_blocklist_add(interaction, term, regex, category)
+        )
+
+    async def do_blocklist_add(
+        self, interaction: discord.Interaction[ReelBot], term: str, regex: bool, category: str
+    ) -> Answer:
+        rule = await self.bot.moderation.blocklist_add(
+            interaction.guild_id,
+            term,
+            actor_id=interaction.user.id,
+            kind="regex" if regex else "term",
+            category=category,
+        )
+        return (
+            f"Added {rule.kind} #{rule.id} ({rule.category}); prompts matching it are refused"
+            " from now on."
+        )
+
+    @blocklist.command(name="remove")
+    @app_commands.describe(term="The rule's number (#12) or its exact text")
+    async def blocklist_remove(
+        self, interaction: discord.Interaction[ReelBot], term: app_commands.Range[str, 1, 300]
+    ) -> None:
+        """Remove a term or pattern from the blocklist."""
+        await self.respond(interaction, lambda: self.do_blocklist_remove(interaction, term))
+
+    async def do_blocklist_remove(
+        self, interaction: discord.Interaction[ReelBot], term: str
+    ) -> Answer:
+        rule = await self.bot.moderation.blocklist_remove(
+            interaction.guild_id, term, actor_id=interaction.user.id
+        )
+        return f"Removed {rule.kind} #{rule.id} ({rule.category}) from the blocklist."
+
+    @blocklist.command(name="list")
+    @app_commands.describe(page="Which page of the list")
+    async def blocklist_list(
+        self, interaction: discord.Interaction[ReelBot], page: app_commands.Range[int, 1, 1000] = 1
+    ) -> None:
+        """Show the blocked terms and patterns, with their numbers."""
+        await self.respond(interaction, lambda: self.do_blocklist_list(interaction, page))
+
+    async def do_blocklist_list(
+        self, interaction: discord.Interaction[ReelBot], page: int
+    ) -> Answer:
+        rules = await self.bot.moderation.blocklist_list(interaction.guild_id)
+        return admin_render.blocklist_embed(rules, page)
+
+    # --- limits -------------------------------------------------------------------------
+
+    @limits.command(name="set")
+    @app_commands.describe(
+        user="One user (leave out for everyone)",
+        waiting="Clips waiting at once",
+        running="Clips being made at once",
+        daily="Clips per 24 hours; 0 means no daily limit",
+    )
+    async def limits_set(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        user: discord.User | None = None,
+        waiting: app_commands.Range[int, 0, 1000] | None = None,
+        running: app_commands.Range[int, 0, 100] | None = None,
+        daily: app_commands.Range[int, 0, 100000] | None = None,
+    ) -> None:
+        """Set how many clips a user, or everyone, may queue."""
+        await self.respond(
+            interaction, lambda: self.do_limits_set(interaction, user, waiting, running, daily)
+        )
+
+    async def do_limits_set(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        user: discord.User | None,
+        waiting: int | None,
+        running: int | None,
+        daily: int | None,
+    ) -> Answer:
+        if waiting is None and running is None and daily is None:
+            return "Give at least one of waiting, running or daily."
+        user_id = None if user is None else user.id
+        await self.bot.queue.set_limits(
+            user_id=user_id, waiting=waiting, running=running, daily=daily
+        )
+        given = {"waiting": waiting, "running": running, "daily": daily}
+        await self.bot.moderation.audit(
+            interaction.guild_id,
+            actor_id=interaction.user.id,
+            action=AuditAction.LIMITS_SET,
+            target_user_id=user_id,
+            detail=", ".join(
+                f"{name} {value}" for name, value in given.items() if value is not None
+            ),
+        )
+        limits = await self.bot.queue.limits_for(0 if user_id is None else user_id)
+        return admin_render.limits_sentence(limits, user_id=user_id)
+
+    # --- queue --------------------------------------------------------------------------
+
+    @queue.command(name="pause")
+    async def queue_pause(self, interaction: discord.Interaction[ReelBot]) -> None:
+        """Accept and start no new clips; clips being made finish."""
+        await self.respond(interaction, lambda: self.do_queue_pause(interaction))
+
+    async def do_queue_pause(self, interaction: discord.Interaction[ReelBot]) -> Answer:
+        await self.bot.queue.pause()
+        await self.audit(interaction, AuditAction.QUEUE_PAUSE)
+        return "The queue is paused: no new clips are accepted or started; clips being made finish."
+
+    @queue.command(name="resume")
+    async def queue_resume(self, interaction: discord.Interaction[ReelBot]) -> None:
+        """Accept and start clips again."""
+        await self.respond(interaction, lambda: self.do_queue_resume(interaction))
+
+    async def do_queue_resume(self, interaction: discord.Interaction[ReelBot]) -> Answer:
+        await self.bot.queue.resume()
+        await self.audit(interaction, AuditAction.QUEUE_RESUME)
+        return "The queue is running again."
+
+    @queue.command(name="clear")
+    @app_commands.describe(user="Only this user's clips (leave out for everyone's)")
+    async def queue_clear(
+        self, interaction: discord.Interaction[ReelBot], user: discord.User | None = None
+    ) -> None:
+        """Cancel every waiting clip, or one user's."""
+        await self.respond(interaction, lambda: self.do_queue_clear(interaction, user))
+
+    async def do_queue_clear(
+        self, interaction: discord.Interaction[ReelBot], user: discord.User | None
+    ) -> Answer:
+        user_id = None if user is None else user.id
+        count = await self.bot.queue.clear(user_id=user_id)
+        await self.audit(
+            interaction,
+            AuditAction.QUEUE_CLEAR,
+            target_user_id=user_id,
+            detail=f"{count} cancelled",
+        )
+        whose = "" if user is None else f" of {mention(user.id)}"
+        return f"Cancelled {count} waiting clip{'' if count == 1 else 's'}{whose}."
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    @app_commands.command(name="cancel")
+    @app_commands.describe(job="The job number")
+    async def cancel(
+        self, interaction: discord.Interaction[ReelBot], job: app_commands.Range[int, 1]
+    ) -> None:
+        """Cancel anyone's clip that is waiting or being made."""
+        await self.respond(interaction, lambda: self.do_cancel(interaction, job))
+
+    async def do_cancel(self, interaction: discord.Interaction[ReelBot], job_id: int) -> Answer:
+        job = await self.job_in_this_server(interaction, job_id)
+        cancelled = await self.bot.queue.cancel(
+            job.id, by_user_id=interaction.user.id, is_moderator=True
+        )
+        await self.audit(
+            interaction, AuditAction.JOB_CANCEL, target_user_id=job.user_id, target_job_id=job.id
+        )
+        if cancelled.status is JobStatus.CANCELLED:
+            return f"Cancelled job #{job.id}."
+        return f"Job #{job.id} stops at its next step."
+
+    @app_commands.command(name="delete")
+    @app_commands.describe(job="The job number")
+    async def delete(
+        self, interaction: discord.Interaction[ReelBot], job: app_commands.Range[int, 1]
+    ) -> None:
+        """Delete a job's posted clip and status message, and its files."""
+        await self.respond(interaction, lambda: self.do_delete(interaction, job))
+
+    async def do_delete(self, interaction: discord.Interaction[ReelBot], job_id: int) -> Answer:
+        job = await self.job_in_this_server(interaction, job_id)
+        if job.status.is_active:
+            await self.bot.queue.cancel(job.id, by_user_id=interaction.user.id, is_moderator=True)
+        # Claiming delivery first means the bot never posts this job's clip after this point.
+        await self.bot.queue.mark_delivered(job.id, NO_MESSAGE)
+        job = await self.job_in_this_server(interaction, job_id)
+        for message_id in (job.result_message_id, job.status_message_id):
+            await self.delete_message(job, message_id)
+        await asyncio.to_thread(delete_clip_files, job)
+        await self.audit(
+            interaction, AuditAction.JOB_DELETE, target_user_id=job.user_id, target_job_id=job.id
+        )
+        return f"Deleted job #{job.id}: its messages and files are gone."
+
+    async def delete_message(self, job: Job, message_id: int | None) -> None:
+        if not message_id or job.channel_id is None:
+            return
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            await channel.get_partial_message(message_id).delete()
+        except discord.NotFound:
+            log.info("message %s of job %s was already gone", message_id, job.id)
+        await self.bot.store.forget_clip(message_id)
+
+    async def job_in_this_server(
+        self, interaction: discord.Interaction[ReelBot], job_id: int
+    ) -> Job:
+        job = await self.bot.queue.get(job_id)
+        if job is None or job.guild_id != interaction.guild_id:
+            raise ModerationError(f"There is no job #{job_id} in this server.")
+        return job
+
+    # --- channels, roles, log -----------------------------------------------------------
+
+    @channels.command(name="allow")
+    @app_commands.describe(channel="Where clips may be made")
+    async def channels_allow(
+        self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel
+    ) -> None:
+        """Allow clips in a channel (once any channel is allowed, only allowed ones work)."""
+        await self.respond(interaction, lambda: self.do_channel(interaction, channel, allowed=True))
+
+    @channels.command(name="deny")
+    @app_commands.describe(channel="Where clips may not be made")
+    async def channels_deny(
+        self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel
+    ) -> None:
+        """Refuse clips in a channel."""
+        await self.respond(
+            interaction, lambda: self.do_channel(interaction, channel, allowed=False)
+        )
+
+    async def do_channel(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        channel: discord.TextChannel,
+        *,
+        allowed: bool,
+    ) -> Answer:
+        await self.bot.moderation.set_channel_allowed(
+            interaction.guild_id, channel.id, allowed, actor_id=interaction.user.id
+        )
+        if allowed:
+            return f"Clips may be made in {channel.mention}."
+        return f"Clips can no longer be made in {channel.mention}."
+
+    @modrole.command(name="set")
+    @app_commands.describe(role="Members with this role may use /admin (leave out to clear)")
+    async def modrole_set(
+        self, interaction: discord.Interaction[ReelBot], role: discord.Role | None = None
+    ) -> None:
+        """Choose the role of moderators who are not server managers."""
+        await self.respond(interaction, lambda: self.do_modrole_set(interaction, role))
+
+    async def do_modrole_set(
+        self, interaction: discord.Interaction[ReelBot], role: discord.Role | None
+    ) -> Answer:
+        await self.bot.moderation.set_mod_role(
+            interaction.guild_id, None if role is None else role.id, actor_id=interaction.user.id
+        )
+        if role is None:
+            return "There is no moderator role now; only server managers can use /admin."
+        return (
+            f"Members with {role.mention} are moderators now. To let them see /admin, allow"
+            " the role under Server Settings → Integrations → reelbot."
+        )
+
+    @modlog.command(name="set")
+    @app_commands.describe(channel="Where moderation is logged (leave out to stop logging)")
+    async def modlog_set(
+        self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel | None = None
+    ) -> None:
+        """Choose the channel that gets a line for every moderation action."""
+        await self.respond(interaction, lambda: self.do_modlog_set(interaction, channel))
+
+    async def do_modlog_set(
+        self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel | None
+    ) -> Answer:
+        await self.bot.moderation.set_mod_log_channel(
+            interaction.guild_id,
+            None if channel is None else channel.id,
+            actor_id=interaction.user.id,
+        )
+        if channel is None:
+            return "Moderation is no longer posted to a channel; /admin log still shows it."
+        return f"Moderation is logged in {channel.mention} from now on."
+
+    @app_commands.command(name="log")
+    @app_commands.describe(user="Only actions by or about this user", page="Which page")
+    async def show_log(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        user: discord.User | None = None,
+        page: app_commands.Range[int, 1, 1000] = 1,
+    ) -> None:
+        """Show recent moderation actions and refusals, newest first."""
+        await self.respond(interaction, lambda: self.do_log(interaction, user, page))
+
+    async def do_log(
+        self, interaction: discord.Interaction[ReelBot], user: discord.User | None, page: int
+    ) -> Answer:
+        user_id = None if user is None else user.id
+        entries = await self.bot.moderation.recent_actions(
+            interaction.guild_id, user_id=user_id, limit=LOG_ENTRIES
+        )
+        return admin_render.log_embed(entries, page, user_id=user_id)
+
+    @app_commands.command(name="stats")
+    async def stats(self, interaction: discord.Interaction[ReelBot]) -> None:
+        """Jobs today, failures, average time per clip, the queue and the workers."""
+        await self.respond(interaction, self.do_stats)
+
+    async def do_stats(self) -> Answer:
+        return admin_render.stats_embed(await self.bot.queue.stats())
+
+    async def audit(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        action: AuditAction,
+        *,
+        target_user_id: int | None = None,
+        target_job_id: int | None = None,
+        detail: str = "",
+    ) -> None:
+        await self.bot.moderation.audit(
+            interaction.guild_id,
+            actor_id=interaction.user.id,
+            action=action,
+            target_user_id=target_user_id,
+            target_job_id=target_job_id,
+            detail=detail,
+        )
+
+
+def ban_end(ban: Ban) -> str:
+    if ban.until is None:
+        return "until unbanned"
+    end = datetime.fromtimestamp(ban.until, tz=UTC)
+    return f"until {discord.utils.format_dt(end, 'f')} ({discord.utils.format_dt(end, 'R')})"
+
+
+def delete_clip_files(job: Job) -> None:
+    """The clip, its poster and any copy re-encoded to fit a smaller upload limit."""
+    if job.result_path is None:
+        return
+    clip = Path(job.result_path)
+    for path in (clip, clip.with_suffix(".jpg"), *clip.parent.glob(f"{job.id}.fit-*.mp4")):
+        path.unlink(missing_ok=True)
+
+
+async def setup(bot: ReelBot) -> None:
+    await bot.add_cog(Admin(bot))
