@@ -1,0 +1,66 @@
+"""``reelbot run``: the Discord bot, with its GPU worker processes beside it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from bot.settings import Settings
+
+NO_TOKEN = (
+    "DISCORD_TOKEN is not set: put your bot's token in .env"
+    ' (see "Setting up the Discord application" in the README).'
+)
+BAD_TOKEN = (
+    "Discord rejected DISCORD_TOKEN: copy the token again from the Bot tab of the developer"
+    " portal into .env."
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the Discord bot and its GPU workers",
+        description="Connect to Discord and make clips; settings come from .env.",
+    )
+    parser.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="run the bot alone (start workers elsewhere with `reelbot worker`)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.stderr.write(invalid_setting(exc) + "\n")
+        return 2
+    if not settings.discord_token.strip():
+        sys.stderr.write(NO_TOKEN + "\n")
+        return 2
+    # discord and torch load here, not at import: `reelbot --help` stays instant.
+    import aiohttp
+    import discord
+
+    from bot.runner import serve
+
+    try:
+        asyncio.run(serve(settings, workers=not args.no_workers))
+    except discord.LoginFailure:
+        sys.stderr.write(BAD_TOKEN + "\n")
+        return 1
+    except aiohttp.ClientConnectionError as exc:
+        sys.stderr.write(f"Could not reach Discord at {settings.discord_api_base}: {exc}.\n")
+        return 1
+    return 0
+
+
+def invalid_setting(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "a setting"
+    return f"The setting {name} is not valid: {first['msg']}."
