@@ -97,10 +97,7 @@ class ReelBot(commands.Bot):
             self._session = aiohttp.ClientSession()
         self.store = await BotStore.open(self.queue.db)
         for extension in EXTENSIONS:
-            try:
-                await self.load_extension(extension)
-            except commands.ExtensionNotFound:
-                log.warning("extension %s is not installed; its commands are missing", extension)
+            await self.load_extension(extension)
         self.add_dynamic_items(JobButton)
         await self.sync_commands()
 
