@@ -9,6 +9,7 @@ with ``REELBOT_MOD_LOG_CHANNEL_ID``. Lines never ping: they pass ``AllowedMentio
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 import discord
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REASON_IN_LINE = 300
+_CHANNEL = re.compile(r"\bchannel (\d+)")
+_ROLE = re.compile(r"\brole (\d+)")
 DETAIL_IN_LINE = 400
 
 VERBS: dict[str, str] = {
@@ -54,10 +57,19 @@ def mod_log_line(entry: AuditEntry) -> str:
     template = VERBS.get(entry.action, "{actor}: " + entry.action.replace("_", " "))
     line = template.format(actor=actor, target=target, job=job)
     if entry.detail:
-        line += f" ({shown(entry.detail, DETAIL_IN_LINE)})"
+        line += f" ({linked(shown(entry.detail, DETAIL_IN_LINE))})"
     if entry.reason:
         line += f": {shown(entry.reason, REASON_IN_LINE)}"
     return line if line.endswith((".", "!", "?")) else line + "."
+
+
+def linked(detail: str) -> str:
+    """Channels and roles named in a detail ("channel 12", "role 34") as mentions.
+
+    A role mention in a mod-log line notifies nobody: every line passes ``NO_PINGS``.
+    """
+    detail = _CHANNEL.sub(r"<#\1>", detail)
+    return _ROLE.sub(r"<@&\1>", detail)
 
 
 class ModLog:

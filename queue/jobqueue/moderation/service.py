@@ -410,8 +410,10 @@ class Moderation:
     async def set_mod_role(
         self, guild_id: int | None, role_id: int | None, *, actor_id: int
     ) -> None:
+        """``role_id`` None: no moderator role (only Manage Server counts)."""
+        detail = "no role" if role_id is None else f"role {role_id}"
         await self._set_setting(
-            guild_id, "mod_role_id", role_id, actor_id, AuditAction.MOD_ROLE_SET
+            guild_id, "mod_role_id", role_id, actor_id, AuditAction.MOD_ROLE_SET, detail
         )
 
     async def mod_role(self, guild_id: int | None) -> int | None:
@@ -420,8 +422,9 @@ class Moderation:
     async def set_mod_log_channel(
         self, guild_id: int | None, channel_id: int | None, *, actor_id: int
     ) -> None:
+        detail = "no channel" if channel_id is None else f"channel {channel_id}"
         await self._set_setting(
-            guild_id, "mod_log_channel_id", channel_id, actor_id, AuditAction.MOD_LOG_SET
+            guild_id, "mod_log_channel_id", channel_id, actor_id, AuditAction.MOD_LOG_SET, detail
         )
 
     async def mod_log_channel(self, guild_id: int | None) -> int | None:
@@ -434,13 +437,14 @@ class Moderation:
         value: int | None,
         actor_id: int,
         action: AuditAction,
+        detail: str,
     ) -> None:
         guild, now = _guild(guild_id), self._clock()
 
         def write(db: sqlite_utils.Database) -> AuditEntry:
             guild_config.set_guild_setting(db, guild, name, value)
             return audit_log.insert_entry(
-                db, guild, now=now, actor_id=actor_id, action=action, detail=f"{name} = {value}"
+                db, guild, now=now, actor_id=actor_id, action=action, detail=detail
             )
 
         self._notify(await self.db.write(write))
