@@ -1,0 +1,106 @@
+"""``reelbot rewrite "a cat surfing"``: show what the prompt rewriter makes of an idea.
+
+Uses the configured rewriter (REELBOT_REWRITER and friends) unless told otherwise, and prints
+the user's prompt, the rewritten one, and why the original was kept when it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING, TextIO, cast
+
+if TYPE_CHECKING:
+    from jobqueue.settings import CoreSettings
+    from pipeline.rewrite import RewriteMode, RewriterConfig, RewriteResult
+    from pipeline.rewrite.config import BackendName
+
+EXIT_BAD_REQUEST = 2
+EXIT_INTERRUPTED = 130
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "rewrite",
+        help="rewrite a prompt into a detailed scene, as the worker does",
+        description="Rewrite a short idea into a detailed video prompt and print both.",
+    )
+    parser.add_argument("prompt", help="the idea to rewrite")
+    parser.add_argument(
+        "--mode",
+        choices=("t2v", "i2v"),
+        default="t2v",
+        help="t2v describes a whole scene; i2v only motion and camera (default: t2v)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same rewrite (default: 0)")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "openai", "off"),
+        help="who rewrites (default: REELBOT_REWRITER)",
+    )
+    parser.add_argument(
+        "--model",
+        help="model for that backend: a local model id or folder, or the endpoint's model name "
+        "(default: REELBOT_REWRITER_MODEL or REELBOT_OPENAI_MODEL)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobqueue.settings import CoreSettings
+
+    if not args.prompt.strip():
+        sys.stderr.write('The prompt is empty; try reelbot rewrite "a cat surfing".\n')
+        return EXIT_BAD_REQUEST
+    config = rewriter_config(CoreSettings(), backend=args.backend, model=args.model)
+    try:
+        result = asyncio.run(rewrite_once(config, args.prompt, mode=args.mode, seed=args.seed))
+    except KeyboardInterrupt:
+        sys.stderr.write("Stopped.\n")
+        return EXIT_INTERRUPTED
+    print_result(result, out=sys.stdout)
+    return 0
+
+
+def rewriter_config(
+    settings: CoreSettings, *, backend: str | None = None, model: str | None = None
+) -> RewriterConfig:
+    """The rewriter the settings describe, with the command line's overrides."""
+    from pipeline.rewrite import RewriterConfig
+
+    chosen = cast("BackendName", backend or settings.rewriter)
+    return RewriterConfig(
+        backend=chosen,
+        local_model=(model if chosen == "local" and model else settings.rewriter_model),
+        models_dir=settings.models_dir,
+        cache_dir=settings.cache_dir,
+        openai_base_url=settings.openai_base_url,
+        openai_model=(model if chosen == "openai" and model else settings.openai_model),
+        openai_api_key=settings.openai_api_key,
+        timeout_s=settings.rewriter_timeout_s,
+        device=settings.device,
+    )
+
+
+async def rewrite_once(
+    config: RewriterConfig, prompt: str, *, mode: RewriteMode, seed: int
+) -> RewriteResult:
+    from pipeline.rewrite import build_rewriter
+
+    rewriter = build_rewriter(config)
+    try:
+        await rewriter.warm_up()
+        return await rewriter.rewrite(prompt, mode=mode, seed=seed)
+    finally:
+        await rewriter.aclose()
+
+
+def print_result(result: RewriteResult, *, out: TextIO) -> None:
+    out.write(f"Original:  {result.original}\n")
+    out.write(f"Rewritten: {result.rewritten}\n")
+    if result.fallback_reason is not None:
+        out.write(f"Not rewritten ({result.fallback_reason}): the original prompt is used.\n")
+    if result.model is not None:
+        source = "from the cache" if result.cached else f"{result.seconds:.1f} s"
+        out.write(f"Rewriter:  {result.backend}, {result.model} ({source})\n")

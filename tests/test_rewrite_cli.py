@@ -1,0 +1,77 @@
+"""``reelbot rewrite`` prints both prompts, and the reason when the original is kept."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.conftest import ChatReply, FakeChatServer
+
+
+@pytest.fixture(autouse=True)
+def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REELBOT_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def endpoint(monkeypatch: pytest.MonkeyPatch, chat_server: FakeChatServer) -> FakeChatServer:
+    monkeypatch.setenv("REELBOT_REWRITER", "openai")
+    monkeypatch.setenv("REELBOT_OPENAI_BASE_URL", chat_server.base_url)
+    return chat_server
+
+
+async def reelbot(*argv: str) -> int:
+    """Runs the command in a thread, as a shell would, while the test's server keeps serving."""
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_both_prompts_are_printed(
+    endpoint: FakeChatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await reelbot("rewrite", "a cat surfing", "--seed", "9") == 0
+    out = capsys.readouterr().out
+    assert "Original:  a cat surfing\n" in out
+    assert "Rewritten: A cat surfing, seen at golden hour" in out
+    assert "Rewriter:  openai, qwen2.5:3b-instruct" in out
+    assert endpoint.requests[0]["seed"] == 9
+
+
+async def test_a_second_run_comes_from_the_cache(
+    endpoint: FakeChatServer, capsys: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    await reelbot("rewrite", "a cat surfing")
+    await reelbot("rewrite", "a cat surfing")
+    assert "(from the cache)" in capsys.readouterr().out
+    assert len(endpoint.requests) == 1
+    assert list((data_dir / "cache" / "rewrites").rglob("*.json"))
+
+
+async def test_the_reason_is_printed_when_the_original_is_kept(
+    endpoint: FakeChatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint.script(ChatReply(content="A man cycles through green hills at noon."))
+    await reelbot("rewrite", "a cat surfing", "--mode", "i2v")
+    out = capsys.readouterr().out
+    assert "Rewritten: a cat surfing\n" in out
+    assert "Not rewritten (lost the subject): the original prompt is used." in out
+    assert "image-to-video" in endpoint.requests[0]["messages"][0]["content"]
+
+
+def test_the_off_backend_passes_the_prompt_through(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rewrite", "--backend", "off", "a cat surfing"]) == 0
+    out = capsys.readouterr().out
+    assert "Rewritten: a cat surfing\n" in out
+    assert "Not rewritten (disabled)" in out
+
+
+def test_an_empty_prompt_is_one_sentence_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rewrite", "  "]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "empty" in captured.err
