@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CONCURRENT_DELIVERIES = 4
 RETRY_AFTER_S = 30.0
 FOLLOW_AGAIN_AFTER_S = 5.0
+SHUTDOWN_GRACE_S = 10.0
 NO_MESSAGE = 0
 """``result_message_id`` for a job delivered with nothing to point at (its channel is gone)."""
 
@@ -67,10 +68,16 @@ class Delivery(commands.Cog):
         self.main = asyncio.create_task(self.run(), name="delivery")
 
     async def cog_unload(self) -> None:
-        tasks = [self.main, *self.tasks] if self.main else list(self.tasks)
-        for task in tasks:
+        # Stop taking work, then let deliveries in flight finish: a status message posted
+        # but not yet recorded would otherwise be orphaned by a restart.
+        if self.main is not None:
+            self.main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.main
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=SHUTDOWN_GRACE_S)
+        for task in set(self.tasks):
             task.cancel()
-        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
