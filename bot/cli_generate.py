@@ -7,6 +7,7 @@ trying a model or a GPU. Prints the clip's path, its seed and where the time wen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from jobqueue.settings import CoreSettings
     from pipeline.encode import EncodedClip
     from pipeline.generator import GenerationRequest, GenerationResult, VideoGenerator
+    from pipeline.rewrite import RewriteMode
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--negative", default="", help="what the clip should avoid")
     parser.add_argument("--image", type=Path, help="start image, for image-to-video models")
     parser.add_argument("--hd", action="store_true", help="larger size and more steps")
+    parser.add_argument(
+        "--enhance",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="rewrite the prompt into a detailed scene first, with REELBOT_REWRITER (default: no)",
+    )
     parser.add_argument(
         "-o", "--output", type=Path, help="where to write the MP4 (default: reelbot-<seed>.mp4)"
     )
@@ -89,6 +97,9 @@ def generate_clip(
     except (InvalidRequest, _UnreadableImage) as exc:
         err.write(f"{exc}\n")
         return EXIT_BAD_REQUEST
+    original_prompt = request.prompt
+    if args.enhance:
+        request = _enhance(request, settings, out=out)
     try:
         load_s = generator.load()
         result = _generate_with_progress(generator, request)
@@ -98,7 +109,7 @@ def generate_clip(
         return EXIT_FAILED
     output = args.output or Path(f"reelbot-{result.seed}.mp4")
     try:
-        clip = _encode(result, request, output, settings.max_upload_bytes)
+        clip = _encode(result, original_prompt, request, output, settings.max_upload_bytes)
     except ClipTooLarge as exc:
         err.write(f"{str(exc).rstrip('.')}; the smallest attempt is at {exc.best.path}.\n")
         return EXIT_FAILED
@@ -113,7 +124,7 @@ class _UnreadableImage(Exception):
 def _request_from(args: argparse.Namespace) -> GenerationRequest:
     from pipeline.generator import GenerationRequest
 
-    # The prompt the model sees; prompt rewriting (--enhance) replaces it here.
+    # The prompt as the user wrote it; --enhance replaces it after validation.
     return GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative,
@@ -159,12 +170,33 @@ def _generate_with_progress(
             bar.close()
 
 
+def _enhance(
+    request: GenerationRequest, settings: CoreSettings, *, out: TextIO
+) -> GenerationRequest:
+    """The request with the rewritten prompt; prints both prompts (the negative one is kept)."""
+    from bot.cli_rewrite import print_result, rewrite_prompt
+
+    mode: RewriteMode = "i2v" if request.image is not None else "t2v"
+    rewrite = rewrite_prompt(settings, request.prompt, mode=mode, seed=request.seed or 0)
+    print_result(rewrite, out=out)
+    return dataclasses.replace(request, prompt=rewrite.rewritten)
+
+
 def _encode(
-    result: GenerationResult, request: GenerationRequest, output: Path, max_bytes: int
+    result: GenerationResult,
+    original_prompt: str,
+    request: GenerationRequest,
+    output: Path,
+    max_bytes: int,
 ) -> EncodedClip:
     from pipeline.encode import ClipMetadata, encode_mp4
 
-    metadata = ClipMetadata(prompt=request.prompt, seed=result.seed, model=result.model)
+    metadata = ClipMetadata(
+        prompt=original_prompt,
+        seed=result.seed,
+        model=result.model,
+        rewritten_prompt=request.prompt if request.prompt != original_prompt else None,
+    )
     return encode_mp4(result.frames, result.fps, output, metadata=metadata, max_bytes=max_bytes)
 
 

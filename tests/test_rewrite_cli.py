@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from pipeline.encode import read_tags
 from tests.conftest import ChatReply, FakeChatServer
 
 
@@ -75,3 +76,21 @@ def test_an_empty_prompt_is_one_sentence_on_stderr(capsys: pytest.CaptureFixture
     assert captured.out == ""
     assert captured.err.count("\n") == 1
     assert "empty" in captured.err
+
+
+async def test_generate_with_enhance_renders_the_rewritten_prompt(
+    endpoint: FakeChatServer,
+    tiny_models_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("REELBOT_DATA_DIR", str(tiny_models_dir.parent))
+    argv = ["generate", "a cat surfing", "--model", "tiny", "--seed", "5", "--enhance"]
+    assert await reelbot(*argv, "--frames", "5", "-o", "clip.mp4") == 0
+    out = capsys.readouterr().out
+    assert "Rewritten: A cat surfing, seen at golden hour" in out
+    assert endpoint.requests[0]["seed"] == 5
+    tags = read_tags(tmp_path / "clip.mp4")
+    assert tags["title"] == "a cat surfing"
+    assert "Rewritten prompt: A cat surfing, seen at golden hour" in tags["comment"]
