@@ -128,12 +128,13 @@ def worker_line(worker: WorkerInfo, now: float) -> str:
 
 def limits_sentence(limits: QueueLimits, *, user_id: int | None) -> str:
     who = "Everyone" if user_id is None else mention(user_id)
-    daily = (
-        "no daily limit"
-        if limits.max_daily_per_user == 0
-        else (f"{limits.max_daily_per_user} a day")
-    )
+    daily_limit = limits.max_daily_per_user
+    daily = "no daily limit" if daily_limit == 0 else f"{clips(daily_limit)} a day"
     return (
-        f"{who} may now have {limits.max_waiting_per_user} clips waiting and"
+        f"{who} may now have {clips(limits.max_waiting_per_user)} waiting and"
         f" {limits.max_running_per_user} running at once, {daily}."
     )
+
+
+def clips(count: int) -> str:
+    return f"{count} clip" if count == 1 else f"{count} clips"
