@@ -139,15 +139,21 @@ def finished_line(job: Job, *, clip_url: str | None = None) -> str:
 
 
 def too_large_line(job: Job, size_bytes: int, limit_bytes: int) -> str:
+    size, limit = file_size_words(size_bytes), file_size_words(limit_bytes)
     return (
-        f"⚠️ {job_label(job)} for {mention(job.user_id)} is done, but the clip is "
-        f"{megabytes(size_bytes)}, over this server's {megabytes(limit_bytes)} upload limit even"
-        " after re-encoding; the file is kept on the bot's host."
+        f"⚠️ {job_label(job)} for {mention(job.user_id)} is done, but the clip is {size},"
+        f" over this server's {limit} upload limit even after re-encoding; the file is kept"
+        " on the bot's host."
     )
 
 
-def megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
+def file_size_words(size: int) -> str:
+    """ "9.5 MB", "120 KB" or "300 bytes"."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size // 1024} KB"
+    return f"{size} bytes"
 
 
 def clip_embed(job: Job) -> discord.Embed:
