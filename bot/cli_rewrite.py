@@ -79,7 +79,7 @@ def rewriter_config(
         openai_model=(model if chosen == "openai" and model else settings.openai_model),
         openai_api_key=settings.openai_api_key,
         timeout_s=settings.rewriter_timeout_s,
-        device=settings.device,
+        device=settings.rewriter_device,
     )
 
 

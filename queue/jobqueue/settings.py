@@ -36,6 +36,7 @@ class CoreSettings(BaseSettings):
     rewriter: Literal["local", "openai", "off"] = "local"
     rewriter_model: str = "gemma3-270m"
     rewriter_timeout_s: float = 60.0
+    rewriter_device: str = "cpu"
     openai_base_url: str = "http://localhost:11434/v1"
     openai_model: str = "qwen2.5:3b-instruct"
     openai_api_key: str = Field(default="", repr=False)
