@@ -82,6 +82,7 @@ async def test_a_worker_makes_the_clip(job_queue: JobQueue, worker_config: Worke
     assert (done.width, done.height, done.frames, done.fps) == (112, 64, 9, 16)
     assert (fps, done.seed, done.model, done.attempts) == (16, 42, "tiny", 1)
     assert "a red balloon over a city" in read_tags(clip)["title"]
+    assert {"rewrite", "load", "denoise", "decode", "encode"} <= done.timings.keys()
     assert list((worker_config.clips_dir / ".partial").iterdir()) == []
 
 

@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +137,10 @@ class ClipMaker:
         assert request.steps is not None
 
         await tracker.stage(Stage.REWRITING)
+        rewrite_started = time.perf_counter()
         prompt = await self._prompt(job, generator.preset.task, request.seed)
         request.prompt = prompt.text
+        timings = {"rewrite": time.perf_counter() - rewrite_started}
 
         await tracker.stage(
             Stage.GENERATING,
@@ -145,10 +148,13 @@ class ClipMaker:
             rewritten_prompt=prompt.rewritten,
             rewrite_note=prompt.note,
         )
-        generated = await self._generate(generator, request, tracker)
+        generated = await self._generate(generator, request, tracker, timings)
+        timings.update(generated.timings)
 
         await tracker.stage(Stage.ENCODING)
-        return await asyncio.to_thread(self._encode, job, generated, prompt, parent, worker_id)
+        made = await asyncio.to_thread(self._encode, job, generated, prompt, parent, worker_id)
+        made.result.timings = timings | made.result.timings
+        return made
 
     def _model_name(self, job: Job) -> str:
         if job.request.model:
@@ -196,10 +202,14 @@ class ClipMaker:
         return await self._rewriter.rewrite(job.request.prompt, mode=mode, seed=seed)
 
     async def _generate(
-        self, generator: VideoGenerator, request: GenerationRequest, tracker: JobTracker
+        self,
+        generator: VideoGenerator,
+        request: GenerationRequest,
+        tracker: JobTracker,
+        timings: dict[str, float],
     ) -> GenerationResult:
         try:
-            await asyncio.to_thread(generator.load)
+            timings["load"] = await asyncio.to_thread(generator.load)
             return await asyncio.to_thread(
                 generator.generate, request, on_step=tracker.step, should_cancel=tracker.should_stop
             )
@@ -257,6 +267,7 @@ class ClipMaker:
                 frames=len(generated.frames),
                 steps=generated.steps,
             ),
+            timings={"encode": clip.seconds},
         )
         return MadeClip(job.id, clip.path, clip.poster_path, final, result)
 

@@ -54,7 +54,15 @@ from jobqueue.models import (
 )
 from jobqueue.scheduling import jobs_ahead
 from jobqueue.schema import SERVER_SCOPE, all_migrations
-from jobqueue.store import fetch_job, fetch_jobs, is_paused, next_version, update_job, write_state
+from jobqueue.store import (
+    count_in_status,
+    fetch_job,
+    fetch_jobs,
+    is_paused,
+    next_version,
+    update_job,
+    write_state,
+)
 
 __all__ = [
     "JobNotFound",
@@ -467,7 +475,7 @@ def _position(db: sqlite_utils.Database, job_id: int) -> QueuePosition | None:
         return None
     now = time.time()
     ahead = jobs_ahead(db, job)
-    waiting_total = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+    waiting_total = count_in_status(db, JobStatus.QUEUED)
     running_started = [
         row[0]
         for row in db.execute("SELECT started_at FROM jobs WHERE status = 'running'").fetchall()
@@ -486,12 +494,6 @@ def _position(db: sqlite_utils.Database, job_id: int) -> QueuePosition | None:
 def _stats(db: sqlite_utils.Database) -> QueueStats:
     now = time.time()
     midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = dict(
-        db.execute(
-            "SELECT status, COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
-            " GROUP BY status"
-        ).fetchall()
-    )
     today = dict(
         db.execute(
             "SELECT status, COUNT(*) FROM jobs WHERE finished_at >= ? GROUP BY status",
@@ -499,8 +501,8 @@ def _stats(db: sqlite_utils.Database) -> QueueStats:
         ).fetchall()
     )
     return QueueStats(
-        waiting=counts.get("queued", 0),
-        running=counts.get("running", 0),
+        waiting=count_in_status(db, JobStatus.QUEUED),
+        running=count_in_status(db, JobStatus.RUNNING),
         done_today=today.get("done", 0),
         failed_today=today.get("failed", 0),
         cancelled_today=today.get("cancelled", 0),

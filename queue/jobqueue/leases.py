@@ -9,6 +9,7 @@ overwrite, or complete, a job another worker has taken since.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any
 
@@ -17,7 +18,7 @@ import sqlite_utils
 from jobqueue.eta import shape_key
 from jobqueue.models import Job, JobResult, JobStatus, Stage, WorkerInfo
 from jobqueue.scheduling import mark_served, pick_next
-from jobqueue.store import fetch_job, is_paused, update_job
+from jobqueue.store import fetch_job, is_paused, rows, update_job
 
 OWNED = "status = 'running' AND worker_id = :worker_id"
 
@@ -62,21 +63,16 @@ def claim_next(
         },
         now=now,
     )
-    db.execute(
-        "UPDATE workers SET job_id = ?, last_seen = ? WHERE worker_id = ?",
-        [row["id"], now, worker_id],
-    )
     return fetch_job(db, row["id"])
 
 
 def requeue_expired(db: sqlite_utils.Database, *, now: float) -> list[int]:
     """Put jobs whose worker stopped heartbeating back in the queue; return their ids."""
-    expired = list(
-        db.query(
-            "SELECT id, attempts, max_attempts, cancel_requested, worker_id FROM jobs"
-            " WHERE status = 'running' AND lease_expires_at < ?",
-            [now],
-        )
+    expired = rows(
+        db,
+        "SELECT id, attempts, max_attempts, cancel_requested, worker_id FROM jobs"
+        " WHERE status = 'running' AND lease_expires_at < ?",
+        [now],
     )
     for row in expired:
         detail = f"worker {row['worker_id']} stopped heartbeating (attempt {row['attempts']})"
@@ -137,6 +133,7 @@ def update_running(
         db, job_id, values, now=now, only_if=OWNED, only_if_params={"worker_id": worker_id}
     ):
         return LeaseState.LOST
+    worker_seen(db, worker_id, now=now)
     return _lease_state(db, job_id)
 
 
@@ -155,14 +152,9 @@ def finish(
         started = db.execute("SELECT started_at FROM jobs WHERE id = ?", [job_id]).fetchone()
         if started is not None and started[0] is not None:
             finished["run_seconds"] = now - started[0]
-    owned = update_job(
+    return update_job(
         db, job_id, finished, now=now, only_if=OWNED, only_if_params={"worker_id": worker_id}
     )
-    if owned:
-        db.execute(
-            "UPDATE workers SET job_id = NULL, last_seen = ? WHERE worker_id = ?", [now, worker_id]
-        )
-    return owned
 
 
 def result_values(result: JobResult) -> dict[str, Any]:
@@ -178,6 +170,7 @@ def result_values(result: JobResult) -> dict[str, Any]:
         "rewrite_note": result.rewrite_note,
         "step": result.steps,
         "total_steps": result.steps,
+        "timings": json.dumps(result.timings),
         "shape_key": result.shape_key
         or shape_key(
             model=result.model,
@@ -211,7 +204,7 @@ def register_worker(
         " VALUES (:worker_id, :pid, :host, :model, :now, :now)"
         " ON CONFLICT (worker_id) DO UPDATE SET pid = excluded.pid, host = excluded.host,"
         " model = excluded.model, started_at = excluded.started_at,"
-        " last_seen = excluded.last_seen, job_id = NULL, stopped_at = NULL",
+        " last_seen = excluded.last_seen, stopped_at = NULL",
         {"worker_id": worker_id, "pid": pid, "host": host, "model": model, "now": now},
     )
 
@@ -221,15 +214,16 @@ def worker_seen(db: sqlite_utils.Database, worker_id: str, *, now: float) -> Non
 
 
 def worker_stopped(db: sqlite_utils.Database, worker_id: str, *, now: float) -> None:
-    db.execute(
-        "UPDATE workers SET stopped_at = ?, job_id = NULL WHERE worker_id = ?", [now, worker_id]
-    )
+    db.execute("UPDATE workers SET stopped_at = ? WHERE worker_id = ?", [now, worker_id])
 
 
 def live_workers(db: sqlite_utils.Database, *, now: float) -> list[WorkerInfo]:
-    rows = db.query(
-        "SELECT worker_id, pid, host, model, started_at, last_seen, job_id FROM workers"
-        " WHERE stopped_at IS NULL AND last_seen > ? ORDER BY started_at",
+    found = rows(
+        db,
+        "SELECT worker_id, pid, host, model, started_at, last_seen,"
+        " (SELECT id FROM jobs WHERE status = 'running' AND jobs.worker_id = workers.worker_id"
+        "  LIMIT 1) AS job_id"
+        " FROM workers WHERE stopped_at IS NULL AND last_seen > ? ORDER BY started_at",
         [now - WORKER_SEEN_WITHIN_S],
     )
-    return [WorkerInfo(**row) for row in rows]
+    return [WorkerInfo(**row) for row in found]

@@ -14,7 +14,9 @@ from typing import Any
 import sqlite_utils
 
 from jobqueue.errors import LimitExceeded
+from jobqueue.models import JobStatus
 from jobqueue.schema import SERVER_SCOPE
+from jobqueue.store import count_in_status, rows
 
 DAY_SECONDS = 86400.0
 
@@ -36,15 +38,15 @@ _COLUMNS = {
 
 
 def resolve_limits(db: sqlite_utils.Database, user_id: int, defaults: QueueLimits) -> QueueLimits:
-    rows = {
+    by_scope = {
         row["user_id"]: row
-        for row in db.query(
-            "SELECT * FROM queue_limits WHERE user_id IN (?, ?)", [SERVER_SCOPE, user_id]
+        for row in rows(
+            db, "SELECT * FROM queue_limits WHERE user_id IN (?, ?)", [SERVER_SCOPE, user_id]
         )
     }
     limits = defaults
     for scope in (SERVER_SCOPE, user_id):
-        row = rows.get(scope)
+        row = by_scope.get(scope)
         if row is None:
             continue
         overrides = {
@@ -88,7 +90,7 @@ def check_can_submit(
         )
     if limits.max_daily_per_user > 0:
         _check_daily(db, user_id, limits.max_daily_per_user, now=now)
-    total = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+    total = count_in_status(db, JobStatus.QUEUED)
     if total >= limits.max_queue:
         raise LimitExceeded(
             f"The queue is full ({_clips(total)} waiting); try again in a few minutes."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -73,7 +73,7 @@ class JobRequest:
     @classmethod
     def from_json(cls, text: str) -> JobRequest:
         data = json.loads(text)
-        known = {field.name for field in fields(cls)}
+        known = {item.name for item in fields(cls)}
         # Rows written by a newer version may carry options this one does not know.
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -117,6 +117,8 @@ class Job:
     result_message_id: int | None
     delivered_at: float | None
     version: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage of the finished run: rewrite, load, denoise, decode, encode."""
 
     @property
     def percent(self) -> int:
@@ -137,12 +139,13 @@ class Job:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
-        values = {field.name: row[field.name] for field in fields(cls) if field.name in row}
+        values = {item.name: row[item.name] for item in fields(cls) if item.name in row}
         values["kind"] = JobKind(row["kind"])
         values["status"] = JobStatus(row["status"])
         values["stage"] = Stage(row["stage"])
         values["request"] = JobRequest.from_json(row["request"])
         values["cancel_requested"] = bool(row["cancel_requested"])
+        values["timings"] = json.loads(row["timings"]) if row.get("timings") else {}
         return cls(**values)
 
 
@@ -162,6 +165,7 @@ class JobResult:
     rewrite_note: str | None = None
     shape_key: str | None = None
     """Model and generated size (see eta.py); computed from the fields above when None."""
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlite_utils
 
-from jobqueue.models import Job
+from jobqueue.models import Job, JobStatus
 
 
 def next_version(db: sqlite_utils.Database) -> int:
@@ -20,16 +20,26 @@ def next_version(db: sqlite_utils.Database) -> int:
     return int(row[0])
 
 
+def rows(
+    db: sqlite_utils.Database, sql: str, params: dict[str, Any] | list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Rows as dicts. Unlike ``db.query`` it adds no savepoint around each statement, which
+    costs two extra statements per read in the scheduler's hot path."""
+    cursor = db.conn.execute(sql, params if params is not None else [])
+    columns = [description[0] for description in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
 def fetch_job(db: sqlite_utils.Database, job_id: int) -> Job | None:
-    rows = list(db.query("SELECT * FROM jobs WHERE id = ?", [job_id]))
-    return Job.from_row(rows[0]) if rows else None
+    found = rows(db, "SELECT * FROM jobs WHERE id = ?", [job_id])
+    return Job.from_row(found[0]) if found else None
 
 
 def fetch_jobs(
     db: sqlite_utils.Database, sql: str, params: dict[str, Any] | list[Any]
 ) -> list[Job]:
     """Jobs from ``SELECT * FROM jobs ...`` SQL."""
-    return [Job.from_row(row) for row in db.query(sql, params)]
+    return [Job.from_row(row) for row in rows(db, sql, params)]
 
 
 def update_job(
@@ -73,3 +83,9 @@ def write_state(db: sqlite_utils.Database, key: str, value: str) -> None:
 
 def is_paused(db: sqlite_utils.Database) -> bool:
     return read_state(db, "paused") == "1"
+
+
+def count_in_status(db: sqlite_utils.Database, status: JobStatus) -> int:
+    """How many jobs are in ``status`` (kept by triggers in ``queue_counts``)."""
+    row = db.execute("SELECT jobs FROM queue_counts WHERE status = ?", [status.value]).fetchone()
+    return int(row[0]) if row else 0
