@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+from jobqueue.models import JobKind, JobRequest
 from tests.bot_harness import Reel, probe_mp4
 
 
@@ -37,3 +39,26 @@ async def test_create_posts_a_playable_clip_with_buttons(
         lambda: "done" in fake.message(status.id).content and fake.message(status.id)
     )
     assert f"/{clip.id}" in finished.content
+
+
+async def test_the_status_message_follows_the_job_without_flooding_edits(
+    running_reel: Reel,
+) -> None:
+    reel, fake = running_reel, running_reel.fake
+    await reel.queue.submit(
+        JobKind.CREATE,
+        JobRequest(prompt="a long clip ahead in line", frames=81, steps=12),
+        user_id=fake.bob.id,
+        guild_id=fake.guild.id,
+        channel_id=fake.general.id,
+    )
+    _, job = await reel.create("a hot air balloon")
+    await reel.clip_message(job.id)
+    await reel.delivered(job.id)
+    status = fake.message((await reel.queue.get(job.id) or job).status_message_id or 0)
+    shown = [revision["content"] for revision in status.revisions] + [status.content]
+    assert any("is queued: next in line" in text for text in shown)
+    assert any(": generating, " in text for text in shown)
+    assert "is done" in shown[-1]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(status.edit_times)]
+    assert all(gap >= reel.settings.progress_edit_seconds - 0.05 for gap in gaps), gaps
