@@ -244,6 +244,15 @@ async def test_clear_cancels_waiting_jobs(job_queue: JobQueue) -> None:
     assert [job.error for job in cancelled] == ["Cancelled: a moderator cleared the queue."] * 2
 
 
+async def test_active_jobs_are_the_waiting_and_running_ones(job_queue: JobQueue) -> None:
+    running = await submit(job_queue)
+    await job_queue.claim("w1", lease_seconds=LEASE)
+    waiting = await submit(job_queue, user_id=BOB)
+    cancelled = await submit(job_queue, user_id=MOD)
+    await job_queue.cancel(cancelled.id, by_user_id=MOD)
+    assert [job.id for job in await job_queue.active_jobs()] == [running.id, waiting.id]
+
+
 async def test_stats_count_today(job_queue: JobQueue) -> None:
     done = await submit(job_queue)
     await job_queue.claim("w1", lease_seconds=LEASE)

@@ -207,6 +207,14 @@ class JobQueue:
             )
         )
 
+    async def active_jobs(self) -> list[Job]:
+        """Every waiting and running job, oldest first (the bot follows these at start-up)."""
+        return await self.db.read(
+            lambda db: fetch_jobs(
+                db, "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id", []
+            )
+        )
+
     def changes(
         self, *, since: float | None = None, poll_interval: float = 0.25
     ) -> AsyncIterator[Job]:

@@ -72,17 +72,16 @@ def create_jobs(db: sqlite_utils.Database) -> None:
     for statement in (
         "CREATE UNIQUE INDEX jobs_version ON jobs (version)",
         "CREATE INDEX jobs_updated_at ON jobs (updated_at)",
-        # A user's next job, and the best job among users who have never been served.
+        # Each user's best waiting job (see track_user_heads).
         "CREATE INDEX jobs_queued_by_user ON jobs (user_id, priority DESC, id)"
         " WHERE status = 'queued'",
-        "CREATE INDEX jobs_queued ON jobs (priority DESC, id) WHERE status = 'queued'",
         "CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE status = 'running'",
         "CREATE INDEX jobs_user_created ON jobs (user_id, created_at)",
         # ETAs: recent finished jobs asked for the same way, and of the same model and shape.
         "CREATE INDEX jobs_done_by_request ON jobs (request_key, finished_at)"
         " WHERE status = 'done'",
         "CREATE INDEX jobs_done_by_shape ON jobs (shape_key, finished_at) WHERE status = 'done'",
-        "CREATE INDEX jobs_finished ON jobs (finished_at, status)",
+        "CREATE INDEX jobs_finished ON jobs (finished_at, status) WHERE finished_at IS NOT NULL",
         "CREATE INDEX jobs_undelivered ON jobs (finished_at)"
         " WHERE delivered_at IS NULL AND status IN ('done', 'failed', 'cancelled')",
     ):
