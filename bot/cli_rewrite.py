@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, TextIO, cast
 
@@ -44,6 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="model for that backend: a local model id or folder, or the endpoint's model name "
         "(default: REELBOT_REWRITER_MODEL or REELBOT_OPENAI_MODEL)",
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds the rewrite may take (default: REELBOT_REWRITER_TIMEOUT_S)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -54,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write('The prompt is empty; try reelbot rewrite "a cat surfing".\n')
         return EXIT_BAD_REQUEST
     config = rewriter_config(CoreSettings(), backend=args.backend, model=args.model)
+    if args.timeout is not None:
+        config = dataclasses.replace(config, timeout_s=args.timeout)
     try:
         result = asyncio.run(rewrite_once(config, args.prompt, mode=args.mode, seed=args.seed))
     except KeyboardInterrupt:

@@ -63,6 +63,14 @@ async def test_the_reason_is_printed_when_the_original_is_kept(
     assert "image-to-video" in endpoint.requests[0]["messages"][0]["content"]
 
 
+async def test_the_timeout_can_be_set_for_one_run(
+    endpoint: FakeChatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint.script(ChatReply(hang=True))
+    await reelbot("rewrite", "a cat surfing", "--timeout", "0.2")
+    assert "Not rewritten (timeout)" in capsys.readouterr().out
+
+
 def test_the_off_backend_passes_the_prompt_through(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rewrite", "--backend", "off", "a cat surfing"]) == 0
     out = capsys.readouterr().out
