@@ -40,8 +40,9 @@ RESULT = JobResult(
 ROOMY = QueueLimits(max_waiting_per_user=1_000_000, max_running_per_user=1, max_queue=10_000_000)
 
 
-async def throughput(folder: Path, jobs: int, users: int) -> None:
-    queue = await JobQueue.open(folder / "throughput.db", limits=ROOMY)
+async def one_round(path: Path, jobs: int, users: int) -> tuple[float, float]:
+    """Seconds to submit ``jobs`` jobs, then to claim and complete them all."""
+    queue = await JobQueue.open(path, limits=ROOMY)
     try:
         started = time.perf_counter()
         for index in range(jobs):
@@ -62,11 +63,27 @@ async def throughput(folder: Path, jobs: int, users: int) -> None:
     finally:
         await queue.close()
     assert completed == jobs, f"only {completed} of {jobs} jobs completed"
-    submit_s, run_s = submitted - started, finished - submitted
-    print(f"throughput ({jobs} jobs from {users} users, one SQLite file):")
-    print(f"  submit                 {jobs / submit_s:8.0f} jobs/s")
-    print(f"  claim + complete       {jobs / run_s:8.0f} jobs/s")
-    print(f"  submit+claim+complete  {jobs / (submit_s + run_s):8.0f} jobs/s   (target >= 1000)")
+    return submitted - started, finished - submitted
+
+
+async def throughput(folder: Path, jobs: int, users: int, rounds: int) -> None:
+    # Each round on a fresh file; the best round is the one least disturbed by whatever
+    # else the machine was doing, the median says how much that mattered.
+    results = [
+        await one_round(folder / f"throughput-{index}.db", jobs, users) for index in range(rounds)
+    ]
+    submit = sorted(jobs / submit_s for submit_s, _ in results)
+    run = sorted(jobs / run_s for _, run_s in results)
+    total = sorted(jobs / (submit_s + run_s) for submit_s, run_s in results)
+    print(
+        f"throughput ({jobs} jobs from {users} users, one SQLite file; best / median of {rounds}):"
+    )
+    print(f"  submit                 {submit[-1]:6.0f} / {statistics.median(submit):6.0f} jobs/s")
+    print(f"  claim + complete       {run[-1]:6.0f} / {statistics.median(run):6.0f} jobs/s")
+    print(
+        f"  submit+claim+complete  {total[-1]:6.0f} / {statistics.median(total):6.0f} jobs/s"
+        "   (target >= 1000)"
+    )
 
 
 def fill_backlog(db: Database, waiting: int, users: int) -> None:
@@ -218,11 +235,12 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000, help="jobs for the throughput run")
     parser.add_argument("--waiting", type=int, default=10_000, help="backlog for the pick time")
     parser.add_argument("--users", type=int, default=1000, help="users in the backlog")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the throughput run")
     parser.add_argument("--tiny-jobs", type=int, default=8, help="jobs for the overhead run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp:
         folder = Path(tmp)
-        await throughput(folder, args.jobs, args.users // 10 or 1)
+        await throughput(folder, args.jobs, args.users // 10 or 1, args.rounds)
         await pick_time(folder, args.waiting, args.users)
         if args.tiny_jobs > 0:
             await worker_overhead(folder, args.tiny_jobs)
