@@ -114,8 +114,9 @@ class JobTracker:
                         )
             except Exception:
                 # A busy or briefly unavailable database must not end the job: the lease
-                # has slack (three heartbeats) and the next attempt may well succeed.
+                # has slack (three heartbeats), so try again after the usual interval.
                 log.exception("heartbeat for job %d failed", self._job_id)
+                self._last_contact = self._last_step_write = time.monotonic()
 
     def _next_wait(self) -> float:
         waits = [self._heartbeat_s - (time.monotonic() - self._last_contact)]
