@@ -41,9 +41,9 @@ def test_reelbot_worker_burst_drains_the_queue(tmp_path: Path, tiny_models_dir: 
     job_id = asyncio.run(submit(database, "a lighthouse at night"))
 
     env = {**os.environ, "REELBOT_DATA_DIR": str(data), "REELBOT_REWRITER": "off"}
+    command = ["worker", "--burst", "--model", "tiny", "--database", str(database)]
     finished = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "worker", "--burst", "--model", "tiny"]
-        + ["--database", str(database)],
+        [sys.executable, "-m", "bot.cli", *command],
         env=env,
         cwd=tmp_path,
         capture_output=True,
