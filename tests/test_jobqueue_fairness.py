@@ -140,3 +140,21 @@ async def test_an_eta_appears_once_jobs_have_finished(job_queue: JobQueue) -> No
     assert position.position == 2
     assert position.eta_seconds is not None
     assert position.eta_seconds >= 0
+
+
+async def test_a_cancelled_job_gives_its_place_to_the_users_next(job_queue: JobQueue) -> None:
+    first = await submit(job_queue, 1, "a1")
+    await submit(job_queue, 1, "a2")
+    await submit(job_queue, 2, "b1")
+    await job_queue.cancel(first.id, by_user_id=1)
+    assert await drain(job_queue) == ["a2", "b1"]
+
+
+async def test_a_job_back_from_a_dead_worker_keeps_its_owners_turn(job_queue: JobQueue) -> None:
+    await submit(job_queue, 1, "a1")
+    await submit(job_queue, 2, "b1")
+    crashed = await job_queue.claim("dead", lease_seconds=0.0)
+    assert crashed is not None
+    assert crashed.request.prompt == "a1"
+    # Alice was served when a1 started, so Bob goes next; then a1 runs again.
+    assert await drain(job_queue) == ["b1", "a1"]
