@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.render import NO_PINGS
 from bot.replies import acknowledge, reply_privately
+from jobqueue.models import JobStatus
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -46,8 +47,8 @@ class Info(commands.Cog):
         limits = await self.bot.queue.limits_for(user_id)
         jobs = await self.bot.queue.user_jobs(user_id, active_only=False)
         today = sum(1 for job in jobs if job.created_at >= time.time() - DAY_S)
-        waiting = sum(1 for job in jobs if job.status == "queued")
-        running = sum(1 for job in jobs if job.status == "running")
+        waiting = sum(1 for job in jobs if job.status is JobStatus.QUEUED)
+        running = sum(1 for job in jobs if job.status is JobStatus.RUNNING)
         daily = (
             f"up to {limits.max_daily_per_user} a day"
             if limits.max_daily_per_user
