@@ -72,10 +72,10 @@ async def job_queue(data_dir: Path) -> AsyncIterator[JobQueue]:
     await queue.close()
 
 
-async def submit(queue: JobQueue, user_id: int, prompt: str, steps: int) -> Job:
+async def submit(queue: JobQueue, user_id: int, prompt: str, *, frames: int, steps: int) -> Job:
     return await queue.submit(
         JobKind.CREATE,
-        JobRequest(prompt=prompt, steps=steps),
+        JobRequest(prompt=prompt, frames=frames, steps=steps),
         user_id=user_id,
         guild_id=1,
         channel_id=2,
@@ -86,14 +86,17 @@ async def test_a_killed_workers_job_completes_exactly_once(
     job_queue: JobQueue, start_worker: StartWorker, data_dir: Path
 ) -> None:
     changes = job_queue.changes(poll_interval=0.05)
-    long_job = await submit(job_queue, 1, "a long pan across mountains", steps=40)
-    waiting = [await submit(job_queue, user_id, f"clip {user_id}", steps=2) for user_id in (2, 3)]
+    # Long enough (seconds even on a fast CPU) to be killed while it generates.
+    long_job = await submit(job_queue, 1, "a long pan across mountains", frames=33, steps=50)
+    waiting = [
+        await submit(job_queue, user_id, f"clip {user_id}", frames=9, steps=2) for user_id in (2, 3)
+    ]
     all_ids = {long_job.id, *(job.id for job in waiting)}
     doomed = start_worker("doomed")
 
     async with asyncio.timeout(WAIT_S):
         async for change in changes:
-            if change.id == long_job.id and change.stage is Stage.GENERATING and change.step >= 1:
+            if change.id == long_job.id and change.stage is Stage.GENERATING:
                 assert change.worker_id == "doomed"
                 break
     doomed.send_signal(signal.SIGKILL)
