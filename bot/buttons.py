@@ -124,7 +124,7 @@ async def delete_clip(bot: ReelBot, interaction: discord.Interaction, job: Job) 
 
 
 async def may_delete(bot: ReelBot, user: discord.Member | discord.User, job: Job) -> bool:
-    return user.id == job.user_id or await is_moderator(bot, user)
+    return user.id == job.user_id or await is_moderator(bot, user, job.guild_id)
 
 
 async def remove_clip_message(

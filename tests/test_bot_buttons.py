@@ -105,6 +105,18 @@ async def test_another_user_cannot_delete_a_clip(
     assert not fake.message(message.id).deleted
 
 
+async def test_a_forged_administrator_cannot_delete_a_clip(
+    running_reel: Reel, posted: tuple[Job, Message]
+) -> None:
+    fake = running_reel.fake
+    parent, message = posted
+    handle = await fake.click(
+        message, f"job:{parent.id}:delete", user=fake.bob, forge_member={"permissions": "8"}
+    )
+    assert "Only the person who asked" in (await handle.response()).content
+    assert not fake.message(message.id).deleted
+
+
 async def test_a_moderator_can_delete_anyones_clip(
     running_reel: Reel, posted: tuple[Job, Message]
 ) -> None:

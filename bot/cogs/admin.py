@@ -71,8 +71,7 @@ class Admin(
         """Every /admin call: a manager, an administrator or a moderator, by Discord's word."""
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
-        member = await self.member_as_discord_knows(interaction)
-        if member is not None and await is_moderator(self.bot, member):
+        if await is_moderator(self.bot, interaction.user, interaction.guild_id):
             return True
         command = interaction.command.qualified_name if interaction.command else "admin"
         log.warning("user %s tried /%s without the rights", interaction.user.id, command)
@@ -84,20 +83,6 @@ class Admin(
             detail=f"/{command}",
         )
         raise app_commands.CheckFailure(NOT_ALLOWED)
-
-    async def member_as_discord_knows(
-        self, interaction: discord.Interaction
-    ) -> discord.Member | None:
-        # The interaction's own member (permissions, roles) could be forged by whoever sent
-        # it; the member fetched from the API, with the cached server roles, cannot.
-        guild_id = interaction.guild_id
-        assert guild_id is not None
-        try:
-            guild = interaction.guild or await self.bot.fetch_guild(guild_id)
-            return await guild.fetch_member(interaction.user.id)
-        except discord.HTTPException:
-            log.warning("could not look up member %s", interaction.user.id, exc_info=True)
-            return None
 
     async def respond(
         self, interaction: discord.Interaction[ReelBot], work: Callable[[], Awaitable[Answer]]

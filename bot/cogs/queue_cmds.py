@@ -70,7 +70,7 @@ class QueueCommands(commands.Cog):
         if job_id is None:
             await reply_privately(interaction, "You have no clips waiting or being made.")
             return
-        moderator = await is_moderator(self.bot, interaction.user)
+        moderator = await is_moderator(self.bot, interaction.user, interaction.guild_id)
         try:
             cancelled = await self.bot.queue.cancel(
                 job_id, by_user_id=interaction.user.id, is_moderator=moderator
