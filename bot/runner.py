@@ -47,13 +47,24 @@ async def serve(settings: Settings, *, workers: bool = True) -> None:
     )
     try:
         async with aiohttp.ClientSession() as session:
-            bot = ReelBot(settings, queue=queue, moderation=Moderation(queue.db), session=session)
+            moderation = moderation_for(settings, queue)
+            bot = ReelBot(settings, queue=queue, moderation=moderation, session=session)
             async with bot:
                 await bot.login(settings.discord_token)
                 async with worker_processes(settings, enabled=workers):
                     await connect_until_stopped(bot)
     finally:
         await queue.close()
+
+
+def moderation_for(settings: Settings, queue: JobQueue) -> Moderation:
+    """Moderation on the queue's database, with the server owner's strike rules."""
+    return Moderation(
+        queue.db,
+        strikes_for_ban=settings.strikes_for_ban,
+        strike_window_s=settings.strike_window_hours * 3600,
+        strike_ban_s=settings.strike_ban_hours * 3600,
+    )
 
 
 def worker_processes(settings: Settings, *, enabled: bool) -> AbstractAsyncContextManager[object]:
