@@ -209,12 +209,14 @@ class Delivery(commands.Cog):
             log.warning("cannot post job %s in channel %s", job.id, job.channel_id, exc_info=True)
             await self.bot.queue.mark_delivered(job.id, NO_MESSAGE)
             return
+        # Reactions find their job through this index: record it before anyone can see the
+        # clip as delivered.
+        await self.bot.store.remember_clip(posted.id, job.id)
         if not await self.bot.queue.mark_delivered(job.id, posted.id):
             log.warning("job %s was already delivered; removing the duplicate", job.id)
             await posted.delete()
             return
         self.check_history.discard(job.id)
-        await self.bot.store.remember_clip(posted.id, job.id)
         if message is None:
             await add_reactions(posted)
         await self.wait_for_edit_slot(status)
