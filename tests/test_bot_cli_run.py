@@ -14,6 +14,7 @@ import pytest
 
 from bot.cli import main
 from jobqueue.jobs import JobQueue
+from jobqueue.models import Stage
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
 from tests.fakediscord import FakeDiscord
 
@@ -112,8 +113,12 @@ async def test_a_worker_killed_mid_job_ends_in_exactly_one_clip(
 
 
 async def wait_until_running(queue: JobQueue, job_id: int) -> None:
-    """Until the job's first denoising step is done: the worker is inside the job."""
+    """Until the worker has started generating: a kill now lands inside the job.
+
+    Waiting for a denoising step instead races the tiny model, which can finish the whole
+    clip before the kill arrives on a quiet machine.
+    """
     async with asyncio.timeout(CLIP_TIMEOUT_S):
         async for job in queue.changes(since=0, poll_interval=0.02):
-            if job.id == job_id and job.step >= 1:
+            if job.id == job_id and job.stage == Stage.GENERATING:
                 return

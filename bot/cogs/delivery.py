@@ -26,7 +26,6 @@ from bot import render
 from bot.posting import ClipWontFit, add_reactions, channel_of, find_posted_clip, post_clip
 from bot.render import NO_PINGS
 from jobqueue.models import Job, JobStatus
-from jobqueue.store import fetch_jobs
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -92,12 +91,8 @@ class Delivery(commands.Cog):
         for job in await self.bot.queue.undelivered_finished():
             self.check_history.add(job.id)
             self.mark(job.id)
-        for job in await self.active_jobs():
+        for job in await self.bot.queue.active_jobs():
             self.mark(job.id)
-
-    async def active_jobs(self) -> list[Job]:
-        sql = "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id"
-        return await self.bot.queue.db.read(lambda db: fetch_jobs(db, sql, []))
 
     async def follow_changes(self, since: float) -> None:
         while True:

@@ -73,6 +73,7 @@ class WorkerConfig:
                 openai_model=settings.openai_model,
                 openai_api_key=settings.openai_api_key,
                 timeout_s=settings.rewriter_timeout_s,
+                device=settings.rewriter_device,
             ),
             max_upload_bytes=settings.max_upload_bytes,
             limits=QueueLimits(
