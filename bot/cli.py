@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"bot.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"bot.{name}":
-                raise
-            continue
-        module.add_parser(subparsers)
+        importlib.import_module(f"bot.{name}").add_parser(subparsers)
     return parser
 
 
