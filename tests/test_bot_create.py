@@ -48,7 +48,7 @@ async def test_status_messages_follow_their_jobs_without_flooding_edits(
     reel, fake = running_reel, running_reel.fake
     ahead = await reel.queue.submit(
         JobKind.CREATE,
-        JobRequest(prompt="a long clip ahead in line", frames=17, steps=6),
+        JobRequest(prompt="a long clip ahead in line", frames=17, steps=40),
         user_id=fake.bob.id,
         guild_id=fake.guild.id,
         channel_id=fake.general.id,
