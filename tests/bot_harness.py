@@ -153,6 +153,14 @@ class Reel:
                     return job
                 await asyncio.sleep(0.1)
 
+    async def started(self, job_id: int) -> Job:
+        """The job once a worker has claimed it."""
+        async with asyncio.timeout(CLIP_TIMEOUT_S):
+            async for job in self.queue.changes(since=0, poll_interval=0.02):
+                if job.id == job_id and job.status is not JobStatus.QUEUED:
+                    return job
+        raise AssertionError(f"the change stream ended before job {job_id} started")
+
     def clip_messages(self) -> list[Message]:
         """Every posted clip in #general."""
         return [

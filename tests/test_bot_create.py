@@ -48,18 +48,19 @@ async def test_status_messages_follow_their_jobs_without_flooding_edits(
     reel, fake = running_reel, running_reel.fake
     ahead = await reel.queue.submit(
         JobKind.CREATE,
-        JobRequest(prompt="a long clip ahead in line", frames=17, steps=40),
+        JobRequest(prompt="a long clip ahead in line", frames=81, steps=50),
         user_id=fake.bob.id,
         guild_id=fake.guild.id,
         channel_id=fake.general.id,
     )
+    await reel.started(ahead.id)
     _, job = await reel.create("a hot air balloon")
     await reel.clip_message(job.id)
     for shown_job in (ahead, job):
         await reel.delivered(shown_job.id)
     long_one = await status_history(reel, ahead.id)
     waiting_one = await status_history(reel, job.id)
-    assert any(": generating, " in text and "% (step" in text for text in long_one.texts)
+    assert any(": generating, " in text and "% (step" in text for text in long_one.texts), long_one
     assert "is queued: next in line" in waiting_one.texts[0]
     for history in (long_one, waiting_one):
         assert "is done" in history.texts[-1]
