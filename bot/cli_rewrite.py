@@ -75,19 +75,12 @@ def rewriter_config(
     settings: CoreSettings, *, backend: str | None = None, model: str | None = None
 ) -> RewriterConfig:
     """The rewriter the settings describe, with the command line's overrides."""
-    from pipeline.rewrite import RewriterConfig
-
     chosen = cast("BackendName", backend or settings.rewriter)
-    return RewriterConfig(
+    return dataclasses.replace(
+        settings.rewriter_config(),
         backend=chosen,
         local_model=(model if chosen == "local" and model else settings.rewriter_model),
-        models_dir=settings.models_dir,
-        cache_dir=settings.cache_dir,
-        openai_base_url=settings.openai_base_url,
         openai_model=(model if chosen == "openai" and model else settings.openai_model),
-        openai_api_key=settings.openai_api_key,
-        timeout_s=settings.rewriter_timeout_s,
-        device=settings.rewriter_device,
     )
 
 

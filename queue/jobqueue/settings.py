@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.rewrite.config import RewriterConfig
+
 MIB = 1024 * 1024
 
 
@@ -65,3 +67,17 @@ class CoreSettings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    def rewriter_config(self) -> RewriterConfig:
+        """The prompt rewriter these settings describe."""
+        return RewriterConfig(
+            backend=self.rewriter,
+            local_model=self.rewriter_model,
+            models_dir=self.models_dir,
+            cache_dir=self.cache_dir,
+            openai_base_url=self.openai_base_url,
+            openai_model=self.openai_model,
+            openai_api_key=self.openai_api_key,
+            timeout_s=self.rewriter_timeout_s,
+            device=self.rewriter_device,
+        )

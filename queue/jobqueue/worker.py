@@ -64,17 +64,7 @@ class WorkerConfig:
                 device=settings.device,
                 cpu_offload=settings.cpu_offload,
             ),
-            rewriter=RewriterConfig(
-                backend=settings.rewriter,
-                local_model=settings.rewriter_model,
-                models_dir=settings.models_dir,
-                cache_dir=settings.cache_dir,
-                openai_base_url=settings.openai_base_url,
-                openai_model=settings.openai_model,
-                openai_api_key=settings.openai_api_key,
-                timeout_s=settings.rewriter_timeout_s,
-                device=settings.rewriter_device,
-            ),
+            rewriter=settings.rewriter_config(),
             max_upload_bytes=settings.max_upload_bytes,
             limits=QueueLimits(
                 max_waiting_per_user=settings.max_waiting_per_user,
