@@ -17,6 +17,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,26 @@ T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 DEFAULT_CHECKPOINT_INTERVAL_S = 1.0
+
+
+def _enable_wal(db: sqlite_utils.Database, *, timeout_s: float) -> None:
+    """Switch the file to WAL, waiting out other processes opening it at the same moment.
+
+    Changing the journal mode needs an exclusive lock and SQLite answers "database is
+    locked" at once rather than through the busy handler, so the bot and its workers
+    starting together on a new file would otherwise race.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 class Database:
@@ -52,7 +73,7 @@ class Database:
         self._busy_timeout_s = busy_timeout_s
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect(read_only=False)
-        self._writer.enable_wal()
+        _enable_wal(self._writer, timeout_s=busy_timeout_s)
         self._writer.execute("PRAGMA wal_autocheckpoint = 0")
         self._checkpointer = _Checkpointer(self._connect(read_only=False), checkpoint_interval_s)
         self._write_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-write")
