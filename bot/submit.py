@@ -13,9 +13,11 @@ import discord
 from bot import render
 from bot.followups import FollowUp
 from bot.gate import admit_user
+from bot.options import CommandOptions, build_request, duration_problem
 from bot.replies import reply_privately
 from jobqueue.errors import QueueError
-from jobqueue.models import Job
+from jobqueue.models import Job, JobRequest
+from pipeline.presets import Task
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -77,3 +79,19 @@ async def submit_from_interaction(
     position = await bot.queue.position(job.id)
     await reply_privately(interaction, render.queued_ack(job, position))
     return job
+
+
+async def request_from_options(
+    bot: ReelBot, interaction: discord.Interaction, options: CommandOptions, task: Task
+) -> JobRequest | None:
+    """The request a command's options ask for, filled from the user's /settings defaults.
+
+    ``None`` after telling the user privately why the options cannot make a clip.
+    """
+    prefs = await bot.store.prefs(interaction.user.id)
+    request = build_request(options, prefs, bot.settings)
+    problem = duration_problem(request, bot.settings, task)
+    if problem is not None:
+        await reply_privately(interaction, problem)
+        return None
+    return request

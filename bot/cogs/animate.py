@@ -16,12 +16,10 @@ from bot.options import (
     PROMPT_MAX,
     SEED_MAX,
     CommandOptions,
-    build_request,
-    duration_problem,
     model_choices,
 )
 from bot.replies import acknowledge, reply_privately
-from bot.submit import submit_from_interaction
+from bot.submit import request_from_options, submit_from_interaction
 from bot.uploads import (
     MAX_IMAGE_BYTES,
     ImageRefused,
@@ -70,11 +68,8 @@ class Animate(commands.Cog):
         if not await acknowledge(interaction):
             return
         options = CommandOptions(prompt, negative, aspect, duration, seed, enhance, model)
-        prefs = await self.bot.store.prefs(interaction.user.id)
-        request = build_request(options, prefs, self.bot.settings)
-        problem = duration_problem(request, self.bot.settings, "i2v")
-        if problem is not None:
-            await reply_privately(interaction, problem)
+        request = await request_from_options(self.bot, interaction, options, "i2v")
+        if request is None:
             return
         try:
             path = await self.keep_image(image, name=f"{interaction.id}.png")

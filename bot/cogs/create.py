@@ -15,12 +15,10 @@ from bot.options import (
     PROMPT_MAX,
     SEED_MAX,
     CommandOptions,
-    build_request,
-    duration_problem,
     model_choices,
 )
-from bot.replies import acknowledge, reply_privately
-from bot.submit import submit_from_interaction
+from bot.replies import acknowledge
+from bot.submit import request_from_options, submit_from_interaction
 from jobqueue.models import JobKind
 
 if TYPE_CHECKING:
@@ -58,11 +56,8 @@ class Create(commands.Cog):
         if not await acknowledge(interaction):
             return
         options = CommandOptions(prompt, negative, aspect, duration, seed, enhance, model)
-        prefs = await self.bot.store.prefs(interaction.user.id)
-        request = build_request(options, prefs, self.bot.settings)
-        problem = duration_problem(request, self.bot.settings, "t2v")
-        if problem is not None:
-            await reply_privately(interaction, problem)
+        request = await request_from_options(self.bot, interaction, options, "t2v")
+        if request is None:
             return
         follow = FollowUp(JobKind.CREATE, request, parent_id=None)
         await submit_from_interaction(self.bot, interaction, follow)
