@@ -24,6 +24,7 @@ from jobqueue.errors import JobNotFound, LimitExceeded, NotAllowed, QueueError, 
 from jobqueue.eta import estimate_seconds, eta_seconds, request_key, typical_seconds
 from jobqueue.leases import (
     LeaseState,
+    back_in_queue,
     claim_next,
     finish,
     live_workers,
@@ -402,16 +403,8 @@ class JobQueue:
         """Give a job back to the queue unfinished (the worker is shutting down)."""
 
         def release(db: sqlite_utils.Database) -> bool:
-            values = {
-                "status": JobStatus.QUEUED.value,
-                "worker_id": None,
-                "lease_expires_at": None,
-                "stage": Stage.WAITING.value,
-                "step": 0,
-                "total_steps": 0,
-                "attempts": _attempts(db, job_id) - 1,
-                "error_detail": reason,
-            }
+            # Shutting down is not the job's fault: the attempt is not counted.
+            values = {**back_in_queue(reason), "attempts": _attempts(db, job_id) - 1}
             return update_job(
                 db,
                 job_id,

@@ -84,15 +84,7 @@ def _after_lost_lease(row: dict[str, Any], detail: str, *, now: float) -> dict[s
     if row["cancel_requested"]:
         return _finished(JobStatus.CANCELLED, now=now, error_detail=detail)
     if row["attempts"] < row["max_attempts"]:
-        return {
-            "status": JobStatus.QUEUED.value,
-            "worker_id": None,
-            "lease_expires_at": None,
-            "stage": Stage.WAITING.value,
-            "step": 0,
-            "total_steps": 0,
-            "error_detail": detail,
-        }
+        return back_in_queue(detail)
     return _finished(
         JobStatus.FAILED,
         now=now,
@@ -179,6 +171,19 @@ def result_values(result: JobResult) -> dict[str, Any]:
             frames=result.frames,
             steps=result.steps,
         ),
+    }
+
+
+def back_in_queue(error_detail: str) -> dict[str, Any]:
+    """The columns of a running job put back to wait for another worker."""
+    return {
+        "status": JobStatus.QUEUED.value,
+        "worker_id": None,
+        "lease_expires_at": None,
+        "stage": Stage.WAITING.value,
+        "step": 0,
+        "total_steps": 0,
+        "error_detail": error_detail,
     }
 
 
