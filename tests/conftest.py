@@ -220,3 +220,14 @@ async def running_reel(reel: Reel) -> AsyncIterator[Reel]:
     """:func:`reel` with the bot connected and one tiny-model worker running."""
     async with reel.bot_running(), reel.worker_running():
         yield reel
+
+
+# --- queue ---
+
+
+@pytest.fixture
+async def job_queue(tmp_path: Path) -> AsyncIterator[JobQueue]:
+    """A JobQueue with default limits on a fresh SQLite file."""
+    queue = await JobQueue.open(tmp_path / "reelbot.db")
+    yield queue
+    await queue.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ from jobqueue.models import Job, JobKind, JobRequest, JobResult, JobStatus, Stag
 
 ALICE, BOB, MOD = 101, 202, 909
 LEASE = 2.0
-
-
-@pytest.fixture
-async def job_queue(tmp_path: Path) -> AsyncIterator[JobQueue]:
-    queue = await JobQueue.open(tmp_path / "reelbot.db")
-    yield queue
-    await queue.close()
 
 
 async def submit(

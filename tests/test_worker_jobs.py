@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +32,6 @@ def worker_config(tmp_path: Path, tiny_models_dir: Path) -> WorkerConfig:
         progress_interval_s=0.0,
         poll_interval_s=0.05,
     )
-
-
-@pytest.fixture
-async def job_queue(tmp_path: Path) -> AsyncIterator[JobQueue]:
-    queue = await JobQueue.open(tmp_path / "reelbot.db")
-    yield queue
-    await queue.close()
 
 
 async def submit(

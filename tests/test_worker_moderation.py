@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,6 @@ def worker_config(
         lease_seconds=2.0,
         poll_interval_s=0.05,
     )
-
-
-@pytest.fixture
-async def job_queue(tmp_path: Path) -> AsyncIterator[JobQueue]:
-    queue = await JobQueue.open(tmp_path / "reelbot.db")
-    yield queue
-    await queue.close()
 
 
 async def run_one(queue: JobQueue, config: WorkerConfig, prompt: str = PROMPT) -> Job:
