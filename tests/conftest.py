@@ -185,11 +185,8 @@ async def admin_reel(
 
 
 @pytest.fixture
-def reel_settings(tmp_path: Path, tiny_models_dir: Path, fake_discord: FakeDiscord) -> Settings:
+def reel_settings(data_dir: Path, fake_discord: FakeDiscord) -> Settings:
     """Settings for the bot under test: a fresh data dir that sees the tiny models."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "models").symlink_to(tiny_models_dir, target_is_directory=True)
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=data_dir,
@@ -223,6 +220,15 @@ async def running_reel(reel: Reel) -> AsyncIterator[Reel]:
 
 
 # --- queue ---
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, tiny_models_dir: Path) -> Path:
+    """A fresh data folder whose models/ is the session's tiny models."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "models").symlink_to(tiny_models_dir, target_is_directory=True)
+    return data
 
 
 @pytest.fixture

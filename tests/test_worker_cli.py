@@ -33,14 +33,11 @@ async def status_of(database: Path, job_id: int) -> JobStatus:
         await queue.close()
 
 
-def test_reelbot_worker_burst_drains_the_queue(tmp_path: Path, tiny_models_dir: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "models").symlink_to(tiny_models_dir, target_is_directory=True)
+def test_reelbot_worker_burst_drains_the_queue(tmp_path: Path, data_dir: Path) -> None:
     database = tmp_path / "elsewhere.db"
     job_id = asyncio.run(submit(database, "a lighthouse at night"))
 
-    env = {**os.environ, "REELBOT_DATA_DIR": str(data), "REELBOT_REWRITER": "off"}
+    env = {**os.environ, "REELBOT_DATA_DIR": str(data_dir), "REELBOT_REWRITER": "off"}
     command = ["worker", "--burst", "--model", "tiny", "--database", str(database)]
     finished = subprocess.run(
         [sys.executable, "-m", "bot.cli", *command],
@@ -53,4 +50,4 @@ def test_reelbot_worker_burst_drains_the_queue(tmp_path: Path, tiny_models_dir: 
     )
     assert finished.returncode == 0, finished.stderr
     assert asyncio.run(status_of(database, job_id)) is JobStatus.DONE
-    assert (data / "clips" / f"{job_id}.mp4").exists()
+    assert (data_dir / "clips" / f"{job_id}.mp4").exists()

@@ -25,14 +25,6 @@ class StartWorker(Protocol):
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, tiny_models_dir: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "models").symlink_to(tiny_models_dir, target_is_directory=True)
-    return data
-
-
-@pytest.fixture
 def worker_env(data_dir: Path) -> dict[str, str]:
     return {
         **os.environ,

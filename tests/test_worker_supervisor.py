@@ -23,13 +23,10 @@ WAIT_S = 300
 
 
 @pytest.fixture
-def settings(tmp_path: Path, tiny_models_dir: Path) -> CoreSettings:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "models").symlink_to(tiny_models_dir, target_is_directory=True)
+def settings(data_dir: Path) -> CoreSettings:
     return CoreSettings(
         _env_file=None,  # type: ignore[call-arg]
-        data_dir=data,
+        data_dir=data_dir,
         model="tiny",
         i2v_model="tiny-i2v",
         device="cpu",
