@@ -17,6 +17,7 @@ import discord
 
 from bot.buttons import clip_view
 from bot.render import NO_PINGS, clip_embed
+from jobqueue.clipfiles import fitted_clip_path
 from jobqueue.models import Job
 from pipeline.encode import ClipTooLarge, fit_clip
 
@@ -76,7 +77,7 @@ async def fitted(bot: ReelBot, job: Job, path: Path, limit: int) -> Path:
     """``path`` if it fits ``limit``, else a re-encoded copy that does."""
     if (await asyncio.to_thread(path.stat)).st_size <= limit:
         return path
-    out_path = bot.settings.clips_dir / f"{job.id}.fit-{limit}.mp4"
+    out_path = fitted_clip_path(bot.settings.clips_dir, job.id, limit)
     try:
         clip = await asyncio.to_thread(fit_clip, path, limit, out_path=out_path)
     except ClipTooLarge as exc:

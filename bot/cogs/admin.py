@@ -26,8 +26,9 @@ from bot.modlog import ModLog
 from bot.permissions import is_moderator
 from bot.render import NO_PINGS, mention
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
+from jobqueue.clipfiles import job_files
 from jobqueue.errors import QueueError
-from jobqueue.models import Job, JobStatus
+from jobqueue.models import NO_MESSAGE, Job, JobStatus
 from jobqueue.moderation import AuditAction, Ban, ModerationError, parse_duration
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 NOT_ALLOWED = "Only server managers and moderators can use /admin."
 LOG_ENTRIES = 300
-NO_MESSAGE = 0
 
 Answer = str | discord.Embed
 
@@ -364,7 +364,7 @@ class Admin(
         job = await self.job_in_this_server(interaction, job_id)
         for message_id in (job.result_message_id, job.status_message_id):
             await self.delete_message(job, message_id)
-        await asyncio.to_thread(delete_clip_files, job)
+        await asyncio.to_thread(delete_clip_files, self.bot.settings.clips_dir, job.id)
         await self.audit(
             interaction, AuditAction.JOB_DELETE, target_user_id=job.user_id, target_job_id=job.id
         )
@@ -517,12 +517,8 @@ def ban_end(ban: Ban) -> str:
     return f"until {discord.utils.format_dt(end, 'f')} ({discord.utils.format_dt(end, 'R')})"
 
 
-def delete_clip_files(job: Job) -> None:
-    """The clip, its poster and any copy re-encoded to fit a smaller upload limit."""
-    if job.result_path is None:
-        return
-    clip = Path(job.result_path)
-    for path in (clip, clip.with_suffix(".jpg"), *clip.parent.glob(f"{job.id}.fit-*.mp4")):
+def delete_clip_files(clips_dir: Path, job_id: int) -> None:
+    for path in job_files(clips_dir, job_id):
         path.unlink(missing_ok=True)
 
 

@@ -25,7 +25,7 @@ from discord.ext import commands
 from bot import render
 from bot.posting import ClipWontFit, add_reactions, channel_of, find_posted_clip, post_clip
 from bot.render import NO_PINGS
-from jobqueue.models import Job, JobStatus
+from jobqueue.models import NO_MESSAGE, Job, JobStatus
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -36,8 +36,6 @@ CONCURRENT_DELIVERIES = 4
 RETRY_AFTER_S = 30.0
 FOLLOW_AGAIN_AFTER_S = 5.0
 SHUTDOWN_GRACE_S = 10.0
-NO_MESSAGE = 0
-"""``result_message_id`` for a job delivered with nothing to point at (its channel is gone)."""
 
 
 @dataclass

@@ -28,6 +28,9 @@ class JobStatus(StrEnum):
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 TERMINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 
+NO_MESSAGE = 0
+"""``result_message_id`` of a job delivered with nothing to point at (channel or clip gone)."""
+
 
 class JobKind(StrEnum):
     CREATE = "create"
