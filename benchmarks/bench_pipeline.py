@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 from pipeline.encode import ClipMetadata, encode_mp4
-from pipeline.generator import GenerationRequest, VideoGenerator
+from pipeline.generator import VideoGenerator
 from pipeline.presets import PRESETS, resolve_preset
+from pipeline.request import ClipRequest, resolve_request
 
 PROMPT = "a red balloon floating over a city at sunset, cinematic"
 
@@ -101,9 +102,8 @@ def bench_tiny_cpu(scratch: Path, width: int, height: int, frames: int, steps: i
     generator = VideoGenerator(preset, models_dir=models_dir, device="cpu")
     load_s = generator.load()
     clock = StepClock()
-    result = generator.generate(
-        GenerationRequest(PROMPT, frames=frames, steps=steps, seed=0), on_step=clock
-    )
+    asked = ClipRequest(PROMPT, frames=frames, steps=steps, seed=0)
+    result = generator.generate(resolve_request(preset, asked), on_step=clock)
     clip = encode_mp4(
         result.frames,
         result.fps,
@@ -255,9 +255,8 @@ def run_reelbot(
             torch.cuda.synchronize()
             clock(step, total)
 
-        result = generator.generate(
-            GenerationRequest(PROMPT, frames=frames, steps=steps, seed=0), on_step=on_step
-        )
+        asked = ClipRequest(PROMPT, frames=frames, steps=steps, seed=0)
+        result = generator.generate(resolve_request(preset, asked), on_step=on_step)
         return result.timings["decode"]
 
     name = "reelbot + CPU offload" if cpu_offload else "reelbot VideoGenerator"

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from jobqueue.settings import CoreSettings
     from pipeline.encode import EncodedClip
-    from pipeline.generator import GenerationRequest, GenerationResult, VideoGenerator
+    from pipeline.generator import GenerationResult, VideoGenerator
+    from pipeline.request import ClipRequest, ResolvedRequest
     from pipeline.rewrite import RewriteMode
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def generate_clip(
     from pipeline.encode import ClipTooLarge
     from pipeline.generator import InvalidRequest, ModelUnavailable, VideoGenerator
     from pipeline.presets import resolve_preset
+    from pipeline.request import resolve_request
 
     model = args.model or (settings.i2v_model if args.image else settings.model)
     generator = VideoGenerator(
@@ -93,7 +95,8 @@ def generate_clip(
         cpu_offload=settings.cpu_offload,
     )
     try:
-        request = generator.validate(_request_from(args))
+        image = _open_image(args.image) if args.image else None
+        request = resolve_request(generator.preset, _request_from(args), image=image)
     except (InvalidRequest, _UnreadableImage) as exc:
         err.write(f"{exc}\n")
         return EXIT_BAD_REQUEST
@@ -121,11 +124,11 @@ class _UnreadableImage(Exception):
     pass
 
 
-def _request_from(args: argparse.Namespace) -> GenerationRequest:
-    from pipeline.generator import GenerationRequest
+def _request_from(args: argparse.Namespace) -> ClipRequest:
+    from pipeline.request import ClipRequest
 
     # The prompt as the user wrote it; --enhance replaces it after validation.
-    return GenerationRequest(
+    return ClipRequest(
         prompt=args.prompt,
         negative_prompt=args.negative,
         aspect=args.aspect,
@@ -135,7 +138,6 @@ def _request_from(args: argparse.Namespace) -> GenerationRequest:
         seed=args.seed,
         steps=args.steps,
         guidance=args.guidance,
-        image=_open_image(args.image) if args.image else None,
         hd=args.hd,
     )
 
@@ -151,7 +153,7 @@ def _open_image(path: Path) -> Image.Image:
 
 
 def _generate_with_progress(
-    generator: VideoGenerator, request: GenerationRequest
+    generator: VideoGenerator, request: ResolvedRequest
 ) -> GenerationResult:
     from tqdm import tqdm
 
@@ -170,14 +172,12 @@ def _generate_with_progress(
             bar.close()
 
 
-def _enhance(
-    request: GenerationRequest, settings: CoreSettings, *, out: TextIO
-) -> GenerationRequest:
+def _enhance(request: ResolvedRequest, settings: CoreSettings, *, out: TextIO) -> ResolvedRequest:
     """The request with the rewritten prompt; prints both prompts (the negative one is kept)."""
     from bot.cli_rewrite import print_result, rewrite_prompt
 
-    mode: RewriteMode = "i2v" if request.image is not None else "t2v"
-    rewrite = rewrite_prompt(settings, request.prompt, mode=mode, seed=request.seed or 0)
+    mode: RewriteMode = "i2v" if request.start_image is not None else "t2v"
+    rewrite = rewrite_prompt(settings, request.prompt, mode=mode, seed=request.seed)
     print_result(rewrite, out=out)
     return dataclasses.replace(request, prompt=rewrite.rewritten)
 
@@ -185,7 +185,7 @@ def _enhance(
 def _encode(
     result: GenerationResult,
     original_prompt: str,
-    request: GenerationRequest,
+    request: ResolvedRequest,
     output: Path,
     max_bytes: int,
 ) -> EncodedClip:

@@ -22,11 +22,10 @@ from PIL import Image, ImageOps
 from pipeline.errors import GenerationCancelled, InvalidRequest, ModelUnavailable
 from pipeline.loading import Placement, load_pipeline
 from pipeline.presets import ModelPreset
-from pipeline.request import GenerationRequest, validate_request
+from pipeline.request import ResolvedRequest
 
 __all__ = [
     "GenerationCancelled",
-    "GenerationRequest",
     "GenerationResult",
     "InvalidRequest",
     "ModelUnavailable",
@@ -98,39 +97,30 @@ class VideoGenerator:
             log.info("%s loaded as a %s", self.preset.name, class_name)
             self.preset = replace(self.preset, pipeline_class=class_name)
 
-    def validate(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with every field filled in (seed chosen); raises InvalidRequest."""
-        return validate_request(self.preset, request)
-
     def generate(
         self,
-        request: GenerationRequest,
+        request: ResolvedRequest,
         *,
         on_step: ProgressCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> GenerationResult:
-        """Make the clip's frames; blocks until done. Raises InvalidRequest, ModelUnavailable,
-        GenerationCancelled."""
-        resolved = self.validate(request)
+        """Make the clip's frames; blocks until done. Raises ModelUnavailable,
+        GenerationCancelled; ValueError for a request resolved for another model."""
+        if request.model != self.preset.name:
+            raise ValueError(f"a request for {request.model} given to {self.preset.name}")
         with self._lock:
             self._load_locked()
-            return self._run(resolved, on_step, should_cancel or _never)
+            return self._run(request, on_step, should_cancel or _never)
 
     def _run(
         self,
-        request: GenerationRequest,
+        request: ResolvedRequest,
         on_step: ProgressCallback | None,
         should_cancel: Callable[[], bool],
     ) -> GenerationResult:
-        # validate() filled these in.
-        assert request.seed is not None
-        assert request.steps is not None
-        assert request.frames is not None
-        assert request.fps is not None
-        assert request.guidance is not None
         if should_cancel():
             raise GenerationCancelled
-        width, height = self.preset.size_for(request.aspect, hd=request.hd)
+        width, height = request.width, request.height
         self._set_flow_shift(self.preset.flow_shift_for(hd=request.hd))
         progress = _StepReporter(request.steps, on_step, should_cancel)
         log.info(
@@ -174,11 +164,11 @@ class VideoGenerator:
         )
 
     def _model_specific_inputs(
-        self, request: GenerationRequest, width: int, height: int
+        self, request: ResolvedRequest, width: int, height: int
     ) -> dict[str, Any]:
         inputs: dict[str, Any] = {}
-        if self.preset.task == "i2v" and request.image is not None:
-            inputs["image"] = fit_image(request.image, width, height)
+        if request.start_image is not None:
+            inputs["image"] = fit_image(request.start_image, width, height)
         if self.preset.pipeline_class.startswith("LTX"):
             inputs["frame_rate"] = request.fps
         return inputs

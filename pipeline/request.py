@@ -1,4 +1,9 @@
-"""What a user asks for, and the checks that run before any model work.
+"""What a user asks for, the checks that run before any model work, and what they resolve to.
+
+A :class:`ClipRequest` is a clip as asked: anything left out is ``None`` and the model's
+default fills it later. :func:`check_request` is the door check the bot runs before queueing
+(everything but the start image); :func:`resolve_request` runs the same checks and fills every
+default for one preset, giving a :class:`ResolvedRequest` with nothing left to decide.
 
 Every refusal is an ``InvalidRequest`` whose message names the bad value and what is allowed,
 written for the person who typed it.
@@ -14,8 +19,8 @@ from PIL import Image
 
 from pipeline.errors import InvalidRequest
 from pipeline.presets import ASPECTS, ModelPreset
+from pipeline.text import checked_negative_prompt, checked_prompt
 
-MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**32 - 1
 MIN_GUIDANCE = 1.0
 MAX_GUIDANCE = 20.0
@@ -23,56 +28,94 @@ MIN_FPS = 4
 MAX_FPS = 60
 
 
-@dataclass
-class GenerationRequest:
-    """One clip to make. Give ``frames`` or ``duration_s`` (or neither for the model's default)."""
+@dataclass(frozen=True)
+class ClipRequest:
+    """One clip as asked. Give ``frames`` or ``duration_s`` (or neither for the model's default).
+
+    ``None`` means "the model's default" (a random seed for ``seed``).
+    """
 
     prompt: str
     negative_prompt: str = ""
-    aspect: str = "16:9"
+    aspect: str = ASPECTS[0]
     frames: int | None = None
     duration_s: float | None = None
     fps: int | None = None
     seed: int | None = None
     steps: int | None = None
     guidance: float | None = None
-    image: Image.Image | None = None
     hd: bool = False
 
 
-def validate_request(preset: ModelPreset, request: GenerationRequest) -> GenerationRequest:
-    """A copy of ``request`` with every field filled in for ``preset``; raises InvalidRequest.
+@dataclass(frozen=True)
+class ResolvedRequest:
+    """One clip with every setting decided for one model: what the generator runs.
 
-    Validating the result again returns an equal request (the seed, once chosen, stays).
+    ``start_image`` is the picture an image-to-video model starts from; it is set exactly
+    when the model is one (``resolve_request`` checks), never for a text-to-video model.
     """
-    prompt = _checked_prompt(request.prompt, "prompt", required=True)
-    negative_prompt = _checked_prompt(request.negative_prompt, "negative prompt", required=False)
-    _check_aspect(request.aspect)
-    _check_image(preset, request.image)
-    fps = _checked_fps(request.fps, preset)
-    frames = _checked_frames(request.frames, request.duration_s, fps, preset)
-    return replace(
-        request,
+
+    model: str
+    prompt: str
+    negative_prompt: str
+    aspect: str
+    width: int
+    height: int
+    frames: int
+    fps: int
+    seed: int
+    steps: int
+    guidance: float
+    hd: bool
+    start_image: Image.Image | None
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+
+def check_request(preset: ModelPreset, asked: ClipRequest) -> ClipRequest:
+    """``asked`` with its text cleaned, once it is known ``preset`` can make it.
+
+    Checks everything but the start image (prompts, aspect, length, fps, seed, steps,
+    guidance); raises InvalidRequest with a sentence for the user.
+    """
+    resolved = _resolved(preset, asked)
+    return replace(asked, prompt=resolved.prompt, negative_prompt=resolved.negative_prompt)
+
+
+def resolve_request(
+    preset: ModelPreset, asked: ClipRequest, *, image: Image.Image | None = None
+) -> ResolvedRequest:
+    """Every setting of ``asked`` decided for ``preset`` (a seed chosen when none was given),
+    with ``image`` as the start image; raises InvalidRequest."""
+    resolved = _resolved(preset, asked)
+    _check_image(preset, image)
+    return replace(resolved, start_image=image)
+
+
+def _resolved(preset: ModelPreset, asked: ClipRequest) -> ResolvedRequest:
+    prompt = checked_prompt(asked.prompt)
+    negative_prompt = checked_negative_prompt(asked.negative_prompt)
+    _check_aspect(asked.aspect)
+    fps = _checked_fps(asked.fps, preset)
+    frames = _checked_frames(asked.frames, asked.duration_s, fps, preset)
+    width, height = preset.size_for(asked.aspect, hd=asked.hd)
+    return ResolvedRequest(
+        model=preset.name,
         prompt=prompt,
         negative_prompt=negative_prompt,
+        aspect=asked.aspect,
+        width=width,
+        height=height,
         frames=frames,
-        duration_s=frames / fps,
         fps=fps,
-        seed=_checked_seed(request.seed),
-        steps=_checked_steps(request.steps, preset, hd=request.hd),
-        guidance=_checked_guidance(request.guidance, preset),
+        seed=_checked_seed(asked.seed),
+        steps=_checked_steps(asked.steps, preset, hd=asked.hd),
+        guidance=_checked_guidance(asked.guidance, preset),
+        hd=asked.hd,
+        start_image=None,
     )
-
-
-def _checked_prompt(text: str, what: str, *, required: bool) -> str:
-    text = text.strip()
-    if required and not text:
-        raise InvalidRequest(f"The {what} is empty; describe the clip you want.")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise InvalidRequest(
-            f"The {what} is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}."
-        )
-    return text
 
 
 def _check_aspect(aspect: str) -> None:

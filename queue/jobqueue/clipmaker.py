@@ -9,6 +9,7 @@ detail for the log; a cancelled or stopped generation raises ``GenerationCancell
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -26,13 +27,13 @@ from jobqueue.progress import JobTracker
 from jobqueue.screening import PromptScreen
 from pipeline.encode import ClipMetadata, ClipTooLarge, encode_mp4, last_frame, read_frames
 from pipeline.generator import (
-    GenerationRequest,
     GenerationResult,
     InvalidRequest,
     ModelUnavailable,
     VideoGenerator,
 )
 from pipeline.presets import resolve_preset
+from pipeline.request import ClipRequest, ResolvedRequest, resolve_request
 from pipeline.rewrite import PromptRewriter, RewriteMode, RewriteResult
 
 log = logging.getLogger(__name__)
@@ -133,13 +134,11 @@ class ClipMaker:
         generator = self._generator_for(self._model_name(job))
         start_image = await asyncio.to_thread(_start_image, job, parent)
         request = _validated(generator, job, start_image)
-        assert request.seed is not None
-        assert request.steps is not None
 
         await tracker.stage(Stage.REWRITING)
         rewrite_started = time.perf_counter()
         prompt = await self._prompt(job, generator.preset.task, request.seed)
-        request.prompt = prompt.text
+        request = dataclasses.replace(request, prompt=prompt.text)
         timings = {"rewrite": time.perf_counter() - rewrite_started}
 
         await tracker.stage(
@@ -204,7 +203,7 @@ class ClipMaker:
     async def _generate(
         self,
         generator: VideoGenerator,
-        request: GenerationRequest,
+        request: ResolvedRequest,
         tracker: JobTracker,
         timings: dict[str, float],
     ) -> GenerationResult:
@@ -272,9 +271,9 @@ class ClipMaker:
         return MadeClip(job.id, clip.path, clip.poster_path, final, result)
 
 
-def _validated(generator: VideoGenerator, job: Job, image: Image.Image | None) -> GenerationRequest:
+def _validated(generator: VideoGenerator, job: Job, image: Image.Image | None) -> ResolvedRequest:
     asked = job.request
-    request = GenerationRequest(
+    request = ClipRequest(
         prompt=asked.prompt,
         negative_prompt=asked.negative_prompt,
         aspect=asked.aspect,
@@ -283,11 +282,10 @@ def _validated(generator: VideoGenerator, job: Job, image: Image.Image | None) -
         seed=asked.seed,
         steps=asked.steps,
         guidance=asked.guidance,
-        image=image,
         hd=asked.hd,
     )
     try:
-        return generator.validate(request)
+        return resolve_request(generator.preset, request, image=image)
     except InvalidRequest as exc:
         raise JobFailed(str(exc), repr(exc)) from exc
 
