@@ -22,6 +22,7 @@ from tests.fakediscord.interactions import (
 )
 from tests.fakediscord.limits import LINK_STYLE, SELECT_TYPES, modal_inputs
 from tests.fakediscord.mentions import notified_users
+from tests.fakediscord.ratelimits import REALISTIC, RateLimiter, RateLimitProfile
 from tests.fakediscord.server import FakeDiscordServer
 from tests.fakediscord.state import (
     ADMINISTRATOR,
@@ -170,9 +171,11 @@ class InteractionHandle:
 class FakeDiscord:
     """A fake Discord server plus the driver API the tests use."""
 
-    def __init__(self, world: World | None = None) -> None:
+    def __init__(
+        self, world: World | None = None, *, rate_limits: RateLimitProfile = REALISTIC
+    ) -> None:
         self.world = world or default_world()
-        self.server = FakeDiscordServer(self.world)
+        self.server = FakeDiscordServer(self.world, rate_limits)
 
     async def start(self) -> None:
         await self.server.start()
@@ -195,6 +198,12 @@ class FakeDiscord:
     @property
     def token(self) -> str:
         return self.world.token
+
+    @property
+    def rate_limits(self) -> RateLimiter:
+        """Discord's rate limits as emulated: `.profile` (switch any time), `.stats()`,
+        `.exhaust(...)`, `.records`."""
+        return self.server.rate_limits
 
     @property
     def bot_user(self) -> User:
@@ -309,6 +318,7 @@ class FakeDiscord:
         attachments: Mapping[str, Any] | None = None,
         forge_member: dict[str, Any] | None = None,
         skip_permission_check: bool = False,
+        client_checks: bool = True,
     ) -> InteractionHandle:
         """Use a slash command: `invoke("admin ban", {"user": fake.bob}, user=fake.carol)`.
 
@@ -316,7 +326,9 @@ class FakeDiscord:
         `attachments`). `forge_member` overrides fields of the member payload (e.g.
         {"permissions": "8"}) the way a tampered client could not, but a bug in your
         reasoning could assume. `skip_permission_check` mimics a guild admin granting the
-        command to someone lacking default_member_permissions.
+        command to someone lacking default_member_permissions. `client_checks=False` sends
+        values Discord's client would refuse to send (out of an option's length or range, not
+        a choice), as a modified client or a script can.
         """
         root, *path = command.split()
         channel = channel or self.general
@@ -325,7 +337,8 @@ class FakeDiscord:
             check_visible(self.world, spec, channel, user)
         self._check_can_see(channel, user)
         values = {**(options or {}), **(attachments or {})}
-        data = InvocationBuilder(self.world, channel, user).build(spec, path, values)
+        builder = InvocationBuilder(self.world, channel, user, client_checks=client_checks)
+        data = builder.build(spec, path, values)
         record = self.server.interactions.create(
             APPLICATION_COMMAND,
             data,
@@ -412,14 +425,19 @@ class FakeDiscord:
         values: Mapping[str, str | list[str]],
         *,
         user: User | None = None,
+        client_checks: bool = True,
     ) -> InteractionHandle:
-        """Fill in and submit the modal the bot opened on `handle` (defaults kept)."""
+        """Fill in and submit the modal the bot opened on `handle` (defaults kept).
+
+        `client_checks=False` submits values Discord's client would not (a required input
+        left empty, a value longer than the input allows).
+        """
         opened = handle.record
         if opened.modal is None:
             raise DriverError("the bot opened no modal on this interaction")
         if opened.modal_submitted:
             raise DriverError("this modal was already submitted")
-        components = _modal_submission(opened.modal, values)
+        components = _modal_submission(opened.modal, values, client_checks=client_checks)
         opened.modal_submitted = True
         source = None
         if opened.source_message_id is not None:
@@ -525,7 +543,7 @@ class FakeDiscord:
 
 
 def _modal_submission(
-    modal: dict[str, Any], values: Mapping[str, str | list[str]]
+    modal: dict[str, Any], values: Mapping[str, str | list[str]], *, client_checks: bool = True
 ) -> list[dict[str, Any]]:
     """The components of a modal submit, mirroring the modal, as Discord's client sends them."""
     known = {i["custom_id"] for i in modal_inputs(modal)}
@@ -540,14 +558,20 @@ def _modal_submission(
     submitted = []
     for component in modal.get("components") or []:
         if component.get("type") == 1:
-            children = [_submitted(c, values) for c in component.get("components") or []]
+            children = [
+                _submitted(c, values, client_checks) for c in component.get("components") or []
+            ]
             submitted.append({"type": 1, "components": children})
         elif component.get("type") == 18:
-            submitted.append({"type": 18, "component": _submitted(component["component"], values)})
+            submitted.append(
+                {"type": 18, "component": _submitted(component["component"], values, client_checks)}
+            )
     return submitted
 
 
-def _submitted(component: dict[str, Any], values: Mapping[str, str | list[str]]) -> dict[str, Any]:
+def _submitted(
+    component: dict[str, Any], values: Mapping[str, str | list[str]], client_checks: bool
+) -> dict[str, Any]:
     custom_id = component["custom_id"]
     if component["type"] in SELECT_TYPES:
         chosen = values.get(custom_id, [])
@@ -555,6 +579,8 @@ def _submitted(component: dict[str, Any], values: Mapping[str, str | list[str]])
     value = values.get(custom_id, component.get("value") or "")
     if not isinstance(value, str):
         raise DriverError(f"text input {custom_id!r} takes a string, not {value!r}")
+    if not client_checks:
+        return {"type": 4, "custom_id": custom_id, "value": value}
     if component.get("required", True) and not value:
         raise DriverError(f"text input {custom_id!r} is required")
     if not component.get("min_length", 0) <= len(value) <= component.get("max_length", 4000):

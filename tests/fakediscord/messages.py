@@ -68,6 +68,7 @@ class Messages:
             flags=int(payload.get("flags") or 0) | (LOADING if loading else 0),
             type=19 if replied_to is not None else message_type,
             timestamp=self.world.clock.timestamp(),
+            created_at=self.world.clock.now(),
             allowed_mentions=payload.get("allowed_mentions"),
             interaction_metadata=interaction,
         )

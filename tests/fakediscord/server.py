@@ -14,6 +14,7 @@ from tests.fakediscord.errors import ApiError, json_response
 from tests.fakediscord.gateway import Gateway
 from tests.fakediscord.interactions import InteractionRoutes, Interactions
 from tests.fakediscord.messages import ChannelRoutes, Messages
+from tests.fakediscord.ratelimits import REALISTIC, RateLimiter, RateLimitProfile, Verdict
 from tests.fakediscord.reactions import ReactionRoutes, Reactions
 from tests.fakediscord.routing import Handler, RouteSpec
 from tests.fakediscord.state import World
@@ -32,13 +33,15 @@ class RequestRecord:
     method: str
     route: str  # the template, e.g. "/channels/{channel_id}/messages/{message_id}"
     path: str  # the concrete path
+    rate_limited: bool = False  # answered 429; discord.py sends it again
 
 
 class FakeDiscordServer:
     """REST + gateway + CDN on one aiohttp app, listening on 127.0.0.1:<free port>."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, rate_limits: RateLimitProfile = REALISTIC) -> None:
         self.world = world
+        self.rate_limits = RateLimiter(world.clock, rate_limits)
         self.gateway = Gateway(world)
         self.messages = Messages(world, self.gateway)
         self.reactions = Reactions(world, self.gateway)
@@ -55,8 +58,8 @@ class FakeDiscordServer:
         return self.base_url + API_PREFIX
 
     def request_counts(self) -> Counter[tuple[str, str]]:
-        """How often each (method, route template) was called."""
-        return Counter((r.method, r.route) for r in self.requests)
+        """How often each (method, route template) was served (429s are not counted)."""
+        return Counter((r.method, r.route) for r in self.requests if not r.rate_limited)
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._middleware], client_max_size=1024**3)
@@ -109,10 +112,27 @@ class FakeDiscordServer:
             self.unknown_routes.append(f"{request.method} {request.path}")
             log.error("fake discord: unknown route %s %s", request.method, request.path)
             return json_response({"message": "404: Not Found", "code": 0}, 404)
-        route = info.route.resource.canonical if info.route.resource else request.path
+        route = _api_path(info.route.resource.canonical if info.route.resource else request.path)
+        verdict = self._admit(request, route)
+        limited = verdict.refusal is not None
         self.requests.append(
-            RequestRecord(self.world.clock.now(), request.method, _api_path(route), request.path)
+            RequestRecord(self.world.clock.now(), request.method, route, request.path, limited)
         )
+        try:
+            if verdict.refusal is not None:
+                return verdict.refusal
+            response = await self._handle(request, handler)
+            verdict.stamp(response)
+            return response
+        finally:
+            await self.world.notify()
+
+    def _admit(self, request: web.Request, route: str) -> Verdict:
+        if not request.path.startswith(API_PREFIX):
+            return Verdict({})
+        return self.rate_limits.admit(request.method, route, request.match_info)
+
+    async def _handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             self._authenticate(request)
             return await handler(request)
@@ -124,8 +144,6 @@ class FakeDiscordServer:
             log.exception("fake discord failed on %s %s", request.method, request.path)
             self.server_errors.append(f"{request.method} {request.path}: {error!r}")
             return json_response({"message": f"fake discord error: {error!r}", "code": 0}, 400)
-        finally:
-            await self.world.notify()
 
     def _authenticate(self, request: web.Request) -> None:
         path = request.path

@@ -294,6 +294,7 @@ class Message:
     visible_to: int | None = None  # ephemeral: the only user who sees it
     deleted: bool = False
     revisions: list[dict[str, Any]] = field(default_factory=list)
+    created_at: float = 0.0  # Clock.now() when it was posted
     edit_times: list[float] = field(default_factory=list)  # Clock.now() of every edit
 
     @property
