@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import sqlite_utils
 
-from jobqueue.moderation.models import AuditEntry
+from jobqueue.moderation.models import AuditEntry, AuditNote
 
 _COLUMNS = (
     "id, guild_id, created_at, actor_id, action, target_user_id, target_job_id, reason, detail"
@@ -14,35 +15,17 @@ _COLUMNS = (
 
 
 def insert_entry(
-    db: sqlite_utils.Database,
-    guild_id: int,
-    *,
-    now: float,
-    actor_id: int,
-    action: str,
-    target_user_id: int | None = None,
-    target_job_id: int | None = None,
-    reason: str = "",
-    detail: str = "",
+    db: sqlite_utils.Database, guild_id: int, note: AuditNote, *, now: float
 ) -> AuditEntry:
+    values = asdict(note) | {"action": str(note.action)}
     cursor = db.execute(
-        "INSERT INTO audit_log (guild_id, created_at, actor_id, action, target_user_id,"
-        " target_job_id, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [guild_id, now, actor_id, str(action), target_user_id, target_job_id, reason, detail],
+        f"INSERT INTO audit_log (guild_id, created_at, {', '.join(values)})"
+        f" VALUES (?, ?, {', '.join('?' for _ in values)})",
+        [guild_id, now, *values.values()],
     )
     row_id = cursor.lastrowid
     assert row_id is not None
-    return AuditEntry(
-        id=row_id,
-        guild_id=guild_id,
-        created_at=now,
-        actor_id=actor_id,
-        action=str(action),
-        target_user_id=target_user_id,
-        target_job_id=target_job_id,
-        reason=reason,
-        detail=detail,
-    )
+    return AuditEntry(id=row_id, guild_id=guild_id, created_at=now, **values)
 
 
 def recent_entries(

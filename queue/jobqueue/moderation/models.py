@@ -97,6 +97,18 @@ class Ban:
 
 
 @dataclass(frozen=True)
+class AuditNote:
+    """An audit row about to be written: who did what to whom, and why."""
+
+    actor_id: int
+    action: str
+    target_user_id: int | None = None
+    target_job_id: int | None = None
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """Who (actor) did what (action) to whom (target), why (reason) and when (created_at)."""
 

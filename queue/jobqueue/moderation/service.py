@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import sqlite_utils
 
@@ -24,6 +25,7 @@ from jobqueue.moderation.models import (
     DM_GUILD_ID,
     AuditAction,
     AuditEntry,
+    AuditNote,
     Ban,
     BlockHit,
     BlockRule,
@@ -40,6 +42,10 @@ DEFAULT_CATEGORY = "this server's rules"
 """The category of a rule added without one; users are told it when refused."""
 
 AuditListener = Callable[[AuditEntry], Awaitable[None]]
+
+T = TypeVar("T")
+AuditedChange = Callable[[sqlite_utils.Database, float], tuple[T, Sequence[AuditNote]]]
+"""A write, given the database and the time: its result and the audit rows it calls for."""
 
 
 class Moderation:
@@ -94,25 +100,30 @@ class Moderation:
         target_job_id: int | None = None,
         reason: str = "",
         detail: str = "",
-    ) -> AuditEntry:
+    ) -> None:
         """Record an action done elsewhere (queue control, job deletion, a refused command)."""
-        guild = _guild(guild_id)
-        now = self._clock()
-        entry = await self.db.write(
-            lambda db: audit_log.insert_entry(
-                db,
-                guild,
-                now=now,
-                actor_id=actor_id,
-                action=action,
-                target_user_id=target_user_id,
-                target_job_id=target_job_id,
-                reason=reason,
-                detail=detail,
-            )
+        note = AuditNote(
+            actor_id,
+            action,
+            target_user_id=target_user_id,
+            target_job_id=target_job_id,
+            reason=reason,
+            detail=detail,
         )
-        self._notify(entry)
-        return entry
+        await self._write_audited(guild_id, lambda db, now: (None, [note]))
+
+    async def _write_audited(self, guild_id: int | None, change: AuditedChange[T]) -> T:
+        """Run ``change`` and write the audit rows it calls for in one transaction, so no
+        change is ever without its row; listeners hear of the rows once committed."""
+        guild, now = _guild(guild_id), self._clock()
+
+        def write(db: sqlite_utils.Database) -> tuple[T, list[AuditEntry]]:
+            result, notes = change(db, now)
+            return result, [audit_log.insert_entry(db, guild, note, now=now) for note in notes]
+
+        result, entries = await self.db.write(write)
+        self._notify(*entries)
+        return result
 
     async def recent_actions(
         self, guild_id: int | None, *, user_id: int | None = None, limit: int = 20
@@ -152,93 +163,68 @@ class Moderation:
         reason: str = "",
     ) -> Ban:
         """Ban for ``duration_s`` seconds (``None``: until unbanned), replacing a current ban."""
-        guild, now = _guild(guild_id), self._clock()
-        until = None if duration_s is None else now + duration_s
+        guild = _guild(guild_id)
+        note = AuditNote(
+            actor_id,
+            AuditAction.BAN,
+            target_user_id=user_id,
+            reason=reason,
+            detail=f"for {format_duration(duration_s)}",
+        )
 
-        def write(db: sqlite_utils.Database) -> tuple[Ban, AuditEntry]:
-            ban = bans.insert_ban(
+        def ban(db: sqlite_utils.Database, now: float) -> tuple[Ban, list[AuditNote]]:
+            until = None if duration_s is None else now + duration_s
+            banned = bans.insert_ban(
                 db, guild, user_id, now=now, until=until, reason=reason, by=actor_id
             )
-            entry = audit_log.insert_entry(
-                db,
-                guild,
-                now=now,
-                actor_id=actor_id,
-                action=AuditAction.BAN,
-                target_user_id=user_id,
-                reason=reason,
-                detail=f"for {format_duration(duration_s)}",
-            )
-            return ban, entry
+            return banned, [note]
 
-        ban, entry = await self.db.write(write)
-        self._notify(entry)
-        return ban
+        return await self._write_audited(guild, ban)
 
     async def unban(
         self, guild_id: int | None, user_id: int, *, actor_id: int, reason: str = ""
     ) -> Ban | None:
         """Lift the ban in force; returns it, or ``None`` (and audits nothing) if there was none."""
-        guild, now = _guild(guild_id), self._clock()
+        guild = _guild(guild_id)
 
-        def write(db: sqlite_utils.Database) -> tuple[Ban | None, AuditEntry | None]:
+        def unban(db: sqlite_utils.Database, now: float) -> tuple[Ban | None, list[AuditNote]]:
             lifted = bans.lift_bans(db, guild, user_id, now=now, by=actor_id)
             if lifted is None:
-                return None, None
-            entry = audit_log.insert_entry(
-                db,
-                guild,
-                now=now,
-                actor_id=actor_id,
-                action=AuditAction.UNBAN,
-                target_user_id=user_id,
-                reason=reason,
-                detail=f"ban #{lifted.id} lifted",
+                return None, []
+            detail = f"ban #{lifted.id} lifted"
+            note = AuditNote(
+                actor_id, AuditAction.UNBAN, target_user_id=user_id, reason=reason, detail=detail
             )
-            return lifted, entry
+            return lifted, [note]
 
-        lifted, entry = await self.db.write(write)
-        if entry is not None:
-            self._notify(entry)
-        return lifted
+        return await self._write_audited(guild, unban)
 
     async def record_refusal(self, guild_id: int | None, user_id: int, hit: BlockHit) -> Ban | None:
         """Audit a refused prompt and count a strike; returns the ban it earned, if any."""
-        guild, now = _guild(guild_id), self._clock()
+        guild = _guild(guild_id)
+        refusal = AuditNote(
+            user_id,
+            AuditAction.REFUSAL,
+            target_user_id=user_id,
+            reason=f"blocked {hit.field}: {hit.category}",
+            detail=f"rule #{hit.rule_id}",
+        )
 
-        def write(db: sqlite_utils.Database) -> tuple[Ban | None, list[AuditEntry]]:
+        def refuse(db: sqlite_utils.Database, now: float) -> tuple[Ban | None, list[AuditNote]]:
             bans.add_strike(db, guild, user_id, hit, now=now)
-            entries = [
-                audit_log.insert_entry(
-                    db,
-                    guild,
-                    now=now,
-                    actor_id=user_id,
-                    action=AuditAction.REFUSAL,
-                    target_user_id=user_id,
-                    reason=f"blocked {hit.field}: {hit.category}",
-                    detail=f"rule #{hit.rule_id}",
-                )
-            ]
             ban = self._ban_for_strikes(db, guild, user_id, now=now)
-            if ban is not None:
-                entries.append(
-                    audit_log.insert_entry(
-                        db,
-                        guild,
-                        now=now,
-                        actor_id=AUTOMATIC_ACTOR_ID,
-                        action=AuditAction.STRIKE_BAN,
-                        target_user_id=user_id,
-                        reason=ban.reason,
-                        detail=f"for {format_duration(self.strike_ban_s)}",
-                    )
-                )
-            return ban, entries
+            if ban is None:
+                return None, [refusal]
+            strike_ban = AuditNote(
+                AUTOMATIC_ACTOR_ID,
+                AuditAction.STRIKE_BAN,
+                target_user_id=user_id,
+                reason=ban.reason,
+                detail=f"for {format_duration(self.strike_ban_s)}",
+            )
+            return ban, [refusal, strike_ban]
 
-        ban, entries = await self.db.write(write)
-        self._notify(*entries)
-        return ban
+        return await self._write_audited(guild, refuse)
 
     def _ban_for_strikes(
         self, db: sqlite_utils.Database, guild_id: int, user_id: int, *, now: float
@@ -263,12 +249,12 @@ class Moderation:
 
     async def record_rewrite_block(
         self, guild_id: int | None, user_id: int, hit: BlockHit, *, job_id: int
-    ) -> AuditEntry:
+    ) -> None:
         """Audit a rewritten prompt that was blocked (the worker then uses the user's own).
 
         No strike: the user did not write it.
         """
-        return await self.audit(
+        await self.audit(
             guild_id,
             actor_id=AUTOMATIC_ACTOR_ID,
             action=AuditAction.REWRITE_BLOCKED,
@@ -313,49 +299,29 @@ class Moderation:
         category: str = "",
     ) -> BlockRule:
         """Add a term or regex; :class:`InvalidRule` says what is wrong with a bad one."""
-        guild, now = _guild(guild_id), self._clock()
+        guild = _guild(guild_id)
         cleaned = await asyncio.to_thread(clean_pattern, kind, pattern)
         spec = RuleSpec(kind, cleaned, category.strip() or DEFAULT_CATEGORY)
         await self._ensure_seeded(guild)
 
-        def write(db: sqlite_utils.Database) -> tuple[BlockRule, AuditEntry]:
+        def add(db: sqlite_utils.Database, now: float) -> tuple[BlockRule, list[AuditNote]]:
             rule = blocklist_store.insert_rule(db, guild, spec, added_by=actor_id, now=now)
-            entry = audit_log.insert_entry(
-                db,
-                guild,
-                now=now,
-                actor_id=actor_id,
-                action=AuditAction.BLOCKLIST_ADD,
-                detail=_describe_rule(rule),
-            )
-            return rule, entry
+            return rule, [_rule_note(actor_id, AuditAction.BLOCKLIST_ADD, rule)]
 
-        rule, entry = await self.db.write(write)
-        self._notify(entry)
-        return rule
+        return await self._write_audited(guild, add)
 
     async def blocklist_remove(
         self, guild_id: int | None, rule: str | int, *, actor_id: int
     ) -> BlockRule:
         """Remove a rule named by id (``12``, ``"#12"``) or exact text; :class:`RuleNotFound`."""
-        guild, now = _guild(guild_id), self._clock()
+        guild = _guild(guild_id)
         await self._ensure_seeded(guild)
 
-        def write(db: sqlite_utils.Database) -> tuple[BlockRule, AuditEntry]:
+        def remove(db: sqlite_utils.Database, now: float) -> tuple[BlockRule, list[AuditNote]]:
             removed = blocklist_store.delete_rule(db, guild, rule)
-            entry = audit_log.insert_entry(
-                db,
-                guild,
-                now=now,
-                actor_id=actor_id,
-                action=AuditAction.BLOCKLIST_REMOVE,
-                detail=_describe_rule(removed),
-            )
-            return removed, entry
+            return removed, [_rule_note(actor_id, AuditAction.BLOCKLIST_REMOVE, removed)]
 
-        removed, entry = await self.db.write(write)
-        self._notify(entry)
-        return removed
+        return await self._write_audited(guild, remove)
 
     async def _ensure_seeded(self, guild_id: int) -> int:
         version = await self.db.read(lambda db: blocklist_store.blocklist_version(db, guild_id))
@@ -384,16 +350,15 @@ class Moderation:
     async def set_channel_allowed(
         self, guild_id: int | None, channel_id: int, allowed: bool, *, actor_id: int
     ) -> None:
-        guild, now = _guild(guild_id), self._clock()
+        guild = _guild(guild_id)
         action = AuditAction.CHANNEL_ALLOW if allowed else AuditAction.CHANNEL_DENY
+        note = AuditNote(actor_id, action, detail=f"channel {channel_id}")
 
-        def write(db: sqlite_utils.Database) -> AuditEntry:
+        def allow(db: sqlite_utils.Database, now: float) -> tuple[None, list[AuditNote]]:
             guild_config.set_channel_rule(db, guild, channel_id, allowed=allowed)
-            return audit_log.insert_entry(
-                db, guild, now=now, actor_id=actor_id, action=action, detail=f"channel {channel_id}"
-            )
+            return None, [note]
 
-        self._notify(await self.db.write(write))
+        await self._write_audited(guild, allow)
 
     async def channel_allowed(
         self, guild_id: int | None, channel_id: int, default_ids: Sequence[int] = ()
@@ -439,15 +404,14 @@ class Moderation:
         action: AuditAction,
         detail: str,
     ) -> None:
-        guild, now = _guild(guild_id), self._clock()
+        guild = _guild(guild_id)
+        note = AuditNote(actor_id, action, detail=detail)
 
-        def write(db: sqlite_utils.Database) -> AuditEntry:
+        def set_setting(db: sqlite_utils.Database, now: float) -> tuple[None, list[AuditNote]]:
             guild_config.set_guild_setting(db, guild, name, value)
-            return audit_log.insert_entry(
-                db, guild, now=now, actor_id=actor_id, action=action, detail=detail
-            )
+            return None, [note]
 
-        self._notify(await self.db.write(write))
+        await self._write_audited(guild, set_setting)
 
     async def _setting(self, guild_id: int | None, name: str) -> int | None:
         guild = _guild(guild_id)
@@ -468,5 +432,7 @@ def _first_hit(blocklist: Blocklist, fields: Sequence[tuple[PromptField, str]]) 
     return None
 
 
-def _describe_rule(rule: BlockRule) -> str:
-    return f"{rule.kind} #{rule.id} ({rule.category}): {rule.pattern}"
+def _rule_note(actor_id: int, action: AuditAction, rule: BlockRule) -> AuditNote:
+    return AuditNote(
+        actor_id, action, detail=f"{rule.kind} #{rule.id} ({rule.category}): {rule.pattern}"
+    )
