@@ -15,8 +15,9 @@ from bot.render import NO_PINGS
 from bot.replies import SOMETHING_WRONG, reply_privately
 from bot.settings import Settings
 from bot.store import BotStore
+from jobqueue.errors import QueueError
 from jobqueue.jobs import JobQueue
-from jobqueue.moderation import Moderation
+from jobqueue.moderation import Moderation, ModerationError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class ReelTree(app_commands.CommandTree["ReelBot"]):
             sentence = "This command only works in a server channel."
         elif isinstance(error, app_commands.CheckFailure | app_commands.TransformerError):
             sentence = str(error)
+        elif isinstance(error, app_commands.CommandInvokeError) and isinstance(
+            error.original, QueueError | ModerationError
+        ):
+            # A refusal the user caused, already worded as one sentence.
+            sentence = str(error.original)
         else:
             log.error("command %s failed", interaction.command, exc_info=error)
             sentence = SOMETHING_WRONG

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bot.cogs.admin import NOT_ALLOWED
+from bot.replies import SOMETHING_WRONG
 from jobqueue.models import JobKind, JobRequest, JobStatus
 from jobqueue.moderation import AuditAction
 from tests.bot_harness import Reel
@@ -155,6 +156,32 @@ async def test_everyone_else_is_refused_and_audited(
         job = await reel.queue.get(job_id)
         assert job is not None
         assert job.status is JobStatus.QUEUED
+
+
+async def test_answers_and_refusals_replace_a_private_thinking_message(
+    admin_reel: Reel, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/admin acknowledges before asking Discord who the caller is; whatever comes after (a
+    refusal of the caller, a request that cannot be done, a failure) still reaches them."""
+    reel, fake = admin_reel, admin_reel.fake
+
+    async def broken_stats() -> None:
+        raise RuntimeError("the stats query broke")
+
+    async with reel.bot_running():
+        denied = await fake.invoke(
+            "admin queue pause", {}, user=fake.bob, skip_permission_check=True
+        )
+        not_banned = await fake.invoke("admin unban", {"user": fake.alice}, user=fake.carol)
+        monkeypatch.setattr(reel.queue, "stats", broken_stats)
+        broken = await fake.invoke("admin stats", {}, user=fake.carol)
+        answers = [(await handle.response()).content for handle in (denied, not_banned, broken)]
+
+    assert answers == [NOT_ALLOWED, f"<@{fake.alice.id}> is not banned.", SOMETHING_WRONG]
+    for handle in (denied, not_banned, broken):
+        assert handle.deferred
+        assert handle.ephemeral
+    assert "the stats query broke" in caplog.text
 
 
 async def test_a_forged_moderator_role_is_refused(admin_reel: Reel) -> None:

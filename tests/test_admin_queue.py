@@ -149,6 +149,37 @@ async def test_delete_removes_the_posted_clip_its_status_and_files(admin_reel: R
     assert "test-worker-0" in fields["Workers"]
 
 
+def files_in(folder: Path) -> set[str]:
+    return {path.name for path in folder.iterdir() if path.is_file()}
+
+
+async def test_delete_of_a_refitted_clip_leaves_none_of_its_files(admin_reel: Reel) -> None:
+    """A clip re-encoded for a smaller upload limit has a second clip and poster on disk."""
+    reel, fake = admin_reel, admin_reel.fake
+    clips_dir = reel.settings.clips_dir
+    async with reel.bot_running(), reel.worker_running():
+        _, first = await reel.create("a busy market street", seed=5)
+        full_size = (await reel.clip_message(first.id)).attachments[0].size
+        limit = full_size * 3 // 4
+        fake.set_upload_limit(limit)
+        _, refitted = await reel.create("a busy market street", seed=5)
+        await reel.clip_message(refitted.id)
+        await reel.delivered(refitted.id)
+        first_files = {f"{first.id}.mp4", f"{first.id}.jpg"}
+        refitted_files = {
+            f"{refitted.id}.mp4",
+            f"{refitted.id}.jpg",
+            f"{refitted.id}.fit-{limit}.mp4",
+            f"{refitted.id}.fit-{limit}.jpg",
+        }
+        assert files_in(clips_dir) == first_files | refitted_files
+
+        answer = await admin(fake, "delete", job=refitted.id)
+
+    assert answer.content == f"Deleted job #{refitted.id}: its messages and files are gone."
+    assert files_in(clips_dir) == first_files
+
+
 async def test_delete_before_delivery_means_the_clip_is_never_posted(admin_reel: Reel) -> None:
     reel, fake = admin_reel, admin_reel.fake
     async with reel.bot_running():

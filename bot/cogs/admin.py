@@ -6,13 +6,17 @@ checked again here against the member as Discord's REST API reports them: Manage
 Administrator, or the server's moderator role. Anyone else gets one sentence, and the
 attempt is audited. Every change writes an audit row, which :class:`~bot.modlog.ModLog`
 posts to the mod-log channel. All answers are private.
+
+Each command is written once. A request that cannot be done raises
+:class:`~jobqueue.moderation.ModerationError` (or the queue's ``QueueError``) with its
+sentence; the command tree's error handler (:class:`bot.client.ReelTree`) shows it, and turns
+anything unexpected into one apology with the traceback in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +29,8 @@ from bot import admin_render
 from bot.modlog import ModLog
 from bot.permissions import is_moderator
 from bot.render import NO_PINGS, mention
-from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
+from bot.replies import acknowledge, reply_privately
 from jobqueue.clipfiles import job_files
-from jobqueue.errors import QueueError
 from jobqueue.models import NO_MESSAGE, Job, JobStatus
 from jobqueue.moderation import AuditAction, Ban, ModerationError, parse_duration
 
@@ -38,8 +41,6 @@ log = logging.getLogger(__name__)
 
 NOT_ALLOWED = "Only server managers and moderators can use /admin."
 LOG_ENTRIES = 300
-
-Answer = str | discord.Embed
 
 
 @app_commands.guild_only()
@@ -68,44 +69,28 @@ class Admin(
         self.bot.moderation.remove_listener(self.mod_log)
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        """Every /admin call: a manager, an administrator or a moderator, by Discord's word."""
+        """Every /admin call: acknowledged privately at once (fetching the member can take a
+        while), then allowed for a manager, an administrator or a moderator, by Discord's word.
+
+        A refusal raised here, like any error in a command, reaches the user through the
+        command tree's error handler, which edits the "thinking…" answer.
+        """
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
+        if not await acknowledge(interaction):
+            # Too late, or answered already: nobody waits for this one, so nothing is done.
+            return False
         if await is_moderator(self.bot, interaction.user, interaction.guild_id):
             return True
         command = interaction.command.qualified_name if interaction.command else "admin"
         log.warning("user %s tried /%s without the rights", interaction.user.id, command)
-        await self.bot.moderation.audit(
-            interaction.guild_id,
-            actor_id=interaction.user.id,
-            action=AuditAction.DENIED,
+        await self.audit(
+            interaction,
+            AuditAction.DENIED,
             target_user_id=interaction.user.id,
             detail=f"/{command}",
         )
         raise app_commands.CheckFailure(NOT_ALLOWED)
-
-    async def respond(
-        self, interaction: discord.Interaction[ReelBot], work: Callable[[], Awaitable[Answer]]
-    ) -> None:
-        """Acknowledge privately, do ``work``, and show its sentence or embed."""
-        if not await acknowledge(interaction):
-            return
-        try:
-            answer = await work()
-        except (ModerationError, QueueError) as exc:
-            answer = str(exc)
-        except Exception:
-            log.exception(
-                "/%s failed", interaction.command.qualified_name if interaction.command else "admin"
-            )
-            answer = SOMETHING_WRONG
-        if isinstance(answer, str):
-            await reply_privately(interaction, answer)
-            return
-        try:
-            await interaction.edit_original_response(embed=answer, allowed_mentions=NO_PINGS)
-        except discord.HTTPException:
-            log.warning("could not show an /admin answer", exc_info=True)
 
     # --- bans ---------------------------------------------------------------------------
 
@@ -123,28 +108,20 @@ class Admin(
         reason: app_commands.Range[str, 0, 400] = "",
     ) -> None:
         """Stop a user from making clips in this server, for a while or for good."""
-        await self.respond(interaction, lambda: self.do_ban(interaction, user, duration, reason))
-
-    async def do_ban(
-        self,
-        interaction: discord.Interaction[ReelBot],
-        user: discord.User,
-        duration: str,
-        reason: str,
-    ) -> Answer:
         if user.bot:
-            return "Bots cannot be banned from making clips."
+            raise ModerationError("Bots cannot be banned from making clips.")
         if user.id == interaction.user.id:
-            return "You cannot ban yourself."
-        seconds = parse_duration(duration)
+            raise ModerationError("You cannot ban yourself.")
         ban = await self.bot.moderation.ban(
             interaction.guild_id,
             user.id,
             actor_id=interaction.user.id,
-            duration_s=seconds,
+            duration_s=parse_duration(duration),
             reason=reason,
         )
-        return f"{mention(user.id)} is banned from making clips {ban_end(ban)}."
+        await reply_privately(
+            interaction, f"{mention(user.id)} is banned from making clips {ban_end(ban)}."
+        )
 
     @app_commands.command(name="unban")
     @app_commands.describe(user="Who may make clips again", reason="Why; shown in the log")
@@ -155,17 +132,12 @@ class Admin(
         reason: app_commands.Range[str, 0, 400] = "",
     ) -> None:
         """Lift a user's ban."""
-        await self.respond(interaction, lambda: self.do_unban(interaction, user, reason))
-
-    async def do_unban(
-        self, interaction: discord.Interaction[ReelBot], user: discord.User, reason: str
-    ) -> Answer:
         lifted = await self.bot.moderation.unban(
             interaction.guild_id, user.id, actor_id=interaction.user.id, reason=reason
         )
         if lifted is None:
-            return f"{mention(user.id)} is not banned."
-        return f"{mention(user.id)} may make clips again."
+            raise ModerationError(f"{mention(user.id)} is not banned.")
+        await reply_privately(interaction, f"{mention(user.id)} may make clips again.")
 
     # --- blocklist ----------------------------------------------------------------------
 
@@ -183,13 +155,6 @@ class Admin(
         category: app_commands.Range[str, 0, 100] = "",
     ) -> None:
         """Refuse prompts containing a term or matching a pattern."""
-        await self.respond(
-            interaction, lambda: self.do_blocklist_add(interaction, term, regex, category)
-        )
-
-    async def do_blocklist_add(
-        self, interaction: discord.Interaction[ReelBot], term: str, regex: bool, category: str
-    ) -> Answer:
         rule = await self.bot.moderation.blocklist_add(
             interaction.guild_id,
             term,
@@ -197,9 +162,10 @@ class Admin(
             kind="regex" if regex else "term",
             category=category,
         )
-        return (
+        await reply_privately(
+            interaction,
             f"Added {rule.kind} #{rule.id} ({rule.category}); prompts matching it are refused"
-            " from now on."
+            " from now on.",
         )
 
     @blocklist.command(name="remove")
@@ -208,15 +174,12 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], term: app_commands.Range[str, 1, 300]
     ) -> None:
         """Remove a term or pattern from the blocklist."""
-        await self.respond(interaction, lambda: self.do_blocklist_remove(interaction, term))
-
-    async def do_blocklist_remove(
-        self, interaction: discord.Interaction[ReelBot], term: str
-    ) -> Answer:
         rule = await self.bot.moderation.blocklist_remove(
             interaction.guild_id, term, actor_id=interaction.user.id
         )
-        return f"Removed {rule.kind} #{rule.id} ({rule.category}) from the blocklist."
+        await reply_privately(
+            interaction, f"Removed {rule.kind} #{rule.id} ({rule.category}) from the blocklist."
+        )
 
     @blocklist.command(name="list")
     @app_commands.describe(page="Which page of the list")
@@ -224,13 +187,8 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], page: app_commands.Range[int, 1, 1000] = 1
     ) -> None:
         """Show the blocked terms and patterns, with their numbers."""
-        await self.respond(interaction, lambda: self.do_blocklist_list(interaction, page))
-
-    async def do_blocklist_list(
-        self, interaction: discord.Interaction[ReelBot], page: int
-    ) -> Answer:
         rules = await self.bot.moderation.blocklist_list(interaction.guild_id)
-        return admin_render.blocklist_embed(rules, page)
+        await show_embed(interaction, admin_render.blocklist_embed(rules, page))
 
     # --- limits -------------------------------------------------------------------------
 
@@ -250,58 +208,42 @@ class Admin(
         daily: app_commands.Range[int, 0, 100000] | None = None,
     ) -> None:
         """Set how many clips a user, or everyone, may queue."""
-        await self.respond(
-            interaction, lambda: self.do_limits_set(interaction, user, waiting, running, daily)
-        )
-
-    async def do_limits_set(
-        self,
-        interaction: discord.Interaction[ReelBot],
-        user: discord.User | None,
-        waiting: int | None,
-        running: int | None,
-        daily: int | None,
-    ) -> Answer:
-        if waiting is None and running is None and daily is None:
-            return "Give at least one of waiting, running or daily."
+        given = {"waiting": waiting, "running": running, "daily": daily}
+        if all(value is None for value in given.values()):
+            raise ModerationError("Give at least one of waiting, running or daily.")
         user_id = None if user is None else user.id
         await self.bot.queue.set_limits(
             user_id=user_id, waiting=waiting, running=running, daily=daily
         )
-        given = {"waiting": waiting, "running": running, "daily": daily}
-        await self.bot.moderation.audit(
-            interaction.guild_id,
-            actor_id=interaction.user.id,
-            action=AuditAction.LIMITS_SET,
+        await self.audit(
+            interaction,
+            AuditAction.LIMITS_SET,
             target_user_id=user_id,
             detail=", ".join(
                 f"{name} {value}" for name, value in given.items() if value is not None
             ),
         )
         limits = await self.bot.queue.limits_for(0 if user_id is None else user_id)
-        return admin_render.limits_sentence(limits, user_id=user_id)
+        await reply_privately(interaction, admin_render.limits_sentence(limits, user_id=user_id))
 
     # --- queue --------------------------------------------------------------------------
 
     @queue.command(name="pause")
     async def queue_pause(self, interaction: discord.Interaction[ReelBot]) -> None:
         """Accept and start no new clips; clips being made finish."""
-        await self.respond(interaction, lambda: self.do_queue_pause(interaction))
-
-    async def do_queue_pause(self, interaction: discord.Interaction[ReelBot]) -> Answer:
         await self.bot.queue.pause()
         await self.audit(interaction, AuditAction.QUEUE_PAUSE)
-        return "The queue is paused: no new clips are accepted or started; clips being made finish."
+        await reply_privately(
+            interaction,
+            "The queue is paused: no new clips are accepted or started; clips being made finish.",
+        )
 
     @queue.command(name="resume")
     async def queue_resume(self, interaction: discord.Interaction[ReelBot]) -> None:
         """Accept and start clips again."""
-        await self.respond(interaction, lambda: self.do_queue_resume(interaction))
-
-    async def do_queue_resume(self, interaction: discord.Interaction[ReelBot]) -> Answer:
         await self.bot.queue.resume()
         await self.audit(interaction, AuditAction.QUEUE_RESUME)
-        return "The queue is running again."
+        await reply_privately(interaction, "The queue is running again.")
 
     @queue.command(name="clear")
     @app_commands.describe(user="Only this user's clips (leave out for everyone's)")
@@ -309,11 +251,6 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], user: discord.User | None = None
     ) -> None:
         """Cancel every waiting clip, or one user's."""
-        await self.respond(interaction, lambda: self.do_queue_clear(interaction, user))
-
-    async def do_queue_clear(
-        self, interaction: discord.Interaction[ReelBot], user: discord.User | None
-    ) -> Answer:
         user_id = None if user is None else user.id
         count = await self.bot.queue.clear(user_id=user_id)
         await self.audit(
@@ -323,7 +260,9 @@ class Admin(
             detail=f"{count} cancelled",
         )
         whose = "" if user is None else f" of {mention(user.id)}"
-        return f"Cancelled {count} waiting clip{'' if count == 1 else 's'}{whose}."
+        await reply_privately(
+            interaction, f"Cancelled {count} waiting clip{'' if count == 1 else 's'}{whose}."
+        )
 
     # --- jobs ---------------------------------------------------------------------------
 
@@ -333,19 +272,21 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], job: app_commands.Range[int, 1]
     ) -> None:
         """Cancel anyone's clip that is waiting or being made."""
-        await self.respond(interaction, lambda: self.do_cancel(interaction, job))
-
-    async def do_cancel(self, interaction: discord.Interaction[ReelBot], job_id: int) -> Answer:
-        job = await self.job_in_this_server(interaction, job_id)
+        found = await self.job_in_this_server(interaction, job)
         cancelled = await self.bot.queue.cancel(
-            job.id, by_user_id=interaction.user.id, is_moderator=True
+            found.id, by_user_id=interaction.user.id, is_moderator=True
         )
         await self.audit(
-            interaction, AuditAction.JOB_CANCEL, target_user_id=job.user_id, target_job_id=job.id
+            interaction,
+            AuditAction.JOB_CANCEL,
+            target_user_id=found.user_id,
+            target_job_id=found.id,
         )
         if cancelled.status is JobStatus.CANCELLED:
-            return f"Cancelled job #{job.id}."
-        return f"Job #{job.id} stops at its next step."
+            sentence = f"Cancelled job #{found.id}."
+        else:
+            sentence = f"Job #{found.id} stops at its next step."
+        await reply_privately(interaction, sentence)
 
     @app_commands.command(name="delete")
     @app_commands.describe(job="The job number")
@@ -353,22 +294,24 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], job: app_commands.Range[int, 1]
     ) -> None:
         """Delete a job's posted clip and status message, and its files."""
-        await self.respond(interaction, lambda: self.do_delete(interaction, job))
-
-    async def do_delete(self, interaction: discord.Interaction[ReelBot], job_id: int) -> Answer:
-        job = await self.job_in_this_server(interaction, job_id)
-        if job.status.is_active:
-            await self.bot.queue.cancel(job.id, by_user_id=interaction.user.id, is_moderator=True)
+        found = await self.job_in_this_server(interaction, job)
+        if found.status.is_active:
+            await self.bot.queue.cancel(found.id, by_user_id=interaction.user.id, is_moderator=True)
         # Claiming delivery first means the bot never posts this job's clip after this point.
-        await self.bot.queue.mark_delivered(job.id, NO_MESSAGE)
-        job = await self.job_in_this_server(interaction, job_id)
-        for message_id in (job.result_message_id, job.status_message_id):
-            await self.delete_message(job, message_id)
-        await asyncio.to_thread(delete_clip_files, self.bot.settings.clips_dir, job.id)
+        await self.bot.queue.mark_delivered(found.id, NO_MESSAGE)
+        found = await self.job_in_this_server(interaction, job)
+        for message_id in (found.result_message_id, found.status_message_id):
+            await self.delete_message(found, message_id)
+        await asyncio.to_thread(delete_clip_files, self.bot.settings.clips_dir, found.id)
         await self.audit(
-            interaction, AuditAction.JOB_DELETE, target_user_id=job.user_id, target_job_id=job.id
+            interaction,
+            AuditAction.JOB_DELETE,
+            target_user_id=found.user_id,
+            target_job_id=found.id,
         )
-        return f"Deleted job #{job.id}: its messages and files are gone."
+        await reply_privately(
+            interaction, f"Deleted job #{found.id}: its messages and files are gone."
+        )
 
     async def delete_message(self, job: Job, message_id: int | None) -> None:
         if not message_id or job.channel_id is None:
@@ -396,7 +339,10 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel
     ) -> None:
         """Allow clips in a channel (once any channel is allowed, only allowed ones work)."""
-        await self.respond(interaction, lambda: self.do_channel(interaction, channel, allowed=True))
+        await self.bot.moderation.set_channel_allowed(
+            interaction.guild_id, channel.id, True, actor_id=interaction.user.id
+        )
+        await reply_privately(interaction, f"Clips may be made in {channel.mention}.")
 
     @channels.command(name="deny")
     @app_commands.describe(channel="Where clips may not be made")
@@ -404,23 +350,10 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel
     ) -> None:
         """Refuse clips in a channel."""
-        await self.respond(
-            interaction, lambda: self.do_channel(interaction, channel, allowed=False)
-        )
-
-    async def do_channel(
-        self,
-        interaction: discord.Interaction[ReelBot],
-        channel: discord.TextChannel,
-        *,
-        allowed: bool,
-    ) -> Answer:
         await self.bot.moderation.set_channel_allowed(
-            interaction.guild_id, channel.id, allowed, actor_id=interaction.user.id
+            interaction.guild_id, channel.id, False, actor_id=interaction.user.id
         )
-        if allowed:
-            return f"Clips may be made in {channel.mention}."
-        return f"Clips can no longer be made in {channel.mention}."
+        await reply_privately(interaction, f"Clips can no longer be made in {channel.mention}.")
 
     @modrole.command(name="set")
     @app_commands.describe(role="Members with this role may use /admin (leave out to clear)")
@@ -428,20 +361,17 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], role: discord.Role | None = None
     ) -> None:
         """Choose the role of moderators who are not server managers."""
-        await self.respond(interaction, lambda: self.do_modrole_set(interaction, role))
-
-    async def do_modrole_set(
-        self, interaction: discord.Interaction[ReelBot], role: discord.Role | None
-    ) -> Answer:
         await self.bot.moderation.set_mod_role(
             interaction.guild_id, None if role is None else role.id, actor_id=interaction.user.id
         )
         if role is None:
-            return "There is no moderator role now; only server managers can use /admin."
-        return (
-            f"Members with {role.mention} are moderators now. To let them see /admin, allow"
-            " the role under Server Settings → Integrations → reelbot."
-        )
+            sentence = "There is no moderator role now; only server managers can use /admin."
+        else:
+            sentence = (
+                f"Members with {role.mention} are moderators now. To let them see /admin, allow"
+                " the role under Server Settings → Integrations → reelbot."
+            )
+        await reply_privately(interaction, sentence)
 
     @modlog.command(name="set")
     @app_commands.describe(channel="Where moderation is logged (leave out to stop logging)")
@@ -449,19 +379,16 @@ class Admin(
         self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel | None = None
     ) -> None:
         """Choose the channel that gets a line for every moderation action."""
-        await self.respond(interaction, lambda: self.do_modlog_set(interaction, channel))
-
-    async def do_modlog_set(
-        self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel | None
-    ) -> Answer:
         await self.bot.moderation.set_mod_log_channel(
             interaction.guild_id,
             None if channel is None else channel.id,
             actor_id=interaction.user.id,
         )
         if channel is None:
-            return "Moderation is no longer posted to a channel; /admin log still shows it."
-        return f"Moderation is logged in {channel.mention} from now on."
+            sentence = "Moderation is no longer posted to a channel; /admin log still shows it."
+        else:
+            sentence = f"Moderation is logged in {channel.mention} from now on."
+        await reply_privately(interaction, sentence)
 
     @app_commands.command(name="log")
     @app_commands.describe(user="Only actions by or about this user", page="Which page")
@@ -472,28 +399,20 @@ class Admin(
         page: app_commands.Range[int, 1, 1000] = 1,
     ) -> None:
         """Show recent moderation actions and refusals, newest first."""
-        await self.respond(interaction, lambda: self.do_log(interaction, user, page))
-
-    async def do_log(
-        self, interaction: discord.Interaction[ReelBot], user: discord.User | None, page: int
-    ) -> Answer:
         user_id = None if user is None else user.id
         entries = await self.bot.moderation.recent_actions(
             interaction.guild_id, user_id=user_id, limit=LOG_ENTRIES
         )
-        return admin_render.log_embed(entries, page, user_id=user_id)
+        await show_embed(interaction, admin_render.log_embed(entries, page, user_id=user_id))
 
     @app_commands.command(name="stats")
     async def stats(self, interaction: discord.Interaction[ReelBot]) -> None:
         """Jobs today, failures, average time per clip, the queue and the workers."""
-        await self.respond(interaction, self.do_stats)
-
-    async def do_stats(self) -> Answer:
-        return admin_render.stats_embed(await self.bot.queue.stats())
+        await show_embed(interaction, admin_render.stats_embed(await self.bot.queue.stats()))
 
     async def audit(
         self,
-        interaction: discord.Interaction[ReelBot],
+        interaction: discord.Interaction,
         action: AuditAction,
         *,
         target_user_id: int | None = None,
@@ -508,6 +427,14 @@ class Admin(
             target_job_id=target_job_id,
             detail=detail,
         )
+
+
+async def show_embed(interaction: discord.Interaction[ReelBot], embed: discord.Embed) -> None:
+    """Show ``embed`` in place of "thinking…"."""
+    try:
+        await interaction.edit_original_response(embed=embed, allowed_mentions=NO_PINGS)
+    except discord.HTTPException:
+        log.warning("could not show an /admin answer", exc_info=True)
 
 
 def ban_end(ban: Ban) -> str:
