@@ -167,6 +167,8 @@ class InvocationBuilder:
     channel: Channel
     user: User
     focused: str | None = None
+    client_checks: bool = True
+    """False: send values Discord's client would not (out of bounds, not a choice)."""
     resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def build(
@@ -214,7 +216,7 @@ class InvocationBuilder:
     def _value(self, spec: dict[str, Any], value: Any, where: str) -> Any:
         kind = spec["type"]
         if kind in (STRING, INTEGER, NUMBER):
-            return _scalar(spec, value, where)
+            return _scalar(spec, value, where, client_checks=self.client_checks)
         if kind == BOOLEAN and isinstance(value, bool):
             return value
         if kind in (USER, MENTIONABLE) and isinstance(value, User):
@@ -271,7 +273,7 @@ def _option_named(specs: list[dict[str, Any]], name: str, where: str) -> dict[st
     raise DriverError(f"{where} has no option {name!r}; it has {[s['name'] for s in specs]}")
 
 
-def _scalar(spec: dict[str, Any], value: Any, where: str) -> Any:
+def _scalar(spec: dict[str, Any], value: Any, where: str, *, client_checks: bool) -> Any:
     kind = spec["type"]
     fits = {
         STRING: isinstance(value, str),
@@ -280,6 +282,8 @@ def _scalar(spec: dict[str, Any], value: Any, where: str) -> Any:
     }[kind]
     if not fits:
         raise DriverError(f"{where}: {value!r} does not fit option type {kind}")
+    if not client_checks:
+        return value
     choices = spec.get("choices")
     if choices and value not in [c["value"] for c in choices]:
         raise DriverError(f"{where}: {value!r} is not one of the choices {choices}")
