@@ -165,23 +165,37 @@ async def test_answers_and_refusals_replace_a_private_thinking_message(
     refusal of the caller, a request that cannot be done, a failure) still reaches them."""
     reel, fake = admin_reel, admin_reel.fake
 
-    async def broken_stats() -> None:
-        raise RuntimeError("the stats query broke")
+    async def broken(*args: object) -> None:
+        raise RuntimeError("the database broke")
 
     async with reel.bot_running():
-        denied = await fake.invoke(
-            "admin queue pause", {}, user=fake.bob, skip_permission_check=True
+        calls = [
+            fake.invoke("admin queue pause", {}, user=fake.bob, skip_permission_check=True),
+            fake.invoke("admin unban", {"user": fake.alice}, user=fake.carol),
+        ]
+        handles = [await call for call in calls]
+        answers = [(await handle.response()).content for handle in handles]
+        monkeypatch.setattr(reel.queue, "stats", broken)
+        handles.append(await fake.invoke("admin stats", {}, user=fake.carol))
+        # Only the moderator role is left to ask about bob, and it cannot be read.
+        monkeypatch.setattr(reel.moderation, "mod_role", broken)
+        handles.append(
+            await fake.invoke("admin stats", {}, user=fake.bob, skip_permission_check=True)
         )
-        not_banned = await fake.invoke("admin unban", {"user": fake.alice}, user=fake.carol)
-        monkeypatch.setattr(reel.queue, "stats", broken_stats)
-        broken = await fake.invoke("admin stats", {}, user=fake.carol)
-        answers = [(await handle.response()).content for handle in (denied, not_banned, broken)]
+        answers += [(await handle.response()).content for handle in handles[2:]]
 
-    assert answers == [NOT_ALLOWED, f"<@{fake.alice.id}> is not banned.", SOMETHING_WRONG]
-    for handle in (denied, not_banned, broken):
+    assert answers == [
+        NOT_ALLOWED,
+        f"<@{fake.alice.id}> is not banned.",
+        SOMETHING_WRONG,
+        SOMETHING_WRONG,
+    ]
+    for handle in handles:
         assert handle.deferred
         assert handle.ephemeral
-    assert "the stats query broke" in caplog.text
+    logged = [record.exc_info for record in caplog.records if record.exc_info]
+    assert len(logged) == 2
+    assert all("the database broke" in repr(exc_info[1]) for exc_info in logged)
 
 
 async def test_a_forged_moderator_role_is_refused(admin_reel: Reel) -> None:

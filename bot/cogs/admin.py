@@ -29,7 +29,7 @@ from bot import admin_render
 from bot.modlog import ModLog
 from bot.permissions import is_moderator
 from bot.render import NO_PINGS, mention
-from bot.replies import acknowledge, reply_privately
+from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from jobqueue.clipfiles import job_files
 from jobqueue.models import NO_MESSAGE, Job, JobStatus
 from jobqueue.moderation import AuditAction, Ban, ModerationError, parse_duration
@@ -80,16 +80,22 @@ class Admin(
         if not await acknowledge(interaction):
             # Too late, or answered already: nobody waits for this one, so nothing is done.
             return False
-        if await is_moderator(self.bot, interaction.user, interaction.guild_id):
-            return True
-        command = interaction.command.qualified_name if interaction.command else "admin"
-        log.warning("user %s tried /%s without the rights", interaction.user.id, command)
-        await self.audit(
-            interaction,
-            AuditAction.DENIED,
-            target_user_id=interaction.user.id,
-            detail=f"/{command}",
-        )
+        try:
+            if await is_moderator(self.bot, interaction.user, interaction.guild_id):
+                return True
+            command = interaction.command.qualified_name if interaction.command else "admin"
+            log.warning("user %s tried /%s without the rights", interaction.user.id, command)
+            await self.audit(
+                interaction,
+                AuditAction.DENIED,
+                target_user_id=interaction.user.id,
+                detail=f"/{command}",
+            )
+        except Exception as exc:
+            # discord.py hands only AppCommandErrors from a check to the error handler; the
+            # user would watch "thinking…" until the interaction expires.
+            log.exception("could not check the rights of user %s", interaction.user.id)
+            raise app_commands.CheckFailure(SOMETHING_WRONG) from exc
         raise app_commands.CheckFailure(NOT_ALLOWED)
 
     # --- bans ---------------------------------------------------------------------------
