@@ -42,10 +42,9 @@ def partial_clip_path(clips_dir: Path, job_id: int, worker_id: str) -> Path:
 def job_files(clips_dir: Path, job_id: int) -> list[Path]:
     """Every file of ``job_id``'s finished clip that exists on disk: the clip, its poster,
     and each re-encoded copy with its poster."""
-    fitted = [
-        path
-        for suffix in (CLIP_SUFFIX, POSTER_SUFFIX)
-        for path in sorted(clips_dir.glob(f"{job_id}.fit-*{suffix}"))
+    candidates = [
+        clip_path(clips_dir, job_id),
+        poster_path(clips_dir, job_id),
+        *sorted(clips_dir.glob(f"{job_id}.fit-*")),
     ]
-    candidates = [clip_path(clips_dir, job_id), poster_path(clips_dir, job_id), *fitted]
     return [path for path in candidates if path.is_file()]
