@@ -222,6 +222,26 @@ async def test_listeners_hear_each_audit_row(moderation: Moderation) -> None:
     assert [entry.action for entry in heard] == ["ban"]
 
 
+async def test_a_change_that_fails_leaves_no_audit_row_and_tells_no_one(
+    moderation: Moderation,
+) -> None:
+    heard: list[AuditEntry] = []
+
+    async def listen(entry: AuditEntry) -> None:
+        heard.append(entry)
+
+    moderation.add_listener(listen)
+    await moderation.blocklist_add(GUILD, "wombat", actor_id=ADMIN)
+    with pytest.raises(InvalidRule):
+        await moderation.blocklist_add(GUILD, "WOMBAT", actor_id=ADMIN)
+    with pytest.raises(RuleNotFound):
+        await moderation.blocklist_remove(GUILD, "#99999", actor_id=ADMIN)
+    assert await moderation.unban(GUILD, USER, actor_id=ADMIN) is None
+    await moderation.wait_for_listeners()
+    assert [entry.action for entry in await moderation.recent_actions(GUILD)] == ["blocklist_add"]
+    assert [entry.action for entry in heard] == ["blocklist_add"]
+
+
 async def test_direct_messages_have_their_own_state(moderation: Moderation) -> None:
     await moderation.ban(None, USER, actor_id=ADMIN, duration_s=None)
     assert await moderation.active_ban(None, USER) is not None
