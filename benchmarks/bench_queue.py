@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jobqueue.clipmaker import ModelChoice
 from jobqueue.db import Database
 from jobqueue.eta import request_key
 from jobqueue.jobs import JobQueue, QueueLimits
@@ -32,6 +31,7 @@ from jobqueue.models import Job, JobKind, JobRequest, JobResult, JobStatus
 from jobqueue.scheduling import pick_next
 from jobqueue.store import next_version
 from jobqueue.worker import Worker, WorkerConfig
+from pipeline.clip import ModelChoice
 
 LEASE = 60.0
 RESULT = JobResult(

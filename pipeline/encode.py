@@ -22,6 +22,9 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from pipeline.errors import ClipFailed
+from pipeline.text import clean_text
+
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
@@ -76,7 +79,7 @@ class EncodedClip:
         return self.frames / self.fps
 
 
-class ClipTooLarge(Exception):
+class ClipTooLarge(ClipFailed):
     """No attempt fit the budget; ``best`` (the smallest) is kept on disk at its path."""
 
     def __init__(self, best: EncodedClip, max_bytes: int) -> None:
@@ -266,7 +269,7 @@ def _write_mp4(
     if (attempt.width, attempt.height) != (width, height):
         output_params += ["-vf", f"scale={attempt.width}:{attempt.height}:flags=lanczos"]
     for key, value in tags.items():
-        output_params += ["-metadata", f"{key}={value}"]
+        output_params += ["-metadata", f"{key}={_safe_tag(value)}"]
     writer = imageio_ffmpeg.write_frames(
         str(path),
         (width, height),
@@ -286,9 +289,21 @@ def _write_mp4(
         writer.close()
 
 
+def _safe_tag(value: str) -> str:
+    """``value`` as ffmpeg's command line can carry it, whatever a user typed: no control
+    characters (a NUL ends the argument, so Python refuses it) and no lone surrogates (they
+    have no UTF-8 form)."""
+    return clean_text(value).encode("utf-8", errors="replace").decode("utf-8")
+
+
+def poster_beside(clip_path: Path) -> Path:
+    """Where the encoder writes the poster of the clip at ``clip_path``."""
+    return clip_path.with_suffix(".jpg")
+
+
 def _write_poster(frames: np.ndarray, clip_path: Path) -> Path:
     """The middle frame, the most representative single picture of a short clip."""
-    poster = clip_path.with_suffix(".jpg")
+    poster = poster_beside(clip_path)
     Image.fromarray(frames[len(frames) // 2]).save(poster, quality=POSTER_QUALITY)
     return poster
 

@@ -87,23 +87,27 @@ def _dtypes(preset: ModelPreset, placement: Placement) -> Any:
 
 
 def _unavailable(preset: ModelPreset, source: str, exc: Exception) -> ModelUnavailable:
+    return ModelUnavailable(
+        _why_unavailable(source, exc), f"loading {preset.name} from {source} failed: {exc!r}"
+    )
+
+
+def _why_unavailable(source: str, exc: Exception) -> str:
     folder = Path(source).expanduser()
     if folder.is_dir():
-        return ModelUnavailable(
+        return (
             f"The folder {folder} does not hold a loadable diffusers pipeline "
             f"({_first_line(exc)}); point REELBOT_MODEL (or --model) at a folder written by "
             "save_pretrained."
         )
     if _looks_like_path(source):
-        return ModelUnavailable(f"There is no model folder at {source}; {USE_LOCAL_HINT}.")
+        return f"There is no model folder at {source}; {USE_LOCAL_HINT}."
     if any(hint in str(exc).lower() for hint in _UNREACHABLE_HINTS):
-        return ModelUnavailable(
+        return (
             f"The model {source} is not in the local cache and the model hub cannot be "
             f"reached; {USE_LOCAL_HINT}."
         )
-    return ModelUnavailable(
-        f"The model {source} could not be loaded ({_first_line(exc)}); {USE_LOCAL_HINT}."
-    )
+    return f"The model {source} could not be loaded ({_first_line(exc)}); {USE_LOCAL_HINT}."
 
 
 def _looks_like_path(source: str) -> bool:

@@ -16,11 +16,11 @@ import imageio_ffmpeg
 
 from bot.client import ReelBot
 from bot.settings import Settings
-from jobqueue.clipmaker import ModelChoice
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import Moderation
 from jobqueue.worker import Worker, WorkerConfig
+from pipeline.clip import ModelChoice
 from tests.fakediscord import FakeDiscord, InteractionHandle, Message, User
 
 CLIP_TIMEOUT_S = 120.0

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from jobqueue.clipmaker import OUT_OF_MEMORY, ModelChoice
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.worker import Worker, WorkerConfig
+from pipeline.clip import OUT_OF_MEMORY, ModelChoice
 from pipeline.encode import read_frames, read_tags
 from pipeline.generator import VideoGenerator
 

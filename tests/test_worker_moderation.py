@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from jobqueue.clipmaker import REWRITE_BLOCKED_NOTE, ModelChoice
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus
 from jobqueue.moderation import AuditAction, Moderation
 from jobqueue.worker import Worker, WorkerConfig
+from pipeline.clip import REWRITE_BLOCKED_NOTE, ModelChoice
 from pipeline.rewrite import RewriterConfig
 from tests.conftest import ChatReply, FakeChatServer, default_scene
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DEFAULT_LOG_LEVEL = "INFO"
+
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", action="store_true", help="run the jobs waiting now, then exit")
@@ -81,9 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     add_worker_arguments(parser)
     args = parser.parse_args(argv)
     settings = CoreSettings()
+    configure_logging(settings.log_level)
+    return run_worker(args, settings, err=sys.stderr)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level`` (a name such as DEBUG); an unknown name logs at INFO and
+    says so."""
+    known = isinstance(logging.getLevelName(level.upper()), int)
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=level.upper() if known else DEFAULT_LOG_LEVEL,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    return run_worker(args, settings, err=sys.stderr)
+    if not known:
+        log.warning(
+            "REELBOT_LOG_LEVEL=%s is not a log level (DEBUG, INFO, WARNING, ERROR); using %s",
+            level,
+            DEFAULT_LOG_LEVEL,
+        )

@@ -1,11 +1,12 @@
 """A running job's link to the queue: heartbeats, throttled progress, cancel and lost flags.
 
-The generating thread reports steps with :meth:`JobTracker.step` (thread-safe, never
-blocks); one asyncio task owns every write for the job, so progress reaches the database in
-order. It writes a changed stage at once, steps at most every ``progress_interval_s``, and
-renews the lease every ``lease_seconds / 3`` seconds even when nothing moves. Each answer
-from the queue tells whether the job's cancellation was requested or its lease was lost
-(another worker took it over); :meth:`should_stop` lets the generator stop at its next step.
+The pipeline reports stages with :meth:`JobTracker.stage_changed` and, from the generating
+thread, steps with :meth:`JobTracker.step` (thread-safe, never blocks); one asyncio task owns
+every write for the job, so progress reaches the database in order. It writes a changed stage
+at once, steps at most every ``progress_interval_s``, and renews the lease every
+``lease_seconds / 3`` seconds even when nothing moves. Each answer from the queue tells whether
+the job's cancellation was requested or its lease was lost (another worker took it over);
+:meth:`should_stop` lets the generator stop at its next step.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from jobqueue.jobs import JobQueue, LeaseState
 from jobqueue.models import Stage
+from pipeline.clip import StageChange
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +93,17 @@ class JobTracker:
             self._current = Progress(self._current.stage, step, total_steps)
         self._loop.call_soon_threadsafe(self._wake.set)
 
-    async def stage(self, stage: Stage, *, total_steps: int = 0, **fields: Any) -> None:
-        """Enter ``stage`` and write it (with ``fields`` such as the rewritten prompt) now."""
+    async def stage_changed(self, change: StageChange) -> None:
+        """The pipeline entered a stage: write it now, with the prompt the model gets once
+        that is settled."""
         with self._lock:
-            self._current = Progress(stage, 0, total_steps)
+            self._current = Progress(Stage(change.stage), 0, change.total_steps)
+        fields: dict[str, Any] = {}
+        if change.prompt is not None:
+            fields = {
+                "rewritten_prompt": change.prompt.rewritten,
+                "rewrite_note": change.prompt.note,
+            }
         await self._write(fields)
 
     async def _keep_lease(self) -> None:

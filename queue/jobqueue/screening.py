@@ -1,49 +1,39 @@
-"""Checking prompts against the server's blocklist just before they reach the model.
+"""Checking a job's prompts against its server's blocklist just before they reach the model.
 
-The bot checks what users type before it submits; the language model's rewrite only
-exists in the worker, so the worker checks it. A blocked rewrite is dropped (the user's own
-words are used) and written to the moderation audit log. The user's own prompts are checked
-again too: a prompt blocked by now (a moderator added a term after it was queued) fails
-the job.
+The bot checks what users type before it submits; the language model's rewrite only exists
+in the worker, so the pipeline asks the job's :class:`ModerationScreen` (its
+:class:`~pipeline.clip.PromptScreen`) once the rewrite is written. A blocked rewrite is
+dropped (the user's own words are used) and written to the moderation audit log. The user's
+own prompts are checked again too: a prompt blocked by now (a moderator added a term after it
+was queued) fails the job.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Protocol
 
 from jobqueue.models import Job
 from jobqueue.moderation import Moderation
+from pipeline.clip import ScreenVerdict
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ScreenVerdict:
-    rewrite_blocked: bool = False
-    refusal: str | None = None
-    """Set when the user's own prompt is blocked: the sentence the job fails with."""
-    detail: str = ""
-
-
-class PromptScreen(Protocol):
-    async def check(self, job: Job, rewritten: str | None) -> ScreenVerdict:
-        """Check the job's prompts and, when there is one, the rewritten prompt."""
-        ...
-
-
 class ModerationScreen:
-    """A :class:`PromptScreen` backed by the server's moderation blocklist."""
+    """The pipeline's prompt screen for one job, backed by its server's moderation blocklist."""
 
-    def __init__(self, moderation: Moderation) -> None:
+    def __init__(self, moderation: Moderation, job: Job) -> None:
         self._moderation = moderation
+        self._job = job
 
-    async def check(self, job: Job, rewritten: str | None) -> ScreenVerdict:
+    async def check(
+        self, prompt: str, negative_prompt: str, rewritten: str | None
+    ) -> ScreenVerdict:
+        job = self._job
         hit = await self._moderation.check_prompts(
             job.guild_id,
-            prompt=job.request.prompt,
-            negative_prompt=job.request.negative_prompt,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
             rewritten_prompt=rewritten,
         )
         if hit is None:

@@ -8,12 +8,15 @@ Every field has a line in ``.env.example``; a test keeps the two in step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.rewrite.config import RewriterConfig
+
+if TYPE_CHECKING:
+    from pipeline.clip import ModelChoice
 
 MIB = 1024 * 1024
 
@@ -67,6 +70,19 @@ class CoreSettings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    def model_choice(self) -> ModelChoice:
+        """The video models these settings name, and where they run."""
+        # Imported here: pipeline.clip brings torch, which reading settings does not need.
+        from pipeline.clip import ModelChoice
+
+        return ModelChoice(
+            models_dir=self.models_dir,
+            t2v_model=self.model,
+            i2v_model=self.i2v_model,
+            device=self.device,
+            cpu_offload=self.cpu_offload,
+        )
 
     def rewriter_config(self) -> RewriterConfig:
         """The prompt rewriter these settings describe."""

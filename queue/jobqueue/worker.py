@@ -15,19 +15,29 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobqueue.clipmaker import ClipMaker, JobFailed, MadeClip, ModelChoice
+from jobqueue.clipfiles import partial_clip_path
+from jobqueue.clipjob import (
+    clip_request,
+    clip_to_extend,
+    discard,
+    job_model,
+    job_result,
+    publish,
+    start_image,
+)
 from jobqueue.jobs import JobQueue, QueueLimits
 from jobqueue.models import Job
 from jobqueue.moderation import Moderation
 from jobqueue.progress import JobTracker
 from jobqueue.screening import ModerationScreen
 from jobqueue.settings import MIB, CoreSettings
-from pipeline.generator import GenerationCancelled
-from pipeline.rewrite import RewriterConfig, build_rewriter
+from pipeline.clip import ClipMaker, MadeClip, ModelChoice
+from pipeline.errors import ClipFailed, GenerationCancelled
+from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,8 @@ UNEXPECTED_FAILURE = (
 )
 SEEN_EVERY_S = 10.0
 """How often an idle worker tells the queue it is alive (for /queue stats)."""
+
+JobRunner = Callable[[Job, JobTracker], Awaitable[MadeClip]]
 
 
 @dataclass(frozen=True)
@@ -57,13 +69,7 @@ class WorkerConfig:
     def from_settings(cls, settings: CoreSettings) -> WorkerConfig:
         return cls(
             clips_dir=settings.clips_dir,
-            models=ModelChoice(
-                models_dir=settings.models_dir,
-                t2v_model=settings.model,
-                i2v_model=settings.i2v_model,
-                device=settings.device,
-                cpu_offload=settings.cpu_offload,
-            ),
+            models=settings.model_choice(),
             rewriter=settings.rewriter_config(),
             max_upload_bytes=settings.max_upload_bytes,
             limits=QueueLimits(
@@ -106,35 +112,58 @@ class Worker:
         queue = await JobQueue.open(
             self.database_path, limits=self.config.limits, max_attempts=self.config.max_attempts
         )
-        maker: ClipMaker | None = None
+        maker = ClipMaker(self.config.models)
+        rewriter = build_rewriter(self.config.rewriter)
         try:
-            maker = self._clip_maker(queue)
-            await maker.warm_up()
+            await self._warm_up(maker, rewriter)
             await queue.register_worker(self.worker_id, model=self.config.models.t2v_model)
             log.info("worker %s waiting for jobs in %s", self.worker_id, self.database_path)
-            await self._loop(queue, maker, burst=burst)
+            run_job = self._job_runner(queue, maker, rewriter)
+            await self._loop(queue, run_job, burst=burst)
         finally:
             await _quietly(queue.worker_stopped(self.worker_id), "record that the worker stopped")
-            if maker is not None:
-                await maker.aclose()
+            await _quietly(rewriter.aclose(), "close the prompt rewriter")
+            maker.unload()
             await queue.close()
 
-    def _clip_maker(self, queue: JobQueue) -> ClipMaker:
-        return ClipMaker(
-            self.config.models,
-            rewriter=build_rewriter(self.config.rewriter),
-            screen=ModerationScreen(Moderation(queue.db)),
-            clips_dir=self.config.clips_dir,
-            max_upload_bytes=self.config.max_upload_bytes,
-        )
+    async def _warm_up(self, maker: ClipMaker, rewriter: PromptRewriter) -> None:
+        """Load the default text-to-video model and the rewriter before taking jobs."""
+        model = self.config.models.t2v_model
+        seconds = await maker.load(model)
+        rewriter_seconds = await rewriter.warm_up()
+        log.info("ready: %s loaded in %.1f s, rewriter in %.1f s", model, seconds, rewriter_seconds)
 
-    async def _loop(self, queue: JobQueue, maker: ClipMaker, *, burst: bool) -> None:
+    def _job_runner(self, queue: JobQueue, maker: ClipMaker, rewriter: PromptRewriter) -> JobRunner:
+        """The one function each job runs: the pipeline's make_clip, asked in the job's terms."""
+        moderation = Moderation(queue.db)
+        clips_dir = self.config.clips_dir
+
+        async def run_job(job: Job, tracker: JobTracker) -> MadeClip:
+            partial = partial_clip_path(clips_dir, job.id, self.worker_id)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            return await maker.make_clip(
+                clip_request(job.request),
+                model=job_model(job, self.config.models),
+                output=lambda _request: partial,
+                max_bytes=self.config.max_upload_bytes,
+                start_image=start_image(job),
+                extend=clip_to_extend(job, clips_dir),
+                rewriter=rewriter if job.request.enhance else None,
+                screen=ModerationScreen(moderation, job),
+                on_stage=tracker.stage_changed,
+                on_step=tracker.step,
+                should_cancel=tracker.should_stop,
+            )
+
+        return run_job
+
+    async def _loop(self, queue: JobQueue, run_job: JobRunner, *, burst: bool) -> None:
         last_seen = time.monotonic()
         while not self._stopping.is_set():
             job = await queue.claim(self.worker_id, lease_seconds=self.config.lease_seconds)
             if job is not None:
                 try:
-                    await self._process(queue, maker, job)
+                    await self._process(queue, run_job, job)
                 except Exception:
                     # The queue could not record the outcome; the lease runs out and the
                     # job is tried again by the next claim.
@@ -149,11 +178,11 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.poll_interval_s)
 
-    async def _process(self, queue: JobQueue, maker: ClipMaker, job: Job) -> None:
+    async def _process(self, queue: JobQueue, run_job: JobRunner, job: Job) -> None:
         log.info(
             "job %d (%s, user %d, attempt %d) started", job.id, job.kind, job.user_id, job.attempts
         )
-        parent = await queue.get(job.parent_id) if job.parent_id is not None else None
+        partial = partial_clip_path(self.config.clips_dir, job.id, self.worker_id)
         async with JobTracker(
             queue,
             job.id,
@@ -165,41 +194,49 @@ class Worker:
             if self._stopping.is_set():
                 tracker.stop()
             try:
-                made = await maker.make(job, tracker, parent=parent, worker_id=self.worker_id)
-            except GenerationCancelled:
-                await self._after_stop(queue, job, tracker)
-                return
-            except JobFailed as failure:
-                log.info("job %d failed: %s (%s)", job.id, failure.sentence, failure.detail)
-                await queue.fail(
-                    job.id, self.worker_id, error=failure.sentence, error_detail=failure.detail
-                )
-                return
-            except Exception:
-                log.exception("job %d failed unexpectedly", job.id)
-                await queue.fail(
-                    job.id,
-                    self.worker_id,
-                    error=UNEXPECTED_FAILURE,
-                    error_detail=traceback.format_exc(limit=20),
-                )
-                return
+                await self._run_and_record(queue, run_job, job, tracker)
             finally:
                 self._tracker = None
+                # A published clip was renamed away; anything left here is unwanted.
+                discard(partial)
+
+    async def _run_and_record(
+        self, queue: JobQueue, run_job: JobRunner, job: Job, tracker: JobTracker
+    ) -> None:
+        try:
+            made = await run_job(job, tracker)
+        except GenerationCancelled:
+            await self._after_stop(queue, job, tracker)
+        except ClipFailed as failure:
+            log.info("job %d failed: %s (%s)", job.id, failure.sentence, failure.detail)
+            await queue.fail(
+                job.id, self.worker_id, error=failure.sentence, error_detail=failure.detail
+            )
+        except Exception:
+            log.exception("job %d failed unexpectedly", job.id)
+            await queue.fail(
+                job.id,
+                self.worker_id,
+                error=UNEXPECTED_FAILURE,
+                error_detail=traceback.format_exc(limit=20),
+            )
+        else:
             await self._deliver(queue, job, tracker, made)
 
     async def _deliver(
         self, queue: JobQueue, job: Job, tracker: JobTracker, made: MadeClip
     ) -> None:
         if tracker.cancel_requested or tracker.lease_lost:
-            made.discard()
             await self._after_stop(queue, job, tracker)
             return
-        if await queue.complete(job.id, self.worker_id, made.result, publish=made.publish):
-            log.info("job %d done: %s", job.id, made.result.result_path)
+        clips_dir = self.config.clips_dir
+        result = job_result(made, clips_dir, job.id)
+        if await queue.complete(
+            job.id, self.worker_id, result, publish=lambda: publish(made, clips_dir, job.id)
+        ):
+            log.info("job %d done: %s", job.id, result.result_path)
         else:
             log.warning("job %d finished after its lease was lost; the clip is discarded", job.id)
-            made.discard()
 
     async def _after_stop(self, queue: JobQueue, job: Job, tracker: JobTracker) -> None:
         if tracker.lease_lost:

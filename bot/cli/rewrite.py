@@ -84,13 +84,6 @@ def rewriter_config(
     )
 
 
-def rewrite_prompt(
-    settings: CoreSettings, prompt: str, *, mode: RewriteMode, seed: int
-) -> RewriteResult:
-    """Rewrite one prompt with the configured rewriter, outside any event loop."""
-    return asyncio.run(rewrite_once(rewriter_config(settings), prompt, mode=mode, seed=seed))
-
-
 async def rewrite_once(
     config: RewriterConfig, prompt: str, *, mode: RewriteMode, seed: int
 ) -> RewriteResult:

@@ -1,27 +1,25 @@
 """``reelbot generate "prompt"``: one clip from the command line, without Discord or a queue.
 
-The same pipeline the worker runs (presets, validation, the generator, the encoder), for
+The same pipeline call the worker makes (:meth:`pipeline.clip.ClipMaker.make_clip`), for
 trying a model or a GPU. Prints the clip's path, its seed and where the time went.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import asyncio
 import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from PIL import Image
     from tqdm import tqdm
 
     from jobqueue.settings import CoreSettings
-    from pipeline.encode import EncodedClip
-    from pipeline.generator import GenerationResult, VideoGenerator
+    from pipeline.clip import ClipMaker, MadeClip, StageChange
     from pipeline.request import ClipRequest, ResolvedRequest
-    from pipeline.rewrite import RewriteMode
+    from pipeline.rewrite import PromptRewriter
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +61,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "-o", "--output", type=Path, help="where to write the MP4 (default: reelbot-<seed>.mp4)"
     )
-    parser.set_defaults(handler=run)
+    # The terminal is for the progress bar and the result; REELBOT_LOG_LEVEL or -v say more.
+    parser.set_defaults(handler=run, default_log_level="WARNING")
 
 
 def run(args: argparse.Namespace) -> int:
     from jobqueue.settings import CoreSettings
 
-    if not getattr(args, "verbose", False):
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         _quiet_libraries()
     try:
         return generate_clip(args, CoreSettings(), out=sys.stdout, err=sys.stderr)
@@ -81,53 +80,70 @@ def run(args: argparse.Namespace) -> int:
 def generate_clip(
     args: argparse.Namespace, settings: CoreSettings, *, out: TextIO, err: TextIO
 ) -> int:
-    """Validate, load, generate, encode; user-caused failures become one line on ``err``."""
+    """Make the clip; failures the user can act on become one line on ``err``."""
+    from pipeline.clip import ClipMaker
     from pipeline.encode import ClipTooLarge
-    from pipeline.generator import InvalidRequest, ModelUnavailable, VideoGenerator
-    from pipeline.presets import resolve_preset
-    from pipeline.request import resolve_request
+    from pipeline.errors import ClipFailed, InvalidRequest, StartImageUnreadable
 
-    model = args.model or (settings.i2v_model if args.image else settings.model)
-    generator = VideoGenerator(
-        resolve_preset(model),
-        models_dir=settings.models_dir,
-        device=settings.device,
-        cpu_offload=settings.cpu_offload,
-    )
+    models = settings.model_choice()
+    model = args.model or models.model_for("i2v" if args.image else "t2v")
     try:
-        image = _open_image(args.image) if args.image else None
-        request = resolve_request(generator.preset, _request_from(args), image=image)
-    except (InvalidRequest, _UnreadableImage) as exc:
+        made = asyncio.run(_make(ClipMaker(models), args, model, settings, out=out))
+    except StartImageUnreadable as exc:
+        err.write(f"Cannot read the start image {exc.path}: {exc.reason}.\n")
+        return EXIT_BAD_REQUEST
+    except InvalidRequest as exc:
         err.write(f"{exc}\n")
         return EXIT_BAD_REQUEST
-    original_prompt = request.prompt
-    if args.enhance:
-        request = _enhance(request, settings, out=out)
-    try:
-        load_s = generator.load()
-        result = _generate_with_progress(generator, request)
-    except ModelUnavailable as exc:
-        log.debug("loading %s failed", model, exc_info=True)
-        err.write(f"{exc}\n")
-        return EXIT_FAILED
-    output = args.output or Path(f"reelbot-{result.seed}.mp4")
-    try:
-        clip = _encode(result, original_prompt, request, output, settings.max_upload_bytes)
     except ClipTooLarge as exc:
         err.write(f"{str(exc).rstrip('.')}; the smallest attempt is at {exc.best.path}.\n")
         return EXIT_FAILED
-    _report(out, clip, result, {"load": load_s, **result.timings, "encode": clip.seconds})
+    except ClipFailed as exc:
+        log.debug("making the clip failed: %s", exc.detail)
+        err.write(f"{exc}\n")
+        return EXIT_FAILED
+    _report(out, made)
     return 0
 
 
-class _UnreadableImage(Exception):
-    pass
+async def _make(
+    maker: ClipMaker, args: argparse.Namespace, model: str, settings: CoreSettings, *, out: TextIO
+) -> MadeClip:
+    from bot.cli.rewrite import print_result
+
+    rewriter = _rewriter(settings) if args.enhance else None
+    progress = _ProgressBar()
+
+    async def on_stage(change: StageChange) -> None:
+        if change.prompt is not None and change.prompt.rewrite is not None:
+            print_result(change.prompt.rewrite, out=out)
+
+    try:
+        return await maker.make_clip(
+            _request_from(args),
+            model=model,
+            output=lambda request: _output_path(args, request),
+            max_bytes=settings.max_upload_bytes,
+            start_image=args.image,
+            rewriter=rewriter,
+            on_stage=on_stage,
+            on_step=progress.step,
+        )
+    finally:
+        progress.close()
+        if rewriter is not None:
+            await rewriter.aclose()
+
+
+def _rewriter(settings: CoreSettings) -> PromptRewriter:
+    from pipeline.rewrite import build_rewriter
+
+    return build_rewriter(settings.rewriter_config())
 
 
 def _request_from(args: argparse.Namespace) -> ClipRequest:
     from pipeline.request import ClipRequest
 
-    # The prompt as the user wrote it; --enhance replaces it after validation.
     return ClipRequest(
         prompt=args.prompt,
         negative_prompt=args.negative,
@@ -142,87 +158,53 @@ def _request_from(args: argparse.Namespace) -> ClipRequest:
     )
 
 
-def _open_image(path: Path) -> Image.Image:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.copy()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise _UnreadableImage(f"Cannot read the start image {path}: {exc}.") from exc
+def _output_path(args: argparse.Namespace, request: ResolvedRequest) -> Path:
+    output: Path = args.output or Path(f"reelbot-{request.seed}.mp4")
+    return output
 
 
-def _generate_with_progress(
-    generator: VideoGenerator, request: ResolvedRequest
-) -> GenerationResult:
-    from tqdm import tqdm
+class _ProgressBar:
+    """A denoising progress bar on stderr, opened at the first step."""
 
-    bar: tqdm[None] | None = None
+    def __init__(self) -> None:
+        self._bar: tqdm[None] | None = None
 
-    def on_step(step: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc="denoising", unit="step", file=sys.stderr)
-        bar.update(step - bar.n)
+    def step(self, step: int, total: int) -> None:
+        from tqdm import tqdm
 
-    try:
-        return generator.generate(request, on_step=on_step)
-    finally:
-        if bar is not None:
-            bar.close()
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc="denoising", unit="step", file=sys.stderr)
+        self._bar.update(step - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
-def _enhance(request: ResolvedRequest, settings: CoreSettings, *, out: TextIO) -> ResolvedRequest:
-    """The request with the rewritten prompt; prints both prompts (the negative one is kept)."""
-    from bot.cli_rewrite import print_result, rewrite_prompt
-
-    mode: RewriteMode = "i2v" if request.start_image is not None else "t2v"
-    rewrite = rewrite_prompt(settings, request.prompt, mode=mode, seed=request.seed)
-    print_result(rewrite, out=out)
-    return dataclasses.replace(request, prompt=rewrite.rewritten)
-
-
-def _encode(
-    result: GenerationResult,
-    original_prompt: str,
-    request: ResolvedRequest,
-    output: Path,
-    max_bytes: int,
-) -> EncodedClip:
-    from pipeline.encode import ClipMetadata, encode_mp4
-
-    metadata = ClipMetadata(
-        prompt=original_prompt,
-        seed=result.seed,
-        model=result.model,
-        rewritten_prompt=request.prompt if request.prompt != original_prompt else None,
-    )
-    return encode_mp4(result.frames, result.fps, output, metadata=metadata, max_bytes=max_bytes)
-
-
-def _report(
-    out: TextIO, clip: EncodedClip, result: GenerationResult, timings: dict[str, float]
-) -> None:
+def _report(out: TextIO, made: MadeClip) -> None:
     from pipeline.encode import format_bytes
 
+    clip, request = made.clip, made.request
     out.write(f"clip: {clip.path.resolve()}\n")
     out.write(f"poster: {clip.poster_path.resolve()}\n")
-    out.write(f"seed: {result.seed}\n")
+    out.write(f"seed: {request.seed}\n")
     out.write(
-        f"model: {result.model}, {clip.width}x{clip.height}, {clip.frames} frames at "
-        f"{clip.fps} fps, {result.steps} steps, guidance {result.guidance:g}, "
+        f"model: {request.model}, {clip.width}x{clip.height}, {clip.frames} frames at "
+        f"{clip.fps} fps, {request.steps} steps, guidance {request.guidance:g}, "
         f"{format_bytes(clip.size_bytes)}\n"
     )
+    timings = dict(made.timings)
+    if made.prompt.rewrite is None:
+        del timings["rewrite"]  # no rewriter ran
     out.write("time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     out.write("\n")
 
 
 def _quiet_libraries() -> None:
-    """Keep the terminal to the progress bar and the result: library chatter goes to -v."""
+    """Keep library chatter (their own progress bars and notices) for debugging."""
     import diffusers
     import transformers
 
-    logging.getLogger().setLevel(logging.WARNING)
     for library in (diffusers, transformers):
         library.utils.logging.set_verbosity_error()
         library.utils.logging.disable_progress_bar()
