@@ -17,17 +17,6 @@ if TYPE_CHECKING:
     from jobqueue.moderation import Ban
 
 
-async def admit(bot: ReelBot, interaction: discord.Interaction, request: JobRequest) -> str | None:
-    """Whether the user behind ``interaction`` may submit ``request`` where they asked."""
-    return await admit_user(
-        bot,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        user_id=interaction.user.id,
-        request=request,
-    )
-
-
 async def admit_user(
     bot: ReelBot,
     *,

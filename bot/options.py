@@ -1,40 +1,93 @@
-"""From a command's options to a job request: the user's /settings fill what they left out."""
+"""The options /create and /animate share, and from them to a job request.
+
+The fields of :class:`CommandOptions` are the shared options: :func:`clip_options` declares
+them on each command, so each option's name, type, range, description and choices is written
+once. The user's /settings fill what they left out, then the server's defaults.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from discord import app_commands
 
 from bot.settings import Settings
 from bot.store import UserPrefs
-from jobqueue.models import JobRequest
-from pipeline.presets import ASPECTS, PRESETS, Task, resolve_preset
-
-PROMPT_MAX = 1500
-NEGATIVE_MAX = 1000
-SEED_MAX = 2**32 - 1
+from jobqueue.models import JobKind, JobRequest
+from pipeline.errors import InvalidRequest
+from pipeline.presets import ASPECTS, PRESETS, ModelPreset, Task, resolve_preset
+from pipeline.request import MAX_SEED
+from pipeline.text import MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS
 
 ASPECT_CHOICES = [app_commands.Choice(name=aspect, value=aspect) for aspect in ASPECTS]
 
 
+def model_names(task: Task) -> list[str]:
+    """The presets a user may pick for a task, as Discord lists them (it allows 25 choices)."""
+    return [name for name, preset in PRESETS.items() if preset.task == task][:25]
+
+
 def model_choices(task: Task) -> list[app_commands.Choice[str]]:
-    """The presets a user may pick for a command (Discord allows 25 choices)."""
-    names = [name for name, preset in PRESETS.items() if preset.task == task]
-    return [app_commands.Choice(name=name, value=name) for name in names[:25]]
+    return [app_commands.Choice(name=name, value=name) for name in model_names(task)]
 
 
 @dataclass(frozen=True)
 class CommandOptions:
-    """What a user typed into /create or /animate; ``None`` means left out."""
+    """What a user typed into /create or /animate; ``None`` means left out.
 
-    prompt: str
-    negative: str | None = None
+    The ranges are what Discord's client lets a user type; a bot cannot rely on them (discord.py
+    does not check them), so the request is checked again before it is queued.
+    """
+
+    prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS]
+    negative: app_commands.Range[str, 1, MAX_NEGATIVE_CHARS] | None = None
     aspect: str | None = None
-    duration: float | None = None
-    seed: int | None = None
+    duration: app_commands.Range[float, 0.1, 60.0] | None = None
+    seed: app_commands.Range[int, 0, MAX_SEED] | None = None
     enhance: bool | None = None
     model: str | None = None
+
+
+OPTION_DESCRIPTIONS = {
+    "negative": "What to keep out of the clip",
+    "aspect": "Shape of the clip (your /settings default if left out)",
+    "duration": "Length in seconds (the model's default if left out)",
+    "seed": "Seed for a repeatable clip (random if left out)",
+    "enhance": "Let a language model expand the prompt first (your /settings default)",
+}
+
+# Keyword-only, so they may follow a command's own parameters whatever their defaults.
+_SHARED_PARAMETERS = tuple(
+    parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+    for parameter in inspect.signature(CommandOptions, eval_str=True).parameters.values()
+)
+
+Callback = TypeVar("Callback", bound=Callable[..., Any])
+
+
+def clip_options(task: Task, **descriptions: str) -> Callable[[Callback], Callback]:
+    """Declare CommandOptions' fields as options of the decorated command callback.
+
+    discord.py makes a command's options from its callback's signature. The callback takes
+    the shared options as ``**options`` (``CommandOptions(**options)``); this writes them into
+    the signature after the callback's own parameters and adds their descriptions and
+    choices. ``descriptions`` describes the command's own parameters and the shared options
+    each command words its own way (``prompt``, ``model``). Apply it below
+    ``@app_commands.command``.
+    """
+
+    def declare(callback: Callback) -> Callback:
+        own = inspect.signature(callback).parameters.values()
+        kept = [parameter for parameter in own if parameter.kind is not parameter.VAR_KEYWORD]
+        signature = inspect.Signature([*kept, *_SHARED_PARAMETERS])
+        callback.__signature__ = signature  # type: ignore[attr-defined]
+        described = app_commands.describe(**(OPTION_DESCRIPTIONS | descriptions))(callback)
+        return app_commands.choices(aspect=ASPECT_CHOICES, model=model_choices(task))(described)
+
+    return declare
 
 
 def build_request(
@@ -49,8 +102,8 @@ def build_request(
     if enhance is None:
         enhance = prefs.enhance if prefs.enhance is not None else settings.enhance_default
     return JobRequest(
-        prompt=options.prompt.strip(),
-        negative_prompt=(options.negative or "").strip(),
+        prompt=options.prompt,
+        negative_prompt=options.negative or "",
         aspect=options.aspect or prefs.aspect or ASPECTS[0],
         duration_s=options.duration,
         seed=options.seed,
@@ -60,17 +113,18 @@ def build_request(
     )
 
 
-def duration_problem(request: JobRequest, settings: Settings, task: Task) -> str | None:
-    """A sentence naming the allowed range when the duration does not suit the model."""
-    if request.duration_s is None:
-        return None
-    default_model = settings.i2v_model if task == "i2v" else settings.model
-    preset = resolve_preset(request.model or default_model)
-    shortest = preset.min_frames / preset.fps
-    longest = preset.max_frames / preset.fps
-    if shortest <= request.duration_s <= longest:
-        return None
-    return (
-        f"Duration {request.duration_s:g} s is out of range: {preset.name} makes clips"
-        f" from {shortest:.1f} to {longest:.1f} seconds."
-    )
+def job_preset(settings: Settings, kind: JobKind, model: str | None) -> ModelPreset:
+    """The preset a job of ``kind`` will run on: the one asked for, else the server's default.
+
+    Raises InvalidRequest for a model the commands do not offer for the job's task (only a
+    modified client could send one: Discord's shows the choices).
+    """
+    task: Task = "i2v" if kind.task == "i2v" else "t2v"
+    if model is None:
+        return resolve_preset(settings.i2v_model if task == "i2v" else settings.model)
+    offered = model_names(task)
+    if model not in offered:
+        raise InvalidRequest(
+            f"The model {model!r} cannot make this clip; choose one of {', '.join(offered)}."
+        )
+    return PRESETS[model]

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 
 from bot import followups
-from bot.options import NEGATIVE_MAX, PROMPT_MAX
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from bot.submit import submit_from_interaction
 from jobqueue.models import Job
+from pipeline.text import MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -35,14 +35,14 @@ class RemixModal(discord.ui.Modal):
         self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
             label="Prompt",
             style=discord.TextStyle.paragraph,
-            default=parent.request.prompt[:PROMPT_MAX],
-            max_length=PROMPT_MAX,
+            default=parent.request.prompt[:MAX_PROMPT_CHARS],
+            max_length=MAX_PROMPT_CHARS,
         )
         self.negative: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
             label="Negative prompt (what to avoid)",
             style=discord.TextStyle.paragraph,
-            default=parent.request.negative_prompt[:NEGATIVE_MAX] or None,
-            max_length=NEGATIVE_MAX,
+            default=parent.request.negative_prompt[:MAX_NEGATIVE_CHARS] or None,
+            max_length=MAX_NEGATIVE_CHARS,
             required=False,
         )
         self.add_item(self.prompt)
@@ -51,8 +51,9 @@ class RemixModal(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         if not await acknowledge(interaction):
             return
-        prompt, negative = self.prompt.value.strip(), self.negative.value.strip()
-        follow = followups.remix(self.parent, prompt, negative)
+        # Checked and cleaned when submitted, like every request: the modal's length limits
+        # and required prompt are enforced by Discord's client only.
+        follow = followups.remix(self.parent, self.prompt.value, self.negative.value)
         await submit_from_interaction(cast("ReelBot", interaction.client), interaction, follow)
 
     async def on_error(  # type: ignore[override]

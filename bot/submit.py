@@ -1,4 +1,11 @@
-"""Submitting a job for a user: the gate's checks, then the queue, then a private answer.
+"""Submitting a job for a user: the door check, the gate's checks, then the queue, then a
+private answer.
+
+Every way a job is asked for (both commands, the remix modal, buttons, reactions) comes through
+:func:`submit_for_user`, so nothing is queued that the pipeline would refuse before it runs:
+the request is checked here by the pipeline's own rules (:func:`checked`), with the preset the
+job will use, and its text is cleaned. Discord's client enforces the option ranges it shows,
+but a bot cannot rely on a client, and discord.py does not check them.
 
 The public status message is not posted here: the delivery cog posts and updates it for every
 job it sees, whatever created the job, so one place owns each status message.
@@ -6,6 +13,7 @@ job it sees, whatever created the job, so one place owns each status message.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -13,11 +21,13 @@ import discord
 from bot import render
 from bot.followups import FollowUp
 from bot.gate import admit_user
-from bot.options import CommandOptions, build_request, duration_problem
+from bot.options import CommandOptions, build_request, job_preset
 from bot.replies import reply_privately
+from bot.settings import Settings
 from jobqueue.errors import QueueError
 from jobqueue.models import Job, JobRequest
-from pipeline.presets import Task
+from pipeline.errors import InvalidRequest
+from pipeline.request import check_request
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -25,6 +35,23 @@ if TYPE_CHECKING:
 
 class Refused(Exception):
     """The job was not submitted; ``str(error)`` is the sentence for the user."""
+
+
+def checked(settings: Settings, follow: FollowUp) -> FollowUp:
+    """``follow`` with its prompts cleaned as the pipeline cleans them.
+
+    Raises :class:`Refused` with the pipeline's sentence for anything it would refuse that is
+    known before the job runs: empty or over-long prompts, the aspect, the length for the
+    model, seed, steps, guidance, and a model the commands do not offer.
+    """
+    request = follow.request
+    try:
+        preset = job_preset(settings, follow.kind, request.model)
+        asked = check_request(preset, request.as_asked())
+    except InvalidRequest as exc:
+        raise Refused(str(exc)) from exc
+    cleaned = replace(request, prompt=asked.prompt, negative_prompt=asked.negative_prompt)
+    return replace(follow, request=cleaned)
 
 
 async def submit_for_user(
@@ -37,6 +64,7 @@ async def submit_for_user(
     idempotency_key: str,
 ) -> Job:
     """Check and submit ``follow`` for ``user_id``; raises :class:`Refused` with the reason."""
+    follow = checked(bot.settings, follow)
     refusal = await admit_user(
         bot, guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=follow.request
     )
@@ -77,21 +105,16 @@ async def submit_from_interaction(
         await reply_privately(interaction, str(refusal))
         return None
     position = await bot.queue.position(job.id)
-    await reply_privately(interaction, render.queued_ack(job, position))
+    ack = render.queued_ack(job, position)
+    await reply_privately(interaction, ack)
+    # The reply keeps the requester's place current, through the token's own rate limit.
+    bot.private_replies.follow(job.id, interaction, ack)
     return job
 
 
 async def request_from_options(
-    bot: ReelBot, interaction: discord.Interaction, options: CommandOptions, task: Task
-) -> JobRequest | None:
-    """The request a command's options ask for, filled from the user's /settings defaults.
-
-    ``None`` after telling the user privately why the options cannot make a clip.
-    """
+    bot: ReelBot, interaction: discord.Interaction, options: CommandOptions
+) -> JobRequest:
+    """The request a command's options ask for, filled from the user's /settings defaults."""
     prefs = await bot.store.prefs(interaction.user.id)
-    request = build_request(options, prefs, bot.settings)
-    problem = duration_problem(request, bot.settings, task)
-    if problem is not None:
-        await reply_privately(interaction, problem)
-        return None
-    return request
+    return build_request(options, prefs, bot.settings)

@@ -57,9 +57,11 @@ async def test_a_duration_the_model_cannot_make(running_reel: Reel) -> None:
     fake = running_reel.fake
     handle = await fake.invoke("create", {"prompt": "a cat", "duration": 30.0}, user=fake.alice)
     answer = await handle.response()
+    assert handle.ephemeral
     assert answer.content == (
-        "Duration 30 s is out of range: tiny makes clips from 0.3 to 5.1 seconds."
+        "A duration of 30 s is out of range for tiny at 16 fps; choose 0.3 to 5.1 seconds."
     )
+    assert await no_jobs(running_reel, fake.alice.id)
 
 
 async def test_too_many_waiting_clips(reel: Reel) -> None:

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from pipeline.request import ClipRequest
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -69,6 +71,20 @@ class JobRequest:
     model: str | None = None
     image_path: str | None = None
     hd: bool = False
+
+    def as_asked(self) -> ClipRequest:
+        """The clip this asks for, as the pipeline checks and resolves it."""
+        return ClipRequest(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            aspect=self.aspect,
+            frames=self.frames,
+            duration_s=self.duration_s,
+            seed=self.seed,
+            steps=self.steps,
+            guidance=self.guidance,
+            hd=self.hd,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
