@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import sqlite_utils
 
 from jobqueue.models import JobKind, JobRequest
+from jobqueue.sql import IS_DONE
 
 RECENT_JOBS = 20
 
@@ -43,14 +44,14 @@ def shape_key(*, model: str, width: int, height: int, frames: int, steps: int) -
 def estimate_seconds(db: sqlite_utils.Database, key: str) -> float | None:
     """Expected run time of a job with ``request_key`` ``key``."""
     shape = db.execute(
-        "SELECT shape_key FROM jobs WHERE status = 'done' AND request_key = ?"
+        f"SELECT shape_key FROM jobs WHERE {IS_DONE} AND request_key = ?"
         " ORDER BY finished_at DESC LIMIT 1",
         [key],
     ).fetchone()
     if shape is not None and shape[0] is not None:
         same_shape = _column(
             db,
-            "SELECT run_seconds FROM jobs WHERE status = 'done' AND shape_key = ?"
+            f"SELECT run_seconds FROM jobs WHERE {IS_DONE} AND shape_key = ?"
             " AND run_seconds IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
             [shape[0], RECENT_JOBS],
         )
@@ -63,7 +64,7 @@ def typical_seconds(db: sqlite_utils.Database) -> float | None:
     """Median run time of the most recent finished jobs of any kind."""
     recent = _column(
         db,
-        "SELECT run_seconds FROM jobs WHERE finished_at IS NOT NULL AND status = 'done'"
+        f"SELECT run_seconds FROM jobs WHERE finished_at IS NOT NULL AND {IS_DONE}"
         " AND run_seconds IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
         [RECENT_JOBS],
     )

@@ -23,6 +23,7 @@ from jobqueue.db import Database
 from jobqueue.errors import JobNotFound, LimitExceeded, NotAllowed, QueueError, QueuePaused
 from jobqueue.eta import estimate_seconds, eta_seconds, request_key, typical_seconds
 from jobqueue.leases import (
+    OWNED,
     LeaseState,
     back_in_queue,
     claim_next,
@@ -45,6 +46,7 @@ from jobqueue.limits import (
     store_limits,
 )
 from jobqueue.models import (
+    ACTIVE_STATUSES,
     Job,
     JobKind,
     JobRequest,
@@ -55,6 +57,7 @@ from jobqueue.models import (
 )
 from jobqueue.scheduling import jobs_ahead
 from jobqueue.schema import SERVER_SCOPE, all_migrations
+from jobqueue.sql import IS_ACTIVE, IS_DONE, IS_QUEUED, IS_RUNNING, IS_TERMINAL, status_in
 from jobqueue.store import (
     count_in_status,
     fetch_job,
@@ -194,26 +197,27 @@ class JobQueue:
         """Where a waiting job stands and when its clip should be ready; None if not waiting."""
         return await self.db.read(lambda db: _position(db, job_id))
 
+    async def positions(self, job_ids: list[int]) -> dict[int, QueuePosition]:
+        """:meth:`position` of many jobs in one read; jobs not waiting are left out."""
+
+        def read(db: sqlite_utils.Database) -> dict[int, QueuePosition]:
+            found = {job_id: _position(db, job_id) for job_id in job_ids}
+            return {job_id: place for job_id, place in found.items() if place is not None}
+
+        return await self.db.read(read)
+
     async def user_jobs(self, user_id: int, *, active_only: bool = True) -> list[Job]:
-        statuses = (
-            "('queued', 'running')"
-            if active_only
-            else "('queued', 'running', 'done', 'failed', 'cancelled')"
-        )
+        statuses = status_in(ACTIVE_STATUSES if active_only else frozenset(JobStatus))
         return await self.db.read(
             lambda db: fetch_jobs(
-                db,
-                f"SELECT * FROM jobs WHERE user_id = ? AND status IN {statuses} ORDER BY id",
-                [user_id],
+                db, f"SELECT * FROM jobs WHERE user_id = ? AND {statuses} ORDER BY id", [user_id]
             )
         )
 
     async def active_jobs(self) -> list[Job]:
         """Every waiting and running job, oldest first (the bot follows these at start-up)."""
         return await self.db.read(
-            lambda db: fetch_jobs(
-                db, "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id", []
-            )
+            lambda db: fetch_jobs(db, f"SELECT * FROM jobs WHERE {IS_ACTIVE} ORDER BY id", [])
         )
 
     def changes(
@@ -285,8 +289,8 @@ class JobQueue:
         return await self.db.read(
             lambda db: fetch_jobs(
                 db,
-                "SELECT * FROM jobs WHERE delivered_at IS NULL"
-                " AND status IN ('done', 'failed', 'cancelled') ORDER BY finished_at",
+                f"SELECT * FROM jobs WHERE delivered_at IS NULL AND {IS_TERMINAL}"
+                " ORDER BY finished_at",
                 [],
             )
         )
@@ -410,7 +414,7 @@ class JobQueue:
                 job_id,
                 values,
                 now=time.time(),
-                only_if="status = 'running' AND worker_id = :worker_id",
+                only_if=OWNED,
                 only_if_params={"worker_id": worker_id},
             )
 
@@ -449,7 +453,7 @@ def _cancel(db: sqlite_utils.Database, job_id: int, *, by_user_id: int, is_moder
 
 
 def _clear(db: sqlite_utils.Database, user_id: int | None) -> int:
-    sql = "SELECT id FROM jobs WHERE status = 'queued'"
+    sql = f"SELECT id FROM jobs WHERE {IS_QUEUED}"
     params: list[Any] = []
     if user_id is not None:
         sql += " AND user_id = ?"
@@ -478,8 +482,7 @@ def _position(db: sqlite_utils.Database, job_id: int) -> QueuePosition | None:
     ahead = jobs_ahead(db, job)
     waiting_total = count_in_status(db, JobStatus.QUEUED)
     running_started = [
-        row[0]
-        for row in db.execute("SELECT started_at FROM jobs WHERE status = 'running'").fetchall()
+        row[0] for row in db.execute(f"SELECT started_at FROM jobs WHERE {IS_RUNNING}").fetchall()
     ]
     key = db.execute("SELECT request_key FROM jobs WHERE id = ?", [job_id]).fetchone()[0]
     eta = eta_seconds(
@@ -504,9 +507,9 @@ def _stats(db: sqlite_utils.Database) -> QueueStats:
     return QueueStats(
         waiting=count_in_status(db, JobStatus.QUEUED),
         running=count_in_status(db, JobStatus.RUNNING),
-        done_today=today.get("done", 0),
-        failed_today=today.get("failed", 0),
-        cancelled_today=today.get("cancelled", 0),
+        done_today=today.get(JobStatus.DONE, 0),
+        failed_today=today.get(JobStatus.FAILED, 0),
+        cancelled_today=today.get(JobStatus.CANCELLED, 0),
         avg_seconds=_recent_average(db),
         paused=is_paused(db),
         workers=live_workers(db, now=now),
@@ -515,7 +518,7 @@ def _stats(db: sqlite_utils.Database) -> QueueStats:
 
 def _recent_average(db: sqlite_utils.Database) -> float | None:
     row = db.execute(
-        "SELECT AVG(run_seconds) FROM (SELECT run_seconds FROM jobs WHERE status = 'done'"
+        f"SELECT AVG(run_seconds) FROM (SELECT run_seconds FROM jobs WHERE {IS_DONE}"
         " AND run_seconds IS NOT NULL ORDER BY finished_at DESC LIMIT ?)",
         [RECENT_AVERAGE_JOBS],
     ).fetchone()

@@ -3,8 +3,8 @@
 A lease is a deadline (``lease_expires_at``) renewed by the worker's heartbeat. A job whose
 lease has passed belongs to a worker that died: the next claim puts it back in the queue
 (or fails it once it has used all its attempts). Every update a worker makes is guarded by
-``status = 'running' AND worker_id = <its id>``, so a worker that lost its lease can never
-overwrite, or complete, a job another worker has taken since.
+:data:`OWNED` (the job is running, under this worker's id), so a worker that lost its lease
+can never overwrite, or complete, a job another worker has taken since.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import sqlite_utils
 from jobqueue.eta import shape_key
 from jobqueue.models import Job, JobResult, JobStatus, Stage, WorkerInfo
 from jobqueue.scheduling import mark_served, pick_next
+from jobqueue.sql import IS_RUNNING
 from jobqueue.store import fetch_job, is_paused, rows, update_job
 
-OWNED = "status = 'running' AND worker_id = :worker_id"
+OWNED = f"{IS_RUNNING} AND worker_id = :worker_id"
+"""The condition on every write a worker makes to its job (named parameter ``worker_id``)."""
 
 WORKER_SEEN_WITHIN_S = 60.0
 """A worker that has not been seen for this long is not counted as running."""
@@ -71,7 +73,7 @@ def requeue_expired(db: sqlite_utils.Database, *, now: float) -> list[int]:
     expired = rows(
         db,
         "SELECT id, attempts, max_attempts, cancel_requested, worker_id FROM jobs"
-        " WHERE status = 'running' AND lease_expires_at < ?",
+        f" WHERE {IS_RUNNING} AND lease_expires_at < ?",
         [now],
     )
     for row in expired:
@@ -226,7 +228,7 @@ def live_workers(db: sqlite_utils.Database, *, now: float) -> list[WorkerInfo]:
     found = rows(
         db,
         "SELECT worker_id, pid, host, model, started_at, last_seen,"
-        " (SELECT id FROM jobs WHERE status = 'running' AND jobs.worker_id = workers.worker_id"
+        f" (SELECT id FROM jobs WHERE {IS_RUNNING} AND jobs.worker_id = workers.worker_id"
         "  LIMIT 1) AS job_id"
         " FROM workers WHERE stopped_at IS NULL AND last_seen > ? ORDER BY started_at",
         [now - WORKER_SEEN_WITHIN_S],

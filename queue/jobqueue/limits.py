@@ -16,6 +16,7 @@ import sqlite_utils
 from jobqueue.errors import LimitExceeded
 from jobqueue.models import JobStatus
 from jobqueue.schema import SERVER_SCOPE
+from jobqueue.sql import status_is
 from jobqueue.store import count_in_status, rows
 
 DAY_SECONDS = 86400.0
@@ -108,7 +109,7 @@ def _check_daily(db: sqlite_utils.Database, user_id: int, limit: int, *, now: fl
         row[0]
         for row in db.execute(
             "SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ?"
-            " AND NOT (status = 'cancelled' AND started_at IS NULL)"
+            f" AND NOT ({status_is(JobStatus.CANCELLED)} AND started_at IS NULL)"
             " ORDER BY created_at",
             [user_id, now - DAY_SECONDS],
         )

@@ -24,6 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from jobqueue.models import Job
+from jobqueue.sql import IS_QUEUED
 from jobqueue.store import rows
 
 
@@ -77,7 +78,7 @@ def jobs_ahead(db: sqlite_utils.Database, job: Job) -> int:
     this is an estimate, exact for a queue that only drains.
     """
     own_ahead = db.execute(
-        "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND user_id = :user_id"
+        f"SELECT COUNT(*) FROM jobs WHERE {IS_QUEUED} AND user_id = :user_id"
         " AND (priority > :priority OR (priority = :priority AND id < :id))",
         {"user_id": job.user_id, "priority": job.priority, "id": job.id},
     ).fetchone()[0]

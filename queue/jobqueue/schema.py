@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from jobqueue.models import JobStatus
+from jobqueue.sql import IS_DONE, IS_QUEUED, IS_RUNNING, IS_TERMINAL, literal
+
 MIGRATIONS = sqlite_utils.Migrations("jobqueue")
 
 SERVER_SCOPE = 0
 """``queue_limits.user_id`` of the server-wide row (Discord ids are never 0)."""
+
+_QUEUED = literal(JobStatus.QUEUED)
+_RUNNING = literal(JobStatus.RUNNING)
 
 
 @MIGRATIONS()
@@ -73,17 +79,15 @@ def create_jobs(db: sqlite_utils.Database) -> None:
         "CREATE UNIQUE INDEX jobs_version ON jobs (version)",
         "CREATE INDEX jobs_updated_at ON jobs (updated_at)",
         # Each user's best waiting job (see track_user_heads).
-        "CREATE INDEX jobs_queued_by_user ON jobs (user_id, priority DESC, id)"
-        " WHERE status = 'queued'",
-        "CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE status = 'running'",
+        f"CREATE INDEX jobs_queued_by_user ON jobs (user_id, priority DESC, id) WHERE {IS_QUEUED}",
+        f"CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE {IS_RUNNING}",
         "CREATE INDEX jobs_user_created ON jobs (user_id, created_at)",
         # ETAs: recent finished jobs asked for the same way, and of the same model and shape.
-        "CREATE INDEX jobs_done_by_request ON jobs (request_key, finished_at)"
-        " WHERE status = 'done'",
-        "CREATE INDEX jobs_done_by_shape ON jobs (shape_key, finished_at) WHERE status = 'done'",
+        f"CREATE INDEX jobs_done_by_request ON jobs (request_key, finished_at) WHERE {IS_DONE}",
+        f"CREATE INDEX jobs_done_by_shape ON jobs (shape_key, finished_at) WHERE {IS_DONE}",
         "CREATE INDEX jobs_finished ON jobs (finished_at, status) WHERE finished_at IS NOT NULL",
         "CREATE INDEX jobs_undelivered ON jobs (finished_at)"
-        " WHERE delivered_at IS NULL AND status IN ('done', 'failed', 'cancelled')",
+        f" WHERE delivered_at IS NULL AND {IS_TERMINAL}",
     ):
         db.execute(statement)
 
@@ -108,29 +112,29 @@ def create_queue_users(db: sqlite_utils.Database) -> None:
 
 
 _COUNT_TRIGGERS = (
-    """
+    f"""
     CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
         INSERT OR IGNORE INTO queue_users (user_id) VALUES (NEW.user_id);
         UPDATE queue_users SET
-            waiting = waiting + (NEW.status = 'queued'),
-            running = running + (NEW.status = 'running')
+            waiting = waiting + (NEW.status = {_QUEUED}),
+            running = running + (NEW.status = {_RUNNING})
         WHERE user_id = NEW.user_id;
     END
     """,
-    """
+    f"""
     CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs
     WHEN OLD.status != NEW.status BEGIN
         UPDATE queue_users SET
-            waiting = waiting - (OLD.status = 'queued') + (NEW.status = 'queued'),
-            running = running - (OLD.status = 'running') + (NEW.status = 'running')
+            waiting = waiting - (OLD.status = {_QUEUED}) + (NEW.status = {_QUEUED}),
+            running = running - (OLD.status = {_RUNNING}) + (NEW.status = {_RUNNING})
         WHERE user_id = NEW.user_id;
     END
     """,
-    """
+    f"""
     CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
         UPDATE queue_users SET
-            waiting = waiting - (OLD.status = 'queued'),
-            running = running - (OLD.status = 'running')
+            waiting = waiting - (OLD.status = {_QUEUED}),
+            running = running - (OLD.status = {_RUNNING})
         WHERE user_id = OLD.user_id;
     END
     """,
@@ -176,16 +180,16 @@ def track_user_heads(db: sqlite_utils.Database) -> None:
     """
     db.execute("ALTER TABLE queue_users ADD COLUMN head_priority INTEGER")
     db.execute("ALTER TABLE queue_users ADD COLUMN head_id INTEGER")
-    db.execute(f"UPDATE queue_users SET {_HEAD_ASSIGNMENT.format(user='queue_users.user_id')}")
+    db.execute(f"UPDATE queue_users SET {_head_assignment('queue_users.user_id')}")
     db.execute(
         "CREATE INDEX queue_users_next ON queue_users"
         " (served_seq, head_priority DESC, head_id) WHERE waiting > 0"
     )
     db.execute(
         f"""
-        CREATE TRIGGER jobs_head_insert AFTER INSERT ON jobs WHEN NEW.status = 'queued' BEGIN
+        CREATE TRIGGER jobs_head_insert AFTER INSERT ON jobs WHEN NEW.status = {_QUEUED} BEGIN
             INSERT OR IGNORE INTO queue_users (user_id) VALUES (NEW.user_id);
-            UPDATE queue_users SET {_HEAD_ASSIGNMENT.format(user="NEW.user_id")}
+            UPDATE queue_users SET {_head_assignment("NEW.user_id")}
             WHERE user_id = NEW.user_id;
         END
         """
@@ -193,17 +197,21 @@ def track_user_heads(db: sqlite_utils.Database) -> None:
     db.execute(
         f"""
         CREATE TRIGGER jobs_head_update AFTER UPDATE OF status ON jobs
-        WHEN OLD.status != NEW.status AND 'queued' IN (OLD.status, NEW.status) BEGIN
-            UPDATE queue_users SET {_HEAD_ASSIGNMENT.format(user="NEW.user_id")}
+        WHEN OLD.status != NEW.status AND {_QUEUED} IN (OLD.status, NEW.status) BEGIN
+            UPDATE queue_users SET {_head_assignment("NEW.user_id")}
             WHERE user_id = NEW.user_id;
         END
         """
     )
 
 
-# The user's best waiting job (highest priority, then oldest), through jobs_queued_by_user.
-_HEAD_ASSIGNMENT = """(head_priority, head_id) = (
-    SELECT priority, id FROM jobs WHERE status = 'queued' AND user_id = {user}
+def _head_assignment(user: str) -> str:
+    """Set the best waiting job (highest priority, then oldest) of the user ``user`` names.
+
+    Its WHERE clause matches jobs_queued_by_user's, so the lookup is one index seek.
+    """
+    return f"""(head_priority, head_id) = (
+    SELECT priority, id FROM jobs WHERE {IS_QUEUED} AND user_id = {user}
     ORDER BY priority DESC, id LIMIT 1
 )"""
 

@@ -53,8 +53,8 @@ def update_job(
 ) -> bool:
     """Set ``values`` on one job, as a change the stream reports; False if ``only_if`` failed.
 
-    ``only_if`` is an SQL condition with named parameters (``status = 'running' AND
-    worker_id = :worker_id``): the check and the update happen in one statement.
+    ``only_if`` is an SQL condition with named parameters (such as ``leases.OWNED``, "still
+    running under this worker"): the check and the update happen in one statement.
     """
     assignments = [f"{column} = :set_{column}" for column in values]
     assignments += ["updated_at = :now", "version = :version"]
