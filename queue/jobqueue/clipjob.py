@@ -1,7 +1,7 @@
 """A job in the pipeline's terms, and the pipeline's clip as the job's result.
 
 The worker hands each job to :meth:`pipeline.clip.ClipMaker.make_clip`; these small functions
-say what to ask it for (the request, the model for the job's task, the picture to start from
+say what to ask it for (the model for the job's task, the picture to start from
 or the clip to extend) and turn what it made into the job's :class:`~jobqueue.models.JobResult`
 with the clip files under their final names.
 """
@@ -13,25 +13,9 @@ from pathlib import Path
 
 from jobqueue.clipfiles import clip_path, poster_path
 from jobqueue.eta import shape_key
-from jobqueue.models import Job, JobKind, JobRequest, JobResult
+from jobqueue.models import Job, JobKind, JobResult
 from pipeline.clip import MadeClip, ModelChoice
 from pipeline.encode import poster_beside
-from pipeline.request import ClipRequest
-
-
-def clip_request(request: JobRequest) -> ClipRequest:
-    """What the job's user asked for, as the pipeline takes it."""
-    return ClipRequest(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        aspect=request.aspect,
-        frames=request.frames,
-        duration_s=request.duration_s,
-        seed=request.seed,
-        steps=request.steps,
-        guidance=request.guidance,
-        hd=request.hd,
-    )
 
 
 def job_model(job: Job, models: ModelChoice) -> str:

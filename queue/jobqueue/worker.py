@@ -21,7 +21,6 @@ from pathlib import Path
 
 from jobqueue.clipfiles import partial_clip_path
 from jobqueue.clipjob import (
-    clip_request,
     clip_to_extend,
     discard,
     job_model,
@@ -142,7 +141,7 @@ class Worker:
             partial = partial_clip_path(clips_dir, job.id, self.worker_id)
             partial.parent.mkdir(parents=True, exist_ok=True)
             return await maker.make_clip(
-                clip_request(job.request),
+                job.request.as_asked(),
                 model=job_model(job, self.config.models),
                 output=lambda _request: partial,
                 max_bytes=self.config.max_upload_bytes,
