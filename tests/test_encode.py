@@ -62,6 +62,28 @@ def test_the_metadata_names_prompt_seed_model_and_ai(
         assert expected in tags["comment"]
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param("a cat\x00 with text", id="NUL"),
+        pytest.param("a cat\x1b[31m with text\x07", id="ESC and BEL"),
+        pytest.param("a cat \u202ewith text", id="RTL override"),
+        pytest.param("a cat\ud800 with text", id="lone surrogate"),
+    ],
+)
+def test_metadata_never_fails_on_what_a_user_can_type(
+    smooth_frames: np.ndarray, tmp_path: Path, typed: str
+) -> None:
+    metadata = ClipMetadata(typed, seed=7, model="tiny", rewritten_prompt=f"Scene: {typed}")
+    clip = encode_mp4(smooth_frames, 16, tmp_path / "clip.mp4", metadata=metadata)
+    tags = read_tags(clip.path)
+    assert tags["title"].startswith("a cat")
+    assert tags["title"].endswith("with text")
+    assert "Rewritten prompt: Scene: a cat" in tags["comment"]
+    for control in ("\x00", "\x1b", "\x07", "\u202e", "\ud800"):
+        assert control not in "".join(tags.values())
+
+
 def test_a_poster_jpeg_sits_next_to_the_clip(smooth_frames: np.ndarray, tmp_path: Path) -> None:
     clip = encode_mp4(smooth_frames, 16, tmp_path / "clip.mp4", metadata=METADATA)
     assert clip.poster_path == tmp_path / "clip.jpg"
