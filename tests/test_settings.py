@@ -1,4 +1,5 @@
-"""Every setting is documented in .env.example, with its default, and nothing stale is there."""
+"""Every setting is documented in .env.example, with its default; nothing stale is there, and
+the READMEs name no setting that does not exist."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 
 from bot.settings import Settings
 
-ENV_EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
+ROOT = Path(__file__).resolve().parent.parent
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCS = (ROOT / "README.md", ROOT / "benchmarks" / "README.md", ROOT / "data" / "README.md")
 
 
 def documented_settings() -> dict[str, str]:
@@ -37,6 +40,12 @@ def test_every_setting_is_documented() -> None:
     expected = {env_name(name) for name in Settings.model_fields}
     assert sorted(expected - documented.keys()) == []
     assert sorted(documented.keys() - expected) == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_the_docs_name_only_real_settings(doc: Path) -> None:
+    named = set(re.findall(r"\b(?:REELBOT|DISCORD)_[A-Z0-9_]+\b", doc.read_text()))
+    assert sorted(named - documented_settings().keys()) == []
 
 
 def test_every_documented_line_has_an_explanation() -> None:
