@@ -10,7 +10,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.buttons import JobButton
+from bot.channel_writes import Budget, ChannelWrites, Route, discord_py_wait
 from bot.invite import invite_url
+from bot.private_replies import PrivateReplies
 from bot.render import NO_PINGS
 from bot.replies import SOMETHING_WRONG, reply_privately
 from bot.settings import Settings
@@ -31,6 +33,27 @@ EXTENSIONS = (
     "bot.cogs.reactions",
     "bot.cogs.admin",
 )
+
+
+MAX_RATELIMIT_WAIT_S = 30.0
+"""The longest discord.py waits out a 429 before handing the write back (its minimum)."""
+GLOBAL_REQUESTS_PER_S = 45
+"""Below Discord's 50 a second, leaving room for what does not go through the scheduler."""
+CLIP_RESERVE = 2
+"""Slots of each channel's send and edit windows that status updates never take."""
+
+
+def channel_writes(settings: Settings) -> ChannelWrites:
+    """The per-channel write budgets, Discord's numbers with the server owner's overrides."""
+    window = settings.channel_window_seconds
+    budgets = {
+        Route.SEND: Budget(settings.channel_sends_per_window, window, reserve=CLIP_RESERVE),
+        Route.EDIT: Budget(settings.channel_edits_per_window, window, reserve=CLIP_RESERVE),
+        Route.DELETE: Budget(5, 1.0),
+        Route.REACT: Budget(1, 0.25),
+        Route.PRIVATE: Budget(5, 2.0, reserve=1),
+    }
+    return ChannelWrites(budgets, Budget(GLOBAL_REQUESTS_PER_S, 1.0))
 
 
 def bot_intents() -> discord.Intents:
@@ -83,8 +106,14 @@ class ReelBot(commands.Bot):
             help_command=None,
             tree_cls=ReelTree,
             guild_ready_timeout=guild_ready_timeout,
+            max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
         )
         self.settings = settings
+        self.writes = channel_writes(settings)
+        self.writes.hint = discord_py_wait(self.http)
+        self.private_replies = PrivateReplies(
+            self.writes, interval_s=settings.private_update_seconds
+        )
         self.queue = queue
         self.moderation = moderation
         self._session = session
@@ -102,6 +131,7 @@ class ReelBot(commands.Bot):
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self.store = await BotStore.open(self.queue.db)
+        self.writes.start()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(JobButton)
@@ -139,6 +169,9 @@ class ReelBot(commands.Bot):
         return discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
 
     async def close(self) -> None:
+        # Writes still waiting for a channel's budget are dropped (the delivery cog retries
+        # its own after a restart); the cogs unload, then the connection closes.
+        await self.writes.close()
         await super().close()
         if self._owns_session and self._session is not None:
             await self._session.close()

@@ -1,5 +1,10 @@
 """Posting a finished clip as an ordinary channel message (never through an interaction token).
 
+The clip is either a new message or the job's status message edited into it (attachment,
+embed and buttons; one write instead of two) when that status message is the newest thing the
+bot posted in the channel. Every write waits for its turn in the channel's budget
+(:mod:`bot.channel_writes`) at the clip's priority, ahead of every status update.
+
 The clip must fit the guild's upload limit: a larger file is re-encoded smaller in a thread
 (``pipeline.encode.fit_clip``); when even the smallest encode is too large the clip is not
 posted and the file stays on disk.
@@ -8,6 +13,7 @@ posted and the file stays on disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from pathlib import Path
@@ -16,6 +22,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.buttons import clip_view
+from bot.channel_writes import Priority, Route
 from bot.render import NO_PINGS, clip_embed
 from jobqueue.clipfiles import fitted_clip_path
 from jobqueue.models import Job
@@ -48,14 +55,15 @@ def channel_of(bot: ReelBot, job: Job) -> discord.PartialMessageable:
     return bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
 
 
-async def post_clip(bot: ReelBot, job: Job) -> discord.Message:
-    """Post ``job``'s clip with its embed and buttons; raises :class:`ClipWontFit`."""
+async def post_clip(bot: ReelBot, job: Job, *, replacing: int | None = None) -> discord.Message:
+    """Post ``job``'s clip with its embed and buttons, in place of the message ``replacing``
+    if it still exists; raises :class:`ClipWontFit`."""
     if job.result_path is None:
         raise ValueError(f"job {job.id} is done but has no clip")
     limit = bot.upload_limit(job.guild_id)
     path = await fitted(bot, job, Path(job.result_path), limit)
     try:
-        return await send_clip(bot, job, path)
+        return await put_clip(bot, job, path, replacing)
     except discord.HTTPException as exc:
         if exc.status != 413 and exc.code != PAYLOAD_TOO_LARGE:
             raise
@@ -63,14 +71,50 @@ async def post_clip(bot: ReelBot, job: Job) -> discord.Message:
         size = (await asyncio.to_thread(path.stat)).st_size
         smaller = int(min(limit, size) * SHRINK_AFTER_REFUSAL)
         log.warning("upload of job %s refused at %d bytes; trying %d", job.id, limit, smaller)
-        return await send_clip(bot, job, await fitted(bot, job, path, smaller))
+        return await put_clip(bot, job, await fitted(bot, job, path, smaller), replacing)
+
+
+async def put_clip(bot: ReelBot, job: Job, path: Path, replacing: int | None) -> discord.Message:
+    channel = channel_of(bot, job)
+    if replacing is not None:
+        try:
+            return await bot.writes.run(
+                channel.id,
+                Route.EDIT,
+                Priority.CLIP,
+                lambda: edit_into_clip(bot, job, path, replacing),
+            )
+        except discord.NotFound:
+            log.info("status message of job %s is gone; posting its clip anew", job.id)
+    message = await bot.writes.run(
+        channel.id, Route.SEND, Priority.CLIP, lambda: send_clip(bot, job, path)
+    )
+    bot.writes.sent(channel.id, message.id)
+    return message
 
 
 async def send_clip(bot: ReelBot, job: Job, path: Path) -> discord.Message:
-    file = discord.File(path, filename=f"reelbot-{job.id}.mp4")
     return await channel_of(bot, job).send(
-        embed=clip_embed(job), file=file, view=clip_view(job), allowed_mentions=NO_PINGS
+        embed=clip_embed(job),
+        file=clip_file(job, path),
+        view=clip_view(job),
+        allowed_mentions=NO_PINGS,
     )
+
+
+async def edit_into_clip(bot: ReelBot, job: Job, path: Path, message_id: int) -> discord.Message:
+    message = channel_of(bot, job).get_partial_message(message_id)
+    return await message.edit(
+        content=None,
+        embed=clip_embed(job),
+        attachments=[clip_file(job, path)],
+        view=clip_view(job),
+        allowed_mentions=NO_PINGS,
+    )
+
+
+def clip_file(job: Job, path: Path) -> discord.File:
+    return discord.File(path, filename=f"reelbot-{job.id}.mp4")
 
 
 async def fitted(bot: ReelBot, job: Job, path: Path, limit: int) -> Path:
@@ -89,14 +133,21 @@ async def fitted(bot: ReelBot, job: Job, path: Path, limit: int) -> Path:
     return clip.path
 
 
-async def add_reactions(message: discord.Message) -> None:
-    """Offer the reactions users can click; a clip without them still works."""
+def offer_reactions(bot: ReelBot, message: discord.Message) -> None:
+    """Offer the reactions users can click, as the channel's budget allows (last of all
+    writes); a clip without them still works."""
     for emoji in REACTIONS:
-        try:
-            await message.add_reaction(emoji)
-        except discord.HTTPException:
-            log.info("could not add %s to message %s", emoji, message.id, exc_info=True)
-            return
+
+        async def react(emoji: str = emoji) -> None:
+            try:
+                await message.add_reaction(emoji)
+            except discord.HTTPException as exc:
+                if exc.status == 429:
+                    raise  # the scheduler puts it back in line
+                log.info("could not add %s to message %s: %s", emoji, message.id, exc)
+
+        key = ("reaction", message.id, emoji)
+        bot.writes.offer(message.channel.id, Route.REACT, Priority.UPDATE, key, react)
 
 
 async def find_posted_clip(bot: ReelBot, job: Job) -> discord.Message | None:
@@ -105,8 +156,15 @@ async def find_posted_clip(bot: ReelBot, job: Job) -> discord.Message | None:
         return None
     marker = f"job:{job.id}:retry"
     since = dt.datetime.fromtimestamp(job.finished_at - 60, tz=dt.UTC)
+    channel = channel_of(bot, job)
     try:
-        async for message in channel_of(bot, job).history(limit=HISTORY_SCAN, after=since):
+        # The status message may have become the clip, however long ago it was posted.
+        if job.status_message_id is not None:
+            with contextlib.suppress(discord.NotFound):
+                status = await channel.fetch_message(job.status_message_id)
+                if marker in custom_ids(status):
+                    return status
+        async for message in channel.history(limit=HISTORY_SCAN, after=since):
             if message.author.id == bot.user.id and marker in custom_ids(message):
                 return message
     except discord.HTTPException:

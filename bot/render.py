@@ -86,14 +86,50 @@ def job_label(job: Job) -> str:
 
 
 def queued_ack(job: Job, position: QueuePosition | None) -> str:
-    """The requester's private confirmation that a job was accepted."""
+    """The requester's private confirmation that a job was accepted (kept up to date)."""
     if position is None:
-        return f"Queued your {job_label(job)}; it is starting. Progress shows in the channel."
+        return f"Queued your {job_label(job)}; it is starting. {KEPT_CURRENT}"
     place = "next in line" if position.position == 1 else f"number {position.position} in line"
     return (
         f"Queued your {job_label(job)}: it is {place} ({position.waiting_total} waiting) and"
-        f" should start in {duration_words(position.eta_seconds)}. Progress shows in the channel."
+        f" should start in {duration_words(position.eta_seconds)}. {KEPT_CURRENT}"
     )
+
+
+KEPT_CURRENT = "This message shows your place until the clip is up."
+PRIVATE_HANDOFF = (
+    "-# Discord lets me edit this message for 15 minutes only: the queue board in the channel"
+    " and /queue show where your clip stands from here."
+)
+
+
+def private_line(job: Job, position: QueuePosition | None) -> str:
+    """The requester's private reply while the job waits or runs."""
+    if job.status is JobStatus.QUEUED:
+        return queued_ack(job, position)
+    return f"Your {job_label(job)} is being made: {progress_words(job)}."
+
+
+def private_done(job: Job, clip_url: str) -> str:
+    """The requester's private reply once the clip is up."""
+    return f"✅ Your {job_label(job)} is ready: {clip_url}"
+
+
+def private_handoff(text: str) -> str:
+    """The last version of a private reply before its interaction token runs out."""
+    return f"{text}\n{PRIVATE_HANDOFF}"
+
+
+def progress_words(job: Job) -> str:
+    """How far a running job has got: "generating, 45% (step 9 of 20), about 20 s left"."""
+    if job.cancel_requested:
+        return "stopping"
+    if job.stage is Stage.GENERATING and job.total_steps > 0:
+        return (
+            f"generating, {job.percent}% (step {job.step} of {job.total_steps}),"
+            f" {duration_words(running_eta(job))} left"
+        )
+    return f"{STAGE_LINES[job.stage]}…"
 
 
 def running_eta(job: Job) -> float | None:
@@ -119,12 +155,36 @@ def status_line(job: Job, position: QueuePosition | None = None) -> str:
         return f"⏳ {head} is queued: {place}, starting in {starts}.{prompt}"
     if job.cancel_requested:
         return f"🛑 {head} is stopping.{prompt}"
-    if job.stage is Stage.GENERATING and job.total_steps > 0:
-        return (
-            f"🎨 {head}: generating, {job.percent}% (step {job.step} of {job.total_steps}),"
-            f" {duration_words(running_eta(job))} left.{prompt}"
-        )
-    return f"🎨 {head}: {STAGE_LINES[job.stage]}…{prompt}"
+    ending = "" if progress_words(job).endswith("…") else "."
+    return f"🎨 {head}: {progress_words(job)}{ending}{prompt}"
+
+
+BOARD_WAITING_SHOWN = 5
+BOARD_RUNNING_SHOWN = 5
+PROMPT_ON_BOARD = 60
+
+
+def queue_board(running: list[Job], waiting: list[tuple[Job, QueuePosition | None]]) -> str:
+    """A busy channel's one shared message: the jobs being made, the next ones, how many more.
+
+    ``waiting`` is in the order the jobs should start.
+    """
+    lines = [f"📋 **Queue here**: {len(running)} being made, {len(waiting)} waiting"]
+    for job in running[:BOARD_RUNNING_SHOWN]:
+        lines.append(f"🎨 {board_head(job)}: {progress_words(job)}")
+    for job, position in waiting[:BOARD_WAITING_SHOWN]:
+        starts = "soon" if position is None else f"in {duration_words(position.eta_seconds)}"
+        lines.append(f"⏳ {board_head(job)}: starts {starts}")
+    hidden = len(waiting) - BOARD_WAITING_SHOWN + max(0, len(running) - BOARD_RUNNING_SHOWN)
+    if hidden > 0:
+        lines.append(f"+{hidden} more")
+    lines.append("-# Your own place and ETA: your private reply, or /queue.")
+    return "\n".join(lines)
+
+
+def board_head(job: Job) -> str:
+    prompt = shown(job.request.prompt, PROMPT_ON_BOARD)
+    return f"{job_label(job)} for {mention(job.user_id)} · {prompt}"
 
 
 def finished_line(job: Job, *, clip_url: str | None = None) -> str:

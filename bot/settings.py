@@ -40,6 +40,14 @@ class Settings(CoreSettings):
     )
 
     progress_edit_seconds: float = 3.0
+    # Discord's per-channel write limits as the bot paces itself (commonly 5 new messages and
+    # 5 edits per 5 s); a bot behind a proxy that shares them may set them lower.
+    channel_sends_per_window: int = Field(default=5, ge=3)
+    channel_edits_per_window: int = Field(default=5, ge=3)
+    channel_window_seconds: float = Field(default=5.0, gt=0)
+    private_update_seconds: float = Field(default=5.0, gt=0)
+    queue_board_seconds: float = Field(default=10.0, gt=0)
+    queue_board_from_jobs: int = Field(default=3, ge=1)
 
     strikes_for_ban: int = 3
     strike_window_hours: float = 24.0

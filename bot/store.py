@@ -31,6 +31,15 @@ def create_clip_messages(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def create_queue_boards(db: sqlite_utils.Database) -> None:
+    # A busy channel's queue board, so a restarted bot edits it instead of posting another.
+    db.execute(
+        "CREATE TABLE bot_queue_boards"
+        " (channel_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL)"
+    )
+
+
 @dataclass(frozen=True)
 class UserPrefs:
     """A user's own defaults; ``None`` means "the server's default"."""
@@ -85,6 +94,23 @@ class BotStore:
             return int(rows[0]["job_id"]) if rows else None
 
         return await self._db.read(read)
+
+    async def queue_boards(self) -> dict[int, int]:
+        """Every queue board the bot has up: channel id -> message id."""
+
+        def read(db: sqlite_utils.Database) -> dict[int, int]:
+            rows = db.query("SELECT channel_id, message_id FROM bot_queue_boards")
+            return {int(row["channel_id"]): int(row["message_id"]) for row in rows}
+
+        return await self._db.read(read)
+
+    async def remember_queue_board(self, channel_id: int, message_id: int) -> None:
+        row = {"channel_id": channel_id, "message_id": message_id}
+        await self._db.write(lambda db: _upsert(db, "bot_queue_boards", row, "channel_id"))
+
+    async def forget_queue_board(self, channel_id: int) -> None:
+        sql = "DELETE FROM bot_queue_boards WHERE channel_id = ?"
+        await self._db.write(lambda db: _execute(db, sql, channel_id))
 
 
 def _upsert(db: sqlite_utils.Database, table: str, row: Mapping[str, object], pk: str) -> None:

@@ -43,7 +43,8 @@ async def test_a_clip_finished_while_the_bot_was_down_is_posted_once(reel: Reel)
     async with reel.bot_running():
         await reel.clip_message(job.id)
         await reel.delivered(job.id)
-        await fake.wait_for(lambda: "is done" in fake.message(status.id).content)
+        # The status message is removed once the clip is up.
+        await fake.wait_for(lambda: fake.message(status.id).deleted)
     async with reel.bot_running():
         await fake.wait_connected()
     assert len(clips_of(reel, job.id)) == 1
@@ -73,11 +74,14 @@ async def test_a_running_jobs_status_message_is_resumed(reel: Reel) -> None:
         status = await fake.wait_for_message(fake.general, lambda m: f"#{job.id}" in m.content)
     async with reel.bot_running(), reel.worker_running():
         await reel.delivered(job.id)
-        await fake.wait_for(lambda: "is done" in fake.message(status.id).content)
-    own_messages = [
-        m for m in fake.channel_messages(fake.general) if f"clip #{job.id} for" in m.content
+        await fake.wait_for(lambda: fake.message(status.id).deleted)
+    # No second status message: the first one was followed until the clip replaced it.
+    ever_posted = [
+        m
+        for m in fake.world.messages.values()
+        if m.channel_id == fake.general.id and f"clip #{job.id} for" in m.content
     ]
-    assert [m.id for m in own_messages] == [status.id]
+    assert [m.id for m in ever_posted] == [status.id]
 
 
 async def finished_in_queue(reel: Reel, job_id: int) -> None:

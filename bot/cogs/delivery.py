@@ -1,13 +1,25 @@
-"""Delivery: status messages that follow each job, and the finished clip posted exactly once.
+"""Delivery: what each job shows while it waits and runs, and its clip posted exactly once.
 
-Every job the queue reports (``JobQueue.changes()``) gets a public status message in its
-channel, edited as it waits and runs, at most once every ``progress_edit_seconds``. When the
-job ends, the clip is posted as an ordinary channel message (or the status message turns into
-a sentence saying why not) and the job is marked delivered, so a restart never posts it again.
+Everything written to a channel goes through the channel's write budget
+(:mod:`bot.channel_writes`), most important first: a finished clip, then final statuses, then
+new status messages, then updates, which merge (the latest wins) while the budget is short.
+
+While a job waits and runs:
+- its requester's private reply shows their place in line, the ETA and the progress
+  (:mod:`bot.private_replies`; the interaction token's budget, not the channel's);
+- in a quiet channel the job has a public status message, edited at most every
+  ``progress_edit_seconds``; from ``queue_board_from_jobs`` jobs in a channel on, new jobs are
+  listed on the channel's one queue board instead (:mod:`bot.queue_board`).
+
+When it ends, the clip is posted (the status message becomes the clip when it is the newest
+message the bot posted there, else the clip is a new message and the status message is
+deleted), or the status message turns into a sentence saying why not; then the job is marked
+delivered, so a restart never posts it again. Each finished job is delivered by its own task,
+so one waiting for the channel's budget never holds up another.
 
 On startup the cog catches up: finished jobs that were never delivered are delivered (after
-checking the channel for a clip posted just before a crash), and the status messages of
-waiting and running jobs are resumed.
+checking the channel for a clip posted just before a crash), and the status messages and
+boards of waiting and running jobs are resumed.
 """
 
 from __future__ import annotations
@@ -15,16 +27,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
 from bot import render
-from bot.posting import ClipWontFit, add_reactions, channel_of, find_posted_clip, post_clip
+from bot.channel_writes import NOT_SENT, Priority, Route
+from bot.posting import ClipWontFit, channel_of, find_posted_clip, offer_reactions, post_clip
+from bot.queue_board import QueueBoards
 from bot.render import NO_PINGS
+from jobqueue.jobs import QueuePosition
 from jobqueue.models import NO_MESSAGE, Job, JobStatus
 
 if TYPE_CHECKING:
@@ -32,48 +50,70 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONCURRENT_DELIVERIES = 4
 RETRY_AFTER_S = 30.0
 FOLLOW_AGAIN_AFTER_S = 5.0
 SHUTDOWN_GRACE_S = 10.0
+REFRESH_GAP_S = 0.5
+"""At least this long between two looks at every active job (changes come in bursts)."""
+TICK_MIN_S = 1.0
+"""At most this long without a look (ETAs move without the jobs changing)."""
+EDIT_INTO_CLIP_MAX_AGE_S = 50 * 60.0
+"""Discord caps edits of messages older than an hour (30046): older statuses stay statuses."""
+
+StatusWrite = Callable[[], Awaitable[object]]
 
 
 @dataclass
 class StatusMessage:
-    """What the bot last showed in a job's status message, and when."""
+    """A job's own public status message: what it shows and what it should show."""
 
     message_id: int | None
-    text: str = ""
-    edited_at: float = 0.0
+    wanted: str = ""
+    shown: str = ""
+    edited_at: float = -math.inf
+    posted_at: float | None = None
     gone: bool = False
+    final: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Delivery(commands.Cog):
     def __init__(self, bot: ReelBot) -> None:
         self.bot = bot
+        self.writes = bot.writes
         self.interval = bot.settings.progress_edit_seconds
+        self.board_from = bot.settings.queue_board_from_jobs
+        self.boards = QueueBoards(
+            bot.store,
+            bot.writes,
+            lambda channel_id: bot.get_partial_messageable(channel_id),
+            interval_s=bot.settings.queue_board_seconds,
+        )
         self.statuses: dict[int, StatusMessage] = {}
-        self.dirty: set[int] = set()
-        self.busy: set[int] = set()
+        self.on_board: set[int] = set()
+        self.deliveries: dict[int, asyncio.Task[None]] = {}
+        self.retries: dict[int, asyncio.TimerHandle] = {}
         self.check_history: set[int] = set()
-        self.wake = asyncio.Event()
-        self.slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.changed = asyncio.Event()
         self.main: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
         self.main = asyncio.create_task(self.run(), name="delivery")
 
     async def cog_unload(self) -> None:
-        # Stop taking work, then let deliveries in flight finish: a status message posted
-        # but not yet recorded would otherwise be orphaned by a restart.
+        # Stop taking work, then let deliveries in flight finish: a clip posted but not yet
+        # recorded would otherwise be checked for again after a restart.
         if self.main is not None:
             self.main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.main
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=SHUTDOWN_GRACE_S)
-        for task in set(self.tasks):
+        for handle in self.retries.values():
+            handle.cancel()
+        # Deliveries still waiting for the channel's budget have written nothing: stop them.
+        await self.writes.close()
+        if self.deliveries:
+            await asyncio.wait(set(self.deliveries.values()), timeout=SHUTDOWN_GRACE_S)
+        for task in set(self.deliveries.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -81,95 +121,124 @@ class Delivery(commands.Cog):
     async def run(self) -> None:
         await self.bot.wait_until_ready()
         started = time.time()
-        await self.catch_up()
-        loops = (self.follow_changes(started), self.tick(), self.dispatch())
-        await asyncio.gather(*loops)
-
-    async def catch_up(self) -> None:
+        await self.boards.load()
         for job in await self.bot.queue.undelivered_finished():
             self.check_history.add(job.id)
-            self.mark(job.id)
-        for job in await self.bot.queue.active_jobs():
-            self.mark(job.id)
+            self.deliver_soon(job)
+        await asyncio.gather(self.follow_changes(started), self.keep_showing())
 
     async def follow_changes(self, since: float) -> None:
         while True:
             try:
                 async for job in self.bot.queue.changes(since=since):
                     since = max(since, job.updated_at - 1.0)
-                    self.mark(job.id)
+                    self.seen(job)
             except Exception:
                 log.exception("following job changes failed; starting again")
                 await asyncio.sleep(FOLLOW_AGAIN_AFTER_S)
 
-    async def tick(self) -> None:
-        # Places in line move without the waiting job changing: look at every job again.
+    def seen(self, job: Job) -> None:
+        if job.status.is_terminal:
+            if job.delivered_at is None:
+                self.deliver_soon(job)
+            elif job.id not in self.deliveries:
+                self.forget(job.id)  # delivered elsewhere (a moderator's /admin delete)
+        self.changed.set()
+
+    def forget(self, job_id: int) -> None:
+        status = self.statuses.pop(job_id, None)
+        if status is not None:
+            status.final = True
+        self.writes.drop(("status", job_id))
+        self.on_board.discard(job_id)
+
+    # --- while jobs wait and run ---
+
+    async def keep_showing(self) -> None:
+        tick = max(self.interval, TICK_MIN_S)
         while True:
-            await asyncio.sleep(self.interval)
-            for job_id in list(self.statuses):
-                self.mark(job_id)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(tick):
+                    await self.changed.wait()
+            self.changed.clear()
+            try:
+                await self.show_active_jobs()
+            except Exception:
+                log.exception("showing the queue failed; trying again")
+            await asyncio.sleep(min(REFRESH_GAP_S, self.interval))
 
-    def mark(self, job_id: int) -> None:
-        self.dirty.add(job_id)
-        self.wake.set()
+    async def show_active_jobs(self) -> None:
+        jobs = [job for job in await self.bot.queue.active_jobs() if job.channel_id is not None]
+        waiting = [job.id for job in jobs if job.status is JobStatus.QUEUED]
+        positions = await self.bot.queue.positions(waiting)
+        by_channel: dict[int, list[Job]] = defaultdict(list)
+        for job in jobs:
+            by_channel[job.channel_id or 0].append(job)
+        for channel_id, its_jobs in by_channel.items():
+            for job in its_jobs:
+                position = positions.get(job.id)
+                if self.has_own_status(job, len(its_jobs)):
+                    self.show_status(job, render.status_line(job, position))
+                self.bot.private_replies.update(job.id, render.private_line(job, position))
+            listed = any(job.id in self.on_board for job in its_jobs)
+            self.boards.show(channel_id, board_text(its_jobs, positions) if listed else None)
+        for channel_id in self.boards.channels() - by_channel.keys():
+            self.boards.show(channel_id, None)
 
-    async def dispatch(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            for job_id in sorted(self.dirty - self.busy):
-                await self.slots.acquire()
-                self.dirty.discard(job_id)
-                self.busy.add(job_id)
-                task = asyncio.create_task(self.handle(job_id), name=f"deliver-{job_id}")
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+    def has_own_status(self, job: Job, jobs_in_channel: int) -> bool:
+        """Whether ``job`` shows in a message of its own, decided once, when first seen."""
+        if job.id in self.statuses:
+            return True
+        if job.id in self.on_board:
+            return False
+        if job.status_message_id is not None or jobs_in_channel < self.board_from:
+            self.statuses[job.id] = StatusMessage(job.status_message_id)
+            return True
+        self.on_board.add(job.id)
+        return False
 
-    async def handle(self, job_id: int) -> None:
-        try:
-            job = await self.bot.queue.get(job_id)
-            if job is None or job.channel_id is None:
-                self.statuses.pop(job_id, None)
-            elif job.status.is_terminal:
-                if job.delivered_at is None:
-                    await self.finish(job)
-                self.statuses.pop(job_id, None)
-            else:
-                await self.show_progress(job)
-        except discord.HTTPException:
-            log.warning(
-                "Discord refused an update for job %s; retrying later", job_id, exc_info=True
-            )
-            self.retry_later(job_id)
-        except Exception:
-            log.exception("delivering job %s failed; retrying later", job_id)
-            self.retry_later(job_id)
-        finally:
-            self.busy.discard(job_id)
-            self.slots.release()
-            if job_id in self.dirty:
-                self.wake.set()
-
-    def retry_later(self, job_id: int) -> None:
-        asyncio.get_running_loop().call_later(RETRY_AFTER_S, self.mark, job_id)
-
-    async def show_progress(self, job: Job) -> None:
-        status = self.statuses.setdefault(job.id, StatusMessage(job.status_message_id))
-        position = await self.bot.queue.position(job.id) if job.status is JobStatus.QUEUED else None
-        text = render.status_line(job, position)
+    def show_status(self, job: Job, text: str) -> None:
+        status = self.statuses[job.id]
+        if status.gone or status.final:
+            return
+        status.wanted = text
+        channel_id, key = job.channel_id or 0, ("status", job.id)
         if status.message_id is None:
-            message = await channel_of(self.bot, job).send(text, allowed_mentions=NO_PINGS)
-            await self.bot.queue.set_status_message(job.id, message.id)
-            status.message_id, status.text, status.edited_at = message.id, text, time.monotonic()
-            return
-        if text == status.text or status.gone:
-            return
-        if time.monotonic() - status.edited_at < self.interval:
-            return  # the next tick comes back to it
-        await self.edit_status(job, status, text)
+            action = self.status_poster(job, status)
+            self.writes.offer(channel_id, Route.SEND, Priority.NEW_STATUS, key, action)
+        elif text != status.shown and time.monotonic() - status.edited_at >= self.interval:
+            action = self.status_editor(job, status)
+            self.writes.offer(channel_id, Route.EDIT, Priority.UPDATE, key, action)
+
+    def status_poster(self, job: Job, status: StatusMessage) -> StatusWrite:
+        async def post() -> object:
+            async with status.lock:
+                if status.final or status.message_id is not None:
+                    return NOT_SENT
+                text = status.wanted
+                channel = channel_of(self.bot, job)
+                message = await channel.send(text, allowed_mentions=NO_PINGS)
+                self.writes.sent(channel.id, message.id)
+                status.message_id, status.shown = message.id, text
+                status.edited_at = status.posted_at = time.monotonic()
+                await self.bot.queue.set_status_message(job.id, message.id)
+                return message
+
+        return post
+
+    def status_editor(self, job: Job, status: StatusMessage) -> StatusWrite:
+        async def edit() -> object:
+            async with status.lock:
+                if status.final or status.gone or status.wanted == status.shown:
+                    return NOT_SENT
+                text = status.wanted
+                await self.edit_status(job, status, text)
+                return None
+
+        return edit
 
     async def edit_status(self, job: Job, status: StatusMessage, text: str) -> None:
-        if status.message_id is None or status.gone:
+        if status.message_id is None:
             return
         message = channel_of(self.bot, job).get_partial_message(status.message_id)
         try:
@@ -179,21 +248,64 @@ class Delivery(commands.Cog):
             log.info("status message of job %s is gone", job.id)
             status.gone = True
             return
-        status.text, status.edited_at = text, time.monotonic()
+        status.shown, status.edited_at = text, time.monotonic()
 
-    async def finish(self, job: Job) -> None:
-        status = self.statuses.get(job.id) or StatusMessage(job.status_message_id)
+    # --- when jobs end ---
+
+    def deliver_soon(self, job: Job) -> None:
+        if job.id in self.deliveries or job.channel_id is None:
+            return
+        self.retries.pop(job.id, None)
+        task = asyncio.create_task(self.deliver(job), name=f"deliver-{job.id}")
+        self.deliveries[job.id] = task
+
+    async def deliver(self, job: Job) -> None:
+        try:
+            status = self.statuses.get(job.id) or StatusMessage(job.status_message_id)
+            status.final = True
+            self.writes.drop(("status", job.id))
+            async with status.lock:
+                pass  # a status write already under way finishes first
+            await self.finish(job, status)
+            self.forget(job.id)
+        except discord.HTTPException:
+            log.warning("Discord refused delivering job %s; retrying later", job.id, exc_info=True)
+            self.retry_later(job.id)
+        except Exception:
+            log.exception("delivering job %s failed; retrying later", job.id)
+            self.retry_later(job.id)
+        finally:
+            self.deliveries.pop(job.id, None)
+            self.changed.set()
+
+    def retry_later(self, job_id: int) -> None:
+        self.retries[job_id] = asyncio.get_running_loop().call_later(
+            RETRY_AFTER_S, lambda: asyncio.create_task(self.retry(job_id))
+        )
+
+    async def retry(self, job_id: int) -> None:
+        job = await self.bot.queue.get(job_id)
+        if job is not None and job.status.is_terminal and job.delivered_at is None:
+            self.deliver_soon(job)
+
+    async def finish(self, job: Job, status: StatusMessage) -> None:
         if job.status is JobStatus.DONE:
             await self.deliver_clip(job, status)
+        elif job.status is JobStatus.CANCELLED and status.message_id is None:
+            # Only a queue board listed it, and whoever cancelled it was told privately.
+            await self.bot.queue.mark_delivered(job.id, NO_MESSAGE)
+            self.bot.private_replies.finish(job.id, render.finished_line(job))
         else:
             await self.say_finished(job, status, render.finished_line(job))
 
     async def deliver_clip(self, job: Job, status: StatusMessage) -> None:
-        message = None
+        posted = None
         if job.id in self.check_history:
-            message = await find_posted_clip(self.bot, job)
+            posted = await find_posted_clip(self.bot, job)
         try:
-            posted = message or await post_clip(self.bot, job)
+            posted = posted or await post_clip(
+                self.bot, job, replacing=self.replaceable(job, status)
+            )
         except ClipWontFit as too_large:
             sentence = render.too_large_line(job, too_large.size_bytes, too_large.limit_bytes)
             await self.say_finished(job, status, sentence)
@@ -205,33 +317,79 @@ class Delivery(commands.Cog):
         # Reactions find their job through this index: record it before anyone can see the
         # clip as delivered.
         await self.bot.store.remember_clip(posted.id, job.id)
+        if status.message_id not in (None, posted.id) and not status.gone:
+            await self.remove_status(job, status.message_id)
         if not await self.bot.queue.mark_delivered(job.id, posted.id):
             log.warning("job %s was already delivered; removing the duplicate", job.id)
             await posted.delete()
             return
         self.check_history.discard(job.id)
-        if message is None:
-            await add_reactions(posted)
-        await self.wait_for_edit_slot(status)
-        await self.edit_status(job, status, render.finished_line(job, clip_url=posted.jump_url))
+        offer_reactions(self.bot, posted)
+        self.bot.private_replies.finish(job.id, render.private_done(job, posted.jump_url))
+
+    def replaceable(self, job: Job, status: StatusMessage) -> int | None:
+        """The status message to turn into the clip: only the channel's newest bot message
+        (else the clip would appear up in the history), young enough to be edited freely."""
+        if status.message_id is None or status.gone or status.posted_at is None:
+            return None
+        if self.writes.newest_message(job.channel_id or 0) != status.message_id:
+            return None
+        if time.monotonic() - status.posted_at > EDIT_INTO_CLIP_MAX_AGE_S:
+            return None
+        return status.message_id
+
+    async def remove_status(self, job: Job, message_id: int) -> None:
+        message = channel_of(self.bot, job).get_partial_message(message_id)
+        try:
+            await self.writes.run(message.channel.id, Route.DELETE, Priority.FINAL, message.delete)
+        except (discord.NotFound, discord.Forbidden):
+            log.info("status message of job %s was already gone", job.id)
 
     async def say_finished(self, job: Job, status: StatusMessage, sentence: str) -> None:
         """Turn the status message into ``sentence`` (or post it), then mark it delivered."""
-        if status.message_id is None or status.gone:
-            message = await channel_of(self.bot, job).send(sentence, allowed_mentions=NO_PINGS)
-            await self.bot.queue.mark_delivered(job.id, message.id)
+        channel = channel_of(self.bot, job)
+        if status.message_id is not None and not status.gone:
+            message = channel.get_partial_message(status.message_id)
+            try:
+                await self.writes.run(
+                    channel.id,
+                    Route.EDIT,
+                    Priority.FINAL,
+                    lambda: message.edit(content=sentence, allowed_mentions=NO_PINGS),
+                )
+            except (discord.NotFound, discord.Forbidden):
+                log.info("status message of job %s is gone; posting its outcome", job.id)
+            else:
+                await self.bot.queue.mark_delivered(job.id, status.message_id)
+                self.bot.private_replies.finish(job.id, sentence)
+                return
+        try:
+            posted = await self.writes.run(
+                channel.id,
+                Route.SEND,
+                Priority.FINAL,
+                lambda: channel.send(sentence, allowed_mentions=NO_PINGS),
+            )
+        except (discord.NotFound, discord.Forbidden):
+            log.warning("cannot post in channel %s for job %s", channel.id, job.id, exc_info=True)
+            await self.bot.queue.mark_delivered(job.id, NO_MESSAGE)
             return
-        await self.wait_for_edit_slot(status)
-        await self.edit_status(job, status, sentence)
-        if status.gone:
-            await self.say_finished(job, status, sentence)
-            return
-        await self.bot.queue.mark_delivered(job.id, status.message_id)
+        self.writes.sent(channel.id, posted.id)
+        await self.bot.queue.mark_delivered(job.id, posted.id)
+        self.bot.private_replies.finish(job.id, sentence)
 
-    async def wait_for_edit_slot(self, status: StatusMessage) -> None:
-        wait = status.edited_at + self.interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+
+def board_text(jobs: list[Job], positions: dict[int, QueuePosition]) -> str:
+    """The queue board of a channel whose active jobs are ``jobs``."""
+    running = sorted(
+        (job for job in jobs if job.status is JobStatus.RUNNING),
+        key=lambda job: job.started_at or 0.0,
+    )
+    waiting = sorted(
+        ((job, positions.get(job.id)) for job in jobs if job.status is JobStatus.QUEUED),
+        key=lambda pair: (pair[1].position if pair[1] else math.inf, pair[0].id),
+    )
+    return render.queue_board(running, waiting)
 
 
 async def setup(bot: ReelBot) -> None:

@@ -1,0 +1,100 @@
+"""Each requester's own reply to /create (or to a button), kept current: place in line, ETA,
+progress, and finally the link to the clip.
+
+The reply is edited through the interaction's token, which Discord limits per token (about 5
+edits per 2 s) and not per channel, so keeping a hundred requesters informed costs the busy
+channel nothing. A token lives 15 minutes: a minute before that the reply says it stops
+updating and where to look instead (the queue board, /queue). Tokens are kept in memory only;
+after a restart the queue board and status messages are what requesters see.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import discord
+
+from bot import render
+from bot.channel_writes import ChannelWrites, Priority, Route
+from bot.render import NO_PINGS
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME_S = 15 * 60.0
+STOP_BEFORE_EXPIRY_S = 60.0
+
+
+@dataclass
+class PrivateReply:
+    interaction: discord.Interaction
+    opened_at: float
+    shown: str
+    updated_at: float
+    closing: bool = False
+
+
+class PrivateReplies:
+    """The private replies being kept current, by job id."""
+
+    def __init__(
+        self,
+        writes: ChannelWrites,
+        *,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.writes = writes
+        self.interval_s = interval_s
+        self.clock = clock
+        self.replies: dict[int, PrivateReply] = {}
+
+    def follow(self, job_id: int, interaction: discord.Interaction, shown: str) -> None:
+        """Keep the reply ``interaction`` shows (now ``shown``) current for ``job_id``."""
+        now = self.clock()
+        self.replies[job_id] = PrivateReply(interaction, now, shown, now)
+
+    def update(self, job_id: int, text: str) -> None:
+        """Show ``text`` if it is news and the reply was not edited in the last interval."""
+        reply = self.replies.get(job_id)
+        if reply is None or reply.closing:
+            return
+        now = self.clock()
+        if now - reply.opened_at >= TOKEN_LIFETIME_S - STOP_BEFORE_EXPIRY_S:
+            self.finish(job_id, render.private_handoff(text))
+            return
+        if text == reply.shown or now - reply.updated_at < self.interval_s:
+            return
+        reply.updated_at = now
+        self.offer(job_id, reply, text, Priority.UPDATE)
+
+    def finish(self, job_id: int, text: str) -> None:
+        """Show the job's outcome (or the hand-off before the token expires), then let go."""
+        reply = self.replies.get(job_id)
+        if reply is None or (reply.closing and text == reply.shown):
+            return
+        reply.closing = True
+        self.offer(job_id, reply, text, Priority.FINAL)
+
+    def offer(self, job_id: int, reply: PrivateReply, text: str, priority: Priority) -> None:
+        async def edit() -> None:
+            await self.edit(job_id, reply, text)
+
+        token = reply.interaction.token
+        self.writes.offer(token, Route.PRIVATE, priority, ("private", job_id), edit)
+
+    async def edit(self, job_id: int, reply: PrivateReply, text: str) -> None:
+        try:
+            await reply.interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            if exc.status == 429:
+                raise  # the scheduler puts it back in line
+            # The token ran out (401, 50027) or the user dismissed the reply (404): stop.
+            log.info("stopped updating the private reply of job %s: %s", job_id, exc)
+            self.replies.pop(job_id, None)
+            return
+        reply.shown = text
+        if reply.closing:
+            self.replies.pop(job_id, None)
