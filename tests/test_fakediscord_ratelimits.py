@@ -28,8 +28,9 @@ FAST = REALISTIC.scaled(0.2)  # sends and edits 5 per 1 s, follow-ups 5 per 0.4 
 class Poster(discord.Client):
     """A bare client with one command that answers with a burst of follow-ups."""
 
-    def __init__(self, guild_id: int) -> None:
-        super().__init__(intents=discord.Intents(guilds=True), guild_ready_timeout=0.05)
+    def __init__(self, guild_id: int, **options: Any) -> None:
+        intents = discord.Intents(guilds=True)
+        super().__init__(intents=intents, guild_ready_timeout=0.05, **options)
         self.tree = app_commands.CommandTree(self)
         self.guild = discord.Object(guild_id)
         self.tree.add_command(
@@ -200,13 +201,26 @@ async def test_discord_py_rides_out_global_429s(
     fake_discord: FakeDiscord, client: Poster, caplog: pytest.LogCaptureFixture
 ) -> None:
     channels = [client.text_channel(c.id) for c in (fake_discord.general, fake_discord.other)]
+    fake_discord.rate_limits.exhaust("global_requests", for_s=0.3)
     await asyncio.gather(*(c.send(f"{c.name} {n}") for c in channels for n in range(4)))
 
-    assert len(served_at(fake_discord, SEND)) == 8
+    for channel in (fake_discord.general, fake_discord.other):
+        posted = {m.content for m in fake_discord.channel_messages(channel)}
+        assert posted == {f"{channel.name} {n}" for n in range(4)}
     refused = [r.refused for r in fake_discord.rate_limits.records if r.refused]
     assert refused
     assert set(refused) == {"global"}
     assert any("Global rate limit has been hit" in w for w in warnings(caplog))
+
+
+async def test_a_wait_beyond_max_ratelimit_timeout_raises(fake_discord: FakeDiscord) -> None:
+    fake_discord.rate_limits.exhaust("send", channel=fake_discord.general, for_s=45)
+    poster = Poster(fake_discord.guild.id, max_ratelimit_timeout=30)
+    async with fake_discord.running(poster):
+        with pytest.raises(discord.RateLimited) as refused:
+            await poster.text_channel(fake_discord.general.id).send("too late")
+    assert 30 < refused.value.retry_after <= 45
+    assert fake_discord.channel_messages(fake_discord.general) == []
 
 
 async def test_interaction_callbacks_are_not_limited(
