@@ -12,9 +12,21 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from jobqueue.cli import DEFAULT_LOG_LEVEL, configure_logging
+from jobqueue.cli import DEFAULT_LOG_LEVEL, EXIT_INTERRUPTED, configure_logging
+
+__all__ = [
+    "EXIT_BAD_REQUEST",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "build_parser",
+    "log_level",
+    "main",
+]
 
 SUBCOMMANDS = ("run", "worker", "generate", "rewrite")
+EXIT_FAILED = 1
+EXIT_BAD_REQUEST = 2
+"""The command was asked for something it cannot do (a bad option or setting)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

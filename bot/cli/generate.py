@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, EXIT_INTERRUPTED
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
@@ -22,10 +24,6 @@ if TYPE_CHECKING:
     from pipeline.rewrite import PromptRewriter
 
 log = logging.getLogger(__name__)
-
-EXIT_FAILED = 1
-EXIT_BAD_REQUEST = 2
-EXIT_INTERRUPTED = 130
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

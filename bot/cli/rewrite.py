@@ -12,13 +12,12 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING, TextIO, cast
 
+from bot.cli import EXIT_BAD_REQUEST, EXIT_INTERRUPTED
+
 if TYPE_CHECKING:
     from jobqueue.settings import CoreSettings
     from pipeline.rewrite import RewriteMode, RewriterConfig, RewriteResult
     from pipeline.rewrite.config import BackendName
-
-EXIT_BAD_REQUEST = 2
-EXIT_INTERRUPTED = 130
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

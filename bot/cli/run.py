@@ -8,6 +8,7 @@ import sys
 
 from pydantic import ValidationError
 
+from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED
 from bot.settings import Settings
 
 NO_TOKEN = (
@@ -39,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
         settings = Settings()
     except ValidationError as exc:
         sys.stderr.write(invalid_setting(exc) + "\n")
-        return 2
+        return EXIT_BAD_REQUEST
     if not settings.discord_token.strip():
         sys.stderr.write(NO_TOKEN + "\n")
-        return 2
+        return EXIT_BAD_REQUEST
     # discord and torch load here, not at import: `reelbot --help` stays instant.
     import aiohttp
     import discord
@@ -53,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(serve(settings, workers=not args.no_workers))
     except discord.LoginFailure:
         sys.stderr.write(BAD_TOKEN + "\n")
-        return 1
+        return EXIT_FAILED
     except aiohttp.ClientConnectionError as exc:
         sys.stderr.write(f"Could not reach Discord at {settings.discord_api_base}: {exc}.\n")
-        return 1
+        return EXIT_FAILED
     return 0
 
 

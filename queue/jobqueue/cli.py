@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_LOG_LEVEL = "INFO"
+EXIT_INTERRUPTED = 130
+"""What a shell reports for a command stopped by Ctrl-C (128 + SIGINT)."""
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +67,7 @@ def run_worker(args: argparse.Namespace, settings: CoreSettings, *, err: TextIO)
         asyncio.run(_run_until_signalled(worker, burst=args.burst))
     except KeyboardInterrupt:
         err.write("Stopped.\n")
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 
