@@ -49,8 +49,13 @@ def hd(parent: Job) -> FollowUp:
 
 
 def extend(parent: Job) -> FollowUp:
-    """A continuation from the clip's last frame, joined to the clip."""
-    return FollowUp(JobKind.EXTEND, replace(parent.request, seed=None), parent.id)
+    """A continuation from the clip's last frame, joined to the clip.
+
+    A text-to-video model chosen for the parent cannot continue from a frame: the extension
+    runs on the server's image-to-video model instead.
+    """
+    model = parent.request.model if parent.kind.task == "i2v" else None
+    return FollowUp(JobKind.EXTEND, replace(parent.request, seed=None, model=model), parent.id)
 
 
 def _again(parent: Job, kind: JobKind, request: JobRequest) -> FollowUp:

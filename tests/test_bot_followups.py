@@ -30,6 +30,13 @@ def test_extend_continues_the_clip() -> None:
     assert followups.extend(make_job()).parent_id == 7
 
 
+def test_an_extension_of_a_text_to_video_clip_uses_the_image_to_video_model() -> None:
+    parent = make_job(request=JobRequest(prompt="a cat", model="tiny"))
+    assert followups.extend(parent).request.model is None
+    animated = make_job(kind=JobKind.ANIMATE, request=JobRequest(prompt="a cat", model="tiny-i2v"))
+    assert followups.extend(animated).request.model == "tiny-i2v"
+
+
 def test_an_animated_clip_stays_image_to_video() -> None:
     parent = make_job(kind=JobKind.ANIMATE, request=JobRequest(prompt="x", image_path="a.png"))
     follow = followups.retry(parent)
