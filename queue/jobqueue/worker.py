@@ -1,8 +1,12 @@
 """The GPU worker: claims jobs one at a time and turns each into a clip.
 
 ``python -m jobqueue`` and ``reelbot worker`` run one; ``jobqueue.supervisor`` runs several
-beside the bot. The models load once, before the first claim. Each job runs under a lease
-kept alive by :class:`~jobqueue.progress.JobTracker`; a worker that dies simply stops
+beside the bot. The models load once, before the first claim. Like a saq or arq worker
+calling its registered function, the worker claims a job, runs the one pipeline call
+(:meth:`pipeline.clip.ClipMaker.make_clip`, asked in the job's terms by
+:mod:`jobqueue.clipjob`) and records the outcome: done, failed, cancelled or back in the
+queue. Each job runs under a lease kept alive by :class:`~jobqueue.progress.JobTracker`,
+which also carries the pipeline's progress to the queue; a worker that dies simply stops
 renewing it, and the queue gives the job to another worker.
 """
 
@@ -47,7 +51,8 @@ UNEXPECTED_FAILURE = (
 SEEN_EVERY_S = 10.0
 """How often an idle worker tells the queue it is alive (for /queue stats)."""
 
-JobRunner = Callable[[Job, JobTracker], Awaitable[MadeClip]]
+JobRunner = Callable[[Job, JobTracker, Path], Awaitable[MadeClip]]
+"""One job's clip, encoded at the given path until it is published."""
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,7 @@ class Worker:
         moderation = Moderation(queue.db)
         clips_dir = self.config.clips_dir
 
-        async def run_job(job: Job, tracker: JobTracker) -> MadeClip:
-            partial = partial_clip_path(clips_dir, job.id, self.worker_id)
-            partial.parent.mkdir(parents=True, exist_ok=True)
+        async def run_job(job: Job, tracker: JobTracker, partial: Path) -> MadeClip:
             return await maker.make_clip(
                 job.request.as_asked(),
                 model=job_model(job, self.config.models),
@@ -193,17 +196,17 @@ class Worker:
             if self._stopping.is_set():
                 tracker.stop()
             try:
-                await self._run_and_record(queue, run_job, job, tracker)
+                await self._run_and_record(queue, run_job, job, tracker, partial)
             finally:
                 self._tracker = None
                 # A published clip was renamed away; anything left here is unwanted.
                 discard(partial)
 
     async def _run_and_record(
-        self, queue: JobQueue, run_job: JobRunner, job: Job, tracker: JobTracker
+        self, queue: JobQueue, run_job: JobRunner, job: Job, tracker: JobTracker, partial: Path
     ) -> None:
         try:
-            made = await run_job(job, tracker)
+            made = await run_job(job, tracker, partial)
         except GenerationCancelled:
             await self._after_stop(queue, job, tracker)
         except ClipFailed as failure:
