@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jobqueue.clipfiles import clip_path, fitted_clip_path, job_files, poster_path
+from pipeline.encode import poster_beside
 
 
 def test_a_job_owns_its_clip_poster_and_refitted_copies_and_nothing_of_other_jobs(
@@ -15,7 +16,7 @@ def test_a_job_owns_its_clip_poster_and_refitted_copies_and_nothing_of_other_job
         clip_path(tmp_path, 1),
         poster_path(tmp_path, 1),
         refitted,
-        refitted.with_suffix(".jpg"),
+        poster_beside(refitted),
     ]
     others = [clip_path(tmp_path, 11), fitted_clip_path(tmp_path, 11, 500), tmp_path / "1-w.mp4"]
     for path in owned + others:

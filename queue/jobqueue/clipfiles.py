@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.encode import poster_beside
+
 CLIP_SUFFIX = ".mp4"
-POSTER_SUFFIX = ".jpg"
 PARTIAL_DIR = ".partial"
 
 
@@ -21,14 +22,14 @@ def clip_path(clips_dir: Path, job_id: int) -> Path:
 
 
 def poster_path(clips_dir: Path, job_id: int) -> Path:
-    """Where the poster (first frame) of the finished clip lives."""
-    return clips_dir / f"{job_id}{POSTER_SUFFIX}"
+    """Where the poster of the finished clip lives (the encoder writes it beside the clip)."""
+    return poster_beside(clip_path(clips_dir, job_id))
 
 
 def fitted_clip_path(clips_dir: Path, job_id: int, limit_bytes: int) -> Path:
     """Where the copy re-encoded to fit an upload limit of ``limit_bytes`` lives.
 
-    Its poster is the same name with :data:`POSTER_SUFFIX`, written by the encoder."""
+    Its poster, written by the encoder, is :func:`~pipeline.encode.poster_beside` it."""
     return clips_dir / f"{job_id}.fit-{limit_bytes}{CLIP_SUFFIX}"
 
 
