@@ -16,9 +16,12 @@ from pipeline.errors import InvalidRequest
 MAX_PROMPT_CHARS = 1500
 MAX_NEGATIVE_CHARS = 1000
 
-# C0 controls except tab and newline, DEL, C1 controls, and the bidirectional embeddings,
-# overrides, isolates and marks (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 controls except tab and newline, DEL, C1 controls, the bidirectional embeddings,
+# overrides, isolates and marks (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069), and
+# lone surrogates, which JSON can carry but UTF-8 (SQLite, ffmpeg) cannot encode.
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 _LINE_BREAKS = re.compile("\r\n?|[\u2028\u2029\x85]")
 
 

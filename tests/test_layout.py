@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import queue
 from pathlib import Path
@@ -23,3 +24,23 @@ def test_jobqueue_is_importable_from_its_folder() -> None:
     import jobqueue
 
     assert Path(jobqueue.__file__).parent == ROOT / "queue" / "jobqueue"
+
+
+def _imported_top_packages(folder: Path) -> set[str]:
+    """Top-level names imported anywhere under ``folder`` (at module level or inside functions)."""
+    names: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_dependencies_point_one_way_bot_to_jobqueue_to_pipeline() -> None:
+    pipeline_imports = _imported_top_packages(ROOT / "pipeline")
+    jobqueue_imports = _imported_top_packages(ROOT / "queue" / "jobqueue")
+    assert "pipeline" in jobqueue_imports  # the scan sees imports at all
+    assert not pipeline_imports & {"bot", "jobqueue", "discord"}
+    assert not jobqueue_imports & {"bot", "discord"}
