@@ -15,7 +15,7 @@ import pytest
 from discord import app_commands
 
 from tests.fakediscord import FakeDiscord
-from tests.fakediscord.fixtures import rate_limit_profile
+from tests.fakediscord.fixtures import PROFILE_ENV, rate_limit_profile
 from tests.fakediscord.ratelimits import OFF, REALISTIC, RateLimitProfile, Window, bucket_hash
 
 SEND = "POST /channels/{channel_id}/messages"
@@ -283,11 +283,17 @@ async def test_off_limits_nothing(fake_discord: FakeDiscord) -> None:
     assert fake_discord.rate_limits.stats().routes[SEND].served == 30
 
 
-async def test_realistic_by_default_and_switchable(
-    fake_discord: FakeDiscord, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("FAKE_DISCORD_RATE_LIMITS", raising=False)
-    assert rate_limit_profile(request.node) is REALISTIC
+def test_realistic_unless_a_test_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    assert rate_limit_profile(None) is REALISTIC
+    assert rate_limit_profile(pytest.mark.rate_limits(FAST).mark) is FAST
+    with pytest.raises(pytest.UsageError, match="reason"):
+        rate_limit_profile(pytest.mark.rate_limits("off").mark)
+    monkeypatch.setenv(PROFILE_ENV, "off")
+    assert rate_limit_profile(None) is OFF
+
+
+async def test_limits_switch_while_running(fake_discord: FakeDiscord) -> None:
     custom = RateLimitProfile("custom", send=Window(1, 10.0))
     fake_discord.rate_limits.profile = custom
     path = f"/channels/{fake_discord.general.id}/messages"

@@ -27,15 +27,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def rate_limit_profile(node: pytest.Item) -> RateLimitProfile:
-    """The profile a test asked for with `@pytest.mark.rate_limits`, else the default."""
-    marker = node.get_closest_marker("rate_limits")
+def rate_limit_profile(marker: pytest.Mark | None) -> RateLimitProfile:
+    """The profile a test's `@pytest.mark.rate_limits(...)` asks for, else the default."""
     if marker is None:
         return PROFILES[os.environ.get(PROFILE_ENV, REALISTIC.name)]
     (chosen,) = marker.args
     profile = PROFILES[chosen] if isinstance(chosen, str) else chosen
     if not profile.enabled and not marker.kwargs.get("reason"):
-        raise pytest.UsageError(f"{node.nodeid}: rate_limits off needs reason=")
+        raise pytest.UsageError("@pytest.mark.rate_limits: turning limits off needs reason=")
     return profile
 
 
@@ -49,7 +48,8 @@ async def fake_discord(
     Route.BASE and DEFAULT_GATEWAY point at it for the test and are restored afterwards.
     The test fails at teardown if an unknown route was called or the fake crashed.
     """
-    fake = FakeDiscord(rate_limits=rate_limit_profile(request.node))
+    profile = rate_limit_profile(request.node.get_closest_marker("rate_limits"))
+    fake = FakeDiscord(rate_limits=profile)
     await fake.start()
     monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
     monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
