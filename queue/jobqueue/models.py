@@ -138,6 +138,14 @@ class Job:
     version: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage of the finished run: rewrite, load, denoise, decode, encode."""
+    safety_verdict: str | None = None
+    """What the output safety check found (see jobqueue.safety.Verdict); None: not checked."""
+    safety_scores: dict[str, float] = field(default_factory=dict)
+    safety_flagged: list[str] = field(default_factory=list)
+    safety_hold: bool = False
+    """The clip must not be posted in an ordinary channel (the check held it back)."""
+    safety_state: str | None = None
+    """What became of a held clip (see jobqueue.safety.HeldState)."""
 
     @property
     def percent(self) -> int:
@@ -165,6 +173,9 @@ class Job:
         values["request"] = JobRequest.from_json(row["request"])
         values["cancel_requested"] = bool(row["cancel_requested"])
         values["timings"] = json.loads(row["timings"]) if row.get("timings") else {}
+        values["safety_scores"] = json.loads(row.get("safety_scores") or "{}")
+        values["safety_flagged"] = json.loads(row.get("safety_flagged") or "[]")
+        values["safety_hold"] = bool(row.get("safety_hold"))
         return cls(**values)
 
 

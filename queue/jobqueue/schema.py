@@ -258,6 +258,43 @@ def add_timings(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN timings TEXT")
 
 
+@MIGRATIONS()
+def add_output_safety(db: sqlite_utils.Database) -> None:
+    """What the output safety check found in each clip, and what became of a clip it held.
+
+    The worker writes the verdict (off, safe, unsafe or unchecked), the worst score per
+    category (JSON), the categories over their thresholds (JSON) and ``safety_hold`` (1: never
+    post it in an ordinary channel) before the job is done. The bot then records the held
+    clip's state (withheld, spoilered, released, deleted), who changed it and when. A server's
+    policy lives in ``safety_policies``; NULL columns take the settings' defaults.
+    """
+    for column in (
+        "safety_verdict TEXT",
+        "safety_scores TEXT",
+        "safety_flagged TEXT",
+        "safety_hold INTEGER NOT NULL DEFAULT 0",
+        "safety_state TEXT",
+        "safety_state_at REAL",
+        "safety_state_by INTEGER",
+    ):
+        db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+    db.execute(
+        "CREATE INDEX jobs_withheld ON jobs (guild_id, finished_at)"
+        " WHERE safety_state = 'withheld'"
+    )
+    db.execute(
+        """
+        CREATE TABLE safety_policies (
+            guild_id INTEGER PRIMARY KEY,
+            mode TEXT,
+            thresholds TEXT,
+            strikes INTEGER,
+            if_unchecked TEXT
+        )
+        """
+    )
+
+
 def all_migrations() -> list[sqlite_utils.Migrations]:
     """Every migration set in the shared database file: the queue's, then moderation's."""
     from jobqueue.moderation import MIGRATIONS as moderation_migrations

@@ -10,13 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.rewrite.config import RewriterConfig
 
 if TYPE_CHECKING:
+    from jobqueue.safety import SafetyPolicy
     from pipeline.clip import ModelChoice
+    from pipeline.safety import SafetyConfig
 
 MIB = 1024 * 1024
 
@@ -55,6 +57,26 @@ class CoreSettings(BaseSettings):
     max_attempts: int = 3
     workers: int = 0
 
+    safety_mode: Literal["withhold", "spoiler", "off"] = "withhold"
+    safety_classifiers: str = "nudenet,opennsfw"
+    safety_frames: int = Field(default=12, ge=1, le=81)
+    safety_thresholds: str = ""
+    safety_strikes: bool = False
+    safety_if_unchecked: Literal["withhold", "post"] = "withhold"
+
+    @field_validator("safety_classifiers")
+    @classmethod
+    def _some_classifier(cls, value: str) -> str:
+        if not split_list(value):
+            raise ValueError("name at least one classifier (nudenet, opennsfw or module:factory)")
+        return value
+
+    @field_validator("safety_thresholds")
+    @classmethod
+    def _thresholds_read(cls, value: str) -> str:
+        parse_thresholds(value)
+        return value
+
     @property
     def database_path(self) -> Path:
         return self.database or self.data_dir / "reelbot.db"
@@ -84,6 +106,25 @@ class CoreSettings(BaseSettings):
             cpu_offload=self.cpu_offload,
         )
 
+    def safety_config(self) -> SafetyConfig:
+        """The classifiers every clip goes through, and how many frames they look at."""
+        from pipeline.safety import SafetyConfig
+
+        return SafetyConfig(
+            classifiers=tuple(split_list(self.safety_classifiers)), frames=self.safety_frames
+        )
+
+    def safety_policy(self) -> SafetyPolicy:
+        """The policy of every server that has not set its own with /admin safety."""
+        from jobqueue.safety import IfUnchecked, SafetyMode, SafetyPolicy
+
+        return SafetyPolicy(
+            mode=SafetyMode(self.safety_mode),
+            thresholds=parse_thresholds(self.safety_thresholds),
+            strikes=self.safety_strikes,
+            if_unchecked=IfUnchecked(self.safety_if_unchecked),
+        )
+
     def rewriter_config(self) -> RewriterConfig:
         """The prompt rewriter these settings describe."""
         return RewriterConfig(
@@ -97,3 +138,23 @@ class CoreSettings(BaseSettings):
             timeout_s=self.rewriter_timeout_s,
             device=self.rewriter_device,
         )
+
+
+def split_list(value: str) -> list[str]:
+    """``"a, b,c"`` as ``["a", "b", "c"]``: how people write lists in a .env file."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def parse_thresholds(value: str) -> dict[str, float]:
+    """``"nudity=0.4, nsfw=0.8"`` as a dict; each threshold from 0 to 1."""
+    thresholds: dict[str, float] = {}
+    for part in split_list(value):
+        category, equals, number = part.partition("=")
+        try:
+            threshold = float(number)
+        except ValueError:
+            threshold = -1.0
+        if not equals or not category.strip() or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"{part!r} is not like nudity=0.5 (a threshold from 0 to 1)")
+        thresholds[category.strip()] = threshold
+    return thresholds

@@ -36,11 +36,13 @@ from jobqueue.jobs import JobQueue, QueueLimits
 from jobqueue.models import Job
 from jobqueue.moderation import Moderation
 from jobqueue.progress import JobTracker
+from jobqueue.safety import OutputGuard, SafetyPolicy
 from jobqueue.screening import ModerationScreen
 from jobqueue.settings import MIB, CoreSettings
 from pipeline.clip import ClipMaker, MadeClip, ModelChoice
 from pipeline.errors import ClipFailed, GenerationCancelled
 from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
+from pipeline.safety import SafetyConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,11 @@ class WorkerConfig:
     lease_seconds: float = 60.0
     progress_interval_s: float = 2.0
     poll_interval_s: float = 1.0
+    safety: SafetyConfig | None = None
+    """The output safety check every clip goes through before it is done; None: no check
+    (``from_settings`` always sets one)."""
+    safety_policy: SafetyPolicy = field(default_factory=SafetyPolicy)
+    """Servers' policy where they have not set their own."""
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> WorkerConfig:
@@ -84,6 +91,8 @@ class WorkerConfig:
             ),
             max_attempts=settings.max_attempts,
             lease_seconds=settings.lease_seconds,
+            safety=settings.safety_config(),
+            safety_policy=settings.safety_policy(),
         )
 
 
@@ -103,6 +112,7 @@ class Worker:
         self.jobs_run = 0
         self._stopping = asyncio.Event()
         self._tracker: JobTracker | None = None
+        self._guard: OutputGuard | None = None
 
     def stop(self) -> None:
         """Stop soon: a running job is stopped at its next step and goes back to the queue."""
@@ -118,6 +128,8 @@ class Worker:
         )
         maker = ClipMaker(self.config.models)
         rewriter = build_rewriter(self.config.rewriter)
+        if self.config.safety is not None:
+            self._guard = OutputGuard(queue.db, self.config.safety, self.config.safety_policy)
         try:
             await self._warm_up(maker, rewriter)
             await queue.register_worker(self.worker_id, model=self.config.models.t2v_model)
@@ -135,7 +147,14 @@ class Worker:
         model = self.config.models.t2v_model
         seconds = await maker.load(model)
         rewriter_seconds = await rewriter.warm_up()
-        log.info("ready: %s loaded in %.1f s, rewriter in %.1f s", model, seconds, rewriter_seconds)
+        safety_seconds = await self._guard.load() if self._guard is not None else 0.0
+        log.info(
+            "ready: %s loaded in %.1f s, rewriter in %.1f s, safety check in %.1f s",
+            model,
+            seconds,
+            rewriter_seconds,
+            safety_seconds,
+        )
 
     def _job_runner(self, queue: JobQueue, maker: ClipMaker, rewriter: PromptRewriter) -> JobRunner:
         """The one function each job runs: the pipeline's make_clip, asked in the job's terms."""
@@ -143,6 +162,8 @@ class Worker:
         clips_dir = self.config.clips_dir
 
         async def run_job(job: Job, tracker: JobTracker, partial: Path) -> MadeClip:
+            if self._guard is not None:
+                await self._guard.refuse_withheld_parent(job)
             return await maker.make_clip(
                 job.request.as_asked(),
                 model=job_model(job, self.config.models),
@@ -231,6 +252,9 @@ class Worker:
         if tracker.cancel_requested or tracker.lease_lost:
             await self._after_stop(queue, job, tracker)
             return
+        if not await self._check_output(job, made):
+            log.warning("job %d: lease lost during the safety check; clip discarded", job.id)
+            return
         clips_dir = self.config.clips_dir
         result = job_result(made, clips_dir, job.id)
         if await queue.complete(
@@ -239,6 +263,18 @@ class Worker:
             log.info("job %d done: %s", job.id, result.result_path)
         else:
             log.warning("job %d finished after its lease was lost; the clip is discarded", job.id)
+
+    async def _check_output(self, job: Job, made: MadeClip) -> bool:
+        """Look at the finished clip and store the verdict with the job before it is done;
+        False if the job is no longer this worker's."""
+        if self._guard is None:
+            return True
+        clip = made.clip
+        verdict = await self._guard.judge(
+            job, clip.path, poster=clip.poster_path, frames=clip.frames
+        )
+        made.timings["safety"] = verdict.seconds
+        return await self._guard.record(job.id, self.worker_id, verdict)
 
     async def _after_stop(self, queue: JobQueue, job: Job, tracker: JobTracker) -> None:
         if tracker.lease_lost:

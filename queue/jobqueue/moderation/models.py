@@ -53,6 +53,13 @@ class AuditAction(StrEnum):
     MOD_LOG_SET = "mod_log_set"
     DENIED = "denied"
     """Someone without moderator rights tried an admin command."""
+    SAFETY_SET = "safety_set"
+    OUTPUT_WITHHELD = "output_withheld"
+    """The output safety check held a clip back and it was not posted."""
+    OUTPUT_SPOILERED = "output_spoilered"
+    """A held clip was posted as a spoiler in an age-restricted channel."""
+    OUTPUT_RELEASED = "output_released"
+    OUTPUT_DELETED = "output_deleted"
 
 
 @dataclass(frozen=True)

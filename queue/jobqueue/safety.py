@@ -1,0 +1,566 @@
+"""Output safety: each server's policy, the verdict stored with every clip, and held clips.
+
+The worker looks at every clip before its job is done (:class:`OutputGuard`, which loads
+the classifiers of :mod:`pipeline.safety` once): it stores the verdict, the worst score per
+category and the categories over the server's thresholds, and whether the clip is held
+(``safety_hold``: never posted in an ordinary channel). The bot decides, when it delivers a
+held clip, between withholding it and, in an age-restricted channel of a server whose mode is
+``spoiler``, posting it as a spoiler (:class:`HeldClips`, whose changes are audited like every
+moderation action). Moderators review withheld clips, release one (it is then posted) or
+delete it.
+
+A held clip that no moderator released is shown nowhere: anything that shows clips outside
+the channel's normal delivery (a gallery, links, a start frame for someone else's Extend)
+asks :func:`may_show` or :func:`may_extend` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from jobqueue.db import Database
+from jobqueue.models import Job, JobKind, JobStatus
+from jobqueue.moderation import AUTOMATIC_ACTOR_ID, DM_GUILD_ID, AuditAction, Moderation
+from jobqueue.moderation.durations import format_duration
+from jobqueue.moderation.models import AuditNote, ModerationError
+from jobqueue.store import fetch_job, next_version, read_state, rows, write_state
+from pipeline.errors import ClipFailed
+from pipeline.safety import (
+    ClipScores,
+    SafetyCheck,
+    SafetyConfig,
+    SafetyUnavailable,
+    thresholds_for,
+)
+from pipeline.safety.packaged import NSFW_THRESHOLD, NUDITY_THRESHOLD
+
+log = logging.getLogger(__name__)
+
+PACKAGED_THRESHOLDS = {"nudity": NUDITY_THRESHOLD, "nsfw": NSFW_THRESHOLD}
+CHECK_STATUS_KEY = "safety_check"
+"""``queue_state`` key where each worker says which classifiers it runs (or why none)."""
+
+PARENT_WITHHELD = (
+    "The clip to extend was withheld by the safety check; only its owner can extend it."
+)
+
+
+class SafetyMode(StrEnum):
+    """What a server does with a clip the check holds back. Values are stored."""
+
+    WITHHOLD = "withhold"
+    SPOILER = "spoiler"
+    OFF = "off"
+
+
+MODE_MEANINGS = {
+    SafetyMode.WITHHOLD: (
+        "clips the safety check flags are never posted, in any channel; moderators review them"
+        " with /admin safety review"
+    ),
+    SafetyMode.SPOILER: (
+        "clips the safety check flags are withheld in ordinary channels and posted as spoilers"
+        " in age-restricted ones"
+    ),
+    SafetyMode.OFF: (
+        "reelbot does not look at clips in this server: whatever the model draws is posted,"
+        " in every channel"
+    ),
+}
+
+
+class IfUnchecked(StrEnum):
+    """What happens to a clip when the classifier could not load or look at it."""
+
+    WITHHOLD = "withhold"
+    POST = "post"
+
+
+class Verdict(StrEnum):
+    """What the check found in a clip. Values are stored."""
+
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+    UNCHECKED = "unchecked"
+    """The classifier could not load or look at the clip."""
+    OFF = "off"
+    """The server turned the check off; nobody looked."""
+
+
+class HeldState(StrEnum):
+    """What became of a held clip. Values are stored."""
+
+    WITHHELD = "withheld"
+    SPOILERED = "spoilered"
+    RELEASED = "released"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class SafetyPolicy:
+    """A server's policy; ``thresholds`` holds only the categories it changed."""
+
+    mode: SafetyMode = SafetyMode.WITHHOLD
+    thresholds: dict[str, float] = field(default_factory=dict)
+    strikes: bool = False
+    """Whether a withheld clip counts as a strike against its user (the model drew it)."""
+    if_unchecked: IfUnchecked = IfUnchecked.WITHHOLD
+
+
+@dataclass(frozen=True)
+class OutputVerdict:
+    """The check's answer for one clip, as stored with its job."""
+
+    verdict: Verdict
+    scores: dict[str, float] = field(default_factory=dict)
+    flagged: tuple[str, ...] = ()
+    hold: bool = False
+    detail: str = ""
+    """For moderators and logs: the flagged scores and thresholds, or why nobody looked."""
+    seconds: float = 0.0
+    """How long the classifiers took (sampling included)."""
+
+
+def judge(
+    policy: SafetyPolicy, scores: ClipScores, check_defaults: Mapping[str, float]
+) -> OutputVerdict:
+    """The verdict on ``scores`` under ``policy``'s thresholds."""
+    thresholds = thresholds_for(check_defaults, policy.thresholds)
+    flagged = tuple(scores.flagged(thresholds))
+    if not flagged:
+        return OutputVerdict(
+            Verdict.SAFE, dict(scores.scores), detail=scores.summary(), seconds=scores.seconds
+        )
+    detail = ", ".join(
+        f"{category} {scores.scores[category]:.2f} (threshold {thresholds[category]:.2f})"
+        for category in flagged
+    )
+    return OutputVerdict(
+        Verdict.UNSAFE,
+        dict(scores.scores),
+        flagged,
+        hold=True,
+        detail=detail,
+        seconds=scores.seconds,
+    )
+
+
+def unchecked(policy: SafetyPolicy, reason: str) -> OutputVerdict:
+    """The verdict when nobody could look: held unless the server chose to post anyway."""
+    return OutputVerdict(
+        Verdict.UNCHECKED, hold=policy.if_unchecked is IfUnchecked.WITHHOLD, detail=reason
+    )
+
+
+def is_withheld(job: Job) -> bool:
+    """Held back and not (yet) released or posted as a spoiler: to be shown to nobody."""
+    return job.safety_hold and job.safety_state not in (HeldState.SPOILERED, HeldState.RELEASED)
+
+
+def may_show(job: Job) -> bool:
+    """Whether ``job``'s clip may be shown outside its channel's delivery (a gallery, a link).
+
+    A clip posted as a spoiler stays in its age-restricted channel: it is not shown elsewhere.
+    """
+    return job.status is JobStatus.DONE and (
+        not job.safety_hold or job.safety_state == HeldState.RELEASED
+    )
+
+
+def may_extend(parent: Job, user_id: int) -> bool:
+    """Whether ``user_id`` may continue ``parent``'s clip (a withheld one: its owner only)."""
+    return not is_withheld(parent) or parent.user_id == user_id
+
+
+class SafetyPolicies:
+    """Each server's policy, with the settings' defaults for what it has not set."""
+
+    def __init__(self, db: Database, defaults: SafetyPolicy) -> None:
+        self.db = db
+        self.defaults = defaults
+
+    async def policy(self, guild_id: int | None) -> SafetyPolicy:
+        guild = DM_GUILD_ID if guild_id is None else guild_id
+        return await self.db.read(lambda db: read_policy(db, guild, self.defaults))
+
+    async def check_status(self) -> dict[str, Any]:
+        """What the workers last said about their classifiers (``classifiers``,
+        ``thresholds`` and ``error``); empty until a worker has started."""
+        text = await self.db.read(lambda db: read_state(db, CHECK_STATUS_KEY))
+        return json.loads(text) if text else {}
+
+    async def known_thresholds(self) -> dict[str, float]:
+        """Every category the workers' classifiers score, with its default threshold."""
+        status = await self.check_status()
+        return dict(status.get("thresholds") or PACKAGED_THRESHOLDS)
+
+
+def read_policy(db: sqlite_utils.Database, guild_id: int, defaults: SafetyPolicy) -> SafetyPolicy:
+    row = db.execute(
+        "SELECT mode, thresholds, strikes, if_unchecked FROM safety_policies WHERE guild_id = ?",
+        [guild_id],
+    ).fetchone()
+    if row is None:
+        return defaults
+    mode, thresholds, strikes, if_unchecked = row
+    return SafetyPolicy(
+        mode=defaults.mode if mode is None else SafetyMode(mode),
+        thresholds={**defaults.thresholds, **json.loads(thresholds or "{}")},
+        strikes=defaults.strikes if strikes is None else bool(strikes),
+        if_unchecked=defaults.if_unchecked if if_unchecked is None else IfUnchecked(if_unchecked),
+    )
+
+
+def _write_policy(db: sqlite_utils.Database, guild_id: int, column: str, value: Any) -> None:
+    db.execute("INSERT OR IGNORE INTO safety_policies (guild_id) VALUES (?)", [guild_id])
+    db.execute(f"UPDATE safety_policies SET {column} = ? WHERE guild_id = ?", [value, guild_id])
+
+
+class OutputGuard:
+    """The worker's side: the classifiers, loaded once, and the verdict of each clip."""
+
+    def __init__(self, db: Database, config: SafetyConfig, defaults: SafetyPolicy) -> None:
+        self.db = db
+        self.config = config
+        self.policies = SafetyPolicies(db, defaults)
+        self.check: SafetyCheck | None = None
+        self.load_error: str | None = None
+
+    async def load(self) -> float:
+        """Load the classifiers (on the CPU, in a thread); the seconds it took.
+
+        A classifier that cannot load does not stop the worker: the error is logged and each
+        clip is then handled as its server's policy says for unchecked clips.
+        """
+        started = time.perf_counter()
+        try:
+            self.check = await asyncio.to_thread(SafetyCheck.load, self.config)
+        except SafetyUnavailable as exc:
+            self.load_error = str(exc)
+            log.exception("the output safety check could not load; clips stay unchecked")
+        status = {
+            "classifiers": [] if self.check is None else list(self.config.classifiers),
+            "thresholds": {} if self.check is None else self.check.default_thresholds,
+            "error": self.load_error,
+        }
+        await self.db.write(lambda db: write_state(db, CHECK_STATUS_KEY, json.dumps(status)))
+        return time.perf_counter() - started
+
+    async def refuse_withheld_parent(self, job: Job) -> None:
+        """Fail an Extend whose clip to continue was withheld and is not its requester's."""
+        if job.kind is not JobKind.EXTEND or job.parent_id is None:
+            return
+        parent_id = job.parent_id
+        parent = await self.db.read(lambda db: fetch_job(db, parent_id))
+        if parent is not None and not may_extend(parent, job.user_id):
+            raise ClipFailed(PARENT_WITHHELD, f"parent job {parent.id} is withheld")
+
+    async def judge(
+        self, job: Job, clip: Path, *, poster: Path | None, frames: int | None
+    ) -> OutputVerdict:
+        """The verdict on ``job``'s finished clip under its server's policy. Never raises for
+        the classifier's sake: a failure to look is an unchecked verdict."""
+        policy = await self.policies.policy(job.guild_id)
+        if policy.mode is SafetyMode.OFF:
+            return OutputVerdict(Verdict.OFF, detail="the server turned the check off")
+        if self.check is None:
+            return unchecked(policy, self.load_error or "the safety check is not loaded")
+        check = self.check
+        try:
+            scores = await asyncio.to_thread(
+                check.check_clip, clip, poster=poster, total_frames=frames
+            )
+        except SafetyUnavailable as exc:
+            log.warning("job %d: the safety check could not look at the clip: %s", job.id, exc)
+            return unchecked(policy, str(exc))
+        verdict = judge(policy, scores, check.default_thresholds)
+        log.info(
+            "job %d: safety %s in %.2f s over %d frames (%s)",
+            job.id,
+            verdict.verdict,
+            scores.seconds,
+            scores.frames_checked,
+            verdict.detail,
+        )
+        return verdict
+
+    async def record(self, job_id: int, worker_id: str, verdict: OutputVerdict) -> bool:
+        """Store ``verdict`` with the job, if ``worker_id`` still runs it (before it is done,
+        so the bot never sees a finished clip without its verdict)."""
+        if verdict.verdict is Verdict.UNCHECKED and not verdict.hold:
+            log.warning(
+                "job %d goes out unchecked, as its server chose: %s", job_id, verdict.detail
+            )
+        values = [
+            verdict.verdict.value,
+            json.dumps(verdict.scores),
+            json.dumps(list(verdict.flagged)),
+            int(verdict.hold),
+            job_id,
+            worker_id,
+        ]
+
+        def write(db: sqlite_utils.Database) -> bool:
+            cursor = db.execute(
+                "UPDATE jobs SET safety_verdict = ?, safety_scores = ?, safety_flagged = ?,"
+                " safety_hold = ?, safety_state = NULL, safety_state_at = NULL,"
+                " safety_state_by = NULL WHERE id = ? AND worker_id = ? AND status = ?",
+                [*values, JobStatus.RUNNING.value],
+            )
+            return cursor.rowcount == 1
+
+        return await self.db.write(write)
+
+
+@dataclass(frozen=True)
+class HeldClip:
+    """A withheld clip, as moderators review it."""
+
+    job: Job
+    withheld_at: float
+
+
+class HeldClips:
+    """The bot's side: policies changed by moderators, and what becomes of held clips.
+
+    Every change writes its audit row in the same transaction (through
+    :class:`~jobqueue.moderation.Moderation`), so the mod-log channel hears of each.
+    """
+
+    def __init__(self, moderation: Moderation, defaults: SafetyPolicy) -> None:
+        self.moderation = moderation
+        self.policies = SafetyPolicies(moderation.db, defaults)
+
+    async def policy(self, guild_id: int | None) -> SafetyPolicy:
+        return await self.policies.policy(guild_id)
+
+    # --- the policy ---------------------------------------------------------------------
+
+    async def set_mode(self, guild_id: int, mode: SafetyMode, *, actor_id: int) -> SafetyPolicy:
+        return await self._set(guild_id, "mode", mode.value, actor_id, f"mode {mode}")
+
+    async def set_threshold(
+        self, guild_id: int, category: str, value: float | None, *, actor_id: int
+    ) -> SafetyPolicy:
+        """Set a category's threshold, or with ``None`` go back to the default."""
+        known = await self.policies.known_thresholds()
+        if category not in known:
+            raise ModerationError(
+                f"No classifier scores {category!r}; the categories are {', '.join(known)}."
+            )
+        current = await self.policy(guild_id)
+        own = {name: score for name, score in current.thresholds.items() if name in known}
+        if value is None:
+            own.pop(category, None)
+            detail = f"{category} threshold back to the default"
+        else:
+            own[category] = value
+            detail = f"{category} threshold {value:.2f}"
+        return await self._set(guild_id, "thresholds", json.dumps(own), actor_id, detail)
+
+    async def set_strikes(self, guild_id: int, on: bool, *, actor_id: int) -> SafetyPolicy:
+        detail = "withheld clips count as strikes" if on else "withheld clips are no strikes"
+        return await self._set(guild_id, "strikes", int(on), actor_id, detail)
+
+    async def set_if_unchecked(
+        self, guild_id: int, choice: IfUnchecked, *, actor_id: int
+    ) -> SafetyPolicy:
+        detail = f"unchecked clips: {choice}"
+        return await self._set(guild_id, "if_unchecked", choice.value, actor_id, detail)
+
+    async def _set(
+        self, guild_id: int, column: str, value: Any, actor_id: int, detail: str
+    ) -> SafetyPolicy:
+        note = AuditNote(actor_id, AuditAction.SAFETY_SET, detail=detail)
+        defaults = self.policies.defaults
+
+        def change(db: sqlite_utils.Database, now: float) -> tuple[SafetyPolicy, list[AuditNote]]:
+            _write_policy(db, guild_id, column, value)
+            return read_policy(db, guild_id, defaults), [note]
+
+        return await self.moderation._write_audited(guild_id, change)
+
+    # --- held clips ---------------------------------------------------------------------
+
+    async def withhold(self, job: Job) -> bool:
+        """Record that ``job``'s clip is withheld (audited, a strike if the server counts
+        them); False if it already was."""
+        policy = await self.policy(job.guild_id)
+        reason = _held_reason(job)
+        note = AuditNote(
+            AUTOMATIC_ACTOR_ID,
+            AuditAction.OUTPUT_WITHHELD,
+            target_user_id=job.user_id,
+            target_job_id=job.id,
+            reason=reason,
+        )
+        counts = policy.strikes and job.safety_verdict == Verdict.UNSAFE
+
+        def withhold(db: sqlite_utils.Database, now: float) -> tuple[bool, list[AuditNote]]:
+            if not _set_state(db, job.id, HeldState.WITHHELD, None, now, when_state=None):
+                return False, []
+            notes = [note]
+            if counts:
+                notes.extend(self._strike(db, job, reason, now))
+            return True, notes
+
+        return await self.moderation._write_audited(job.guild_id, withhold)
+
+    def _strike(
+        self, db: sqlite_utils.Database, job: Job, reason: str, now: float
+    ) -> list[AuditNote]:
+        guild = DM_GUILD_ID if job.guild_id is None else job.guild_id
+        db.execute(
+            "INSERT INTO strikes (guild_id, user_id, created_at, rule_id, category, field)"
+            " VALUES (?, ?, ?, NULL, ?, 'clip')",
+            [guild, job.user_id, now, f"output: {', '.join(job.safety_flagged)}"],
+        )
+        ban = self.moderation._ban_for_strikes(db, guild, job.user_id, now=now)
+        if ban is None:
+            return []
+        duration = format_duration(self.moderation.strike_ban_s)
+        return [
+            AuditNote(
+                AUTOMATIC_ACTOR_ID,
+                AuditAction.STRIKE_BAN,
+                target_user_id=job.user_id,
+                reason=ban.reason,
+                detail=f"for {duration}",
+            )
+        ]
+
+    async def spoilered(self, job: Job) -> bool:
+        """Record that ``job``'s clip goes to its age-restricted channel as a spoiler
+        (audited); False if that was recorded already."""
+        note = AuditNote(
+            AUTOMATIC_ACTOR_ID,
+            AuditAction.OUTPUT_SPOILERED,
+            target_user_id=job.user_id,
+            target_job_id=job.id,
+            reason=_held_reason(job),
+        )
+
+        def spoil(db: sqlite_utils.Database, now: float) -> tuple[bool, list[AuditNote]]:
+            if not _set_state(db, job.id, HeldState.SPOILERED, None, now, when_state=None):
+                return False, []
+            return True, [note]
+
+        return await self.moderation._write_audited(job.guild_id, spoil)
+
+    async def review(self, guild_id: int) -> list[HeldClip]:
+        """The server's withheld clips, newest first."""
+
+        def read(db: sqlite_utils.Database) -> list[HeldClip]:
+            found = rows(
+                db,
+                "SELECT * FROM jobs WHERE safety_state = 'withheld' AND guild_id = ?"
+                " ORDER BY finished_at DESC",
+                [guild_id],
+            )
+            return [HeldClip(Job.from_row(row), row["safety_state_at"] or 0.0) for row in found]
+
+        return await self.moderation.db.read(read)
+
+    async def release(self, guild_id: int, job_id: int, *, actor_id: int) -> Job:
+        """Release a withheld clip: the bot posts it (once, as any clip), and the audit log
+        names who released it. Raises :class:`ModerationError` with a sentence."""
+        held = await self._withheld(guild_id, job_id)
+        note = AuditNote(
+            actor_id,
+            AuditAction.OUTPUT_RELEASED,
+            target_user_id=held.user_id,
+            target_job_id=held.id,
+            reason=_held_reason(held),
+        )
+
+        def release(db: sqlite_utils.Database, now: float) -> tuple[Job, list[AuditNote]]:
+            if not _set_state(
+                db, job_id, HeldState.RELEASED, actor_id, now, when_state=HeldState.WITHHELD
+            ):
+                raise ModerationError(f"Clip #{job_id} is not withheld any more.")
+            # Undelivered again, as a change: the bot's delivery posts it like any finished
+            # clip, exactly once, also after a restart.
+            db.execute(
+                "UPDATE jobs SET delivered_at = NULL, result_message_id = NULL,"
+                " updated_at = ?, version = ? WHERE id = ?",
+                [now, next_version(db), job_id],
+            )
+            released = fetch_job(db, job_id)
+            assert released is not None
+            return released, [note]
+
+        return await self.moderation._write_audited(guild_id, release)
+
+    async def delete(self, guild_id: int, job_id: int, clips_dir: Path, *, actor_id: int) -> Job:
+        """Delete a withheld clip's files for good (audited)."""
+        from jobqueue.clipfiles import job_files
+
+        held = await self._withheld(guild_id, job_id)
+        note = AuditNote(
+            actor_id,
+            AuditAction.OUTPUT_DELETED,
+            target_user_id=held.user_id,
+            target_job_id=held.id,
+            reason=_held_reason(held),
+        )
+
+        def delete(db: sqlite_utils.Database, now: float) -> tuple[Job, list[AuditNote]]:
+            if not _set_state(
+                db, job_id, HeldState.DELETED, actor_id, now, when_state=HeldState.WITHHELD
+            ):
+                raise ModerationError(f"Clip #{job_id} is not withheld any more.")
+            return replace(held, safety_state=HeldState.DELETED), [note]
+
+        deleted = await self.moderation._write_audited(guild_id, delete)
+        for path in await asyncio.to_thread(job_files, clips_dir, job_id):
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        return deleted
+
+    async def _withheld(self, guild_id: int, job_id: int) -> Job:
+        job = await self.moderation.db.read(lambda db: fetch_job(db, job_id))
+        if job is None or job.guild_id != guild_id:
+            raise ModerationError(f"There is no clip #{job_id} in this server.")
+        if job.safety_state != HeldState.WITHHELD:
+            raise ModerationError(f"Clip #{job_id} is not withheld by the safety check.")
+        return job
+
+
+def _set_state(
+    db: sqlite_utils.Database,
+    job_id: int,
+    state: HeldState,
+    actor_id: int | None,
+    now: float,
+    *,
+    when_state: HeldState | None,
+) -> bool:
+    condition = "safety_state IS NULL" if when_state is None else "safety_state = ?"
+    params: list[Any] = [state.value, now, actor_id, job_id]
+    if when_state is not None:
+        params.append(when_state.value)
+    cursor = db.execute(
+        "UPDATE jobs SET safety_state = ?, safety_state_at = ?, safety_state_by = ?"
+        f" WHERE id = ? AND safety_hold = 1 AND {condition}",
+        params,
+    )
+    return cursor.rowcount == 1
+
+
+def _held_reason(job: Job) -> str:
+    """Why the clip is held, for the audit log: its flagged scores, or that nobody looked."""
+    if job.safety_verdict == Verdict.UNCHECKED:
+        return "the safety check could not look at it"
+    flagged = ", ".join(
+        f"{category} {job.safety_scores.get(category, 0.0):.2f}" for category in job.safety_flagged
+    )
+    return f"flagged: {flagged}" if flagged else "flagged by the safety check"
