@@ -47,7 +47,7 @@ NOT_SENT: Final = object()
 HOLD_AFTER_REFUSAL_S = 1.0
 """How long a bucket rests after a 429 that said nothing of how long to wait."""
 
-CLOCK_MARGIN_S = 0.25
+CLOCK_MARGIN_S = 0.05
 """Added to every window: a request reaches Discord a little after it was granted here."""
 
 
@@ -175,13 +175,16 @@ class ChannelWrites:
         self.wake = asyncio.Event()
         self.offers: set[asyncio.Task[None]] = set()
         self.dispatcher: asyncio.Task[None] | None = None
+        self.closed = False
 
     def start(self) -> None:
         if self.dispatcher is None:
             self.dispatcher = asyncio.create_task(self.dispatch(), name="channel-writes")
 
     async def close(self) -> None:
-        """Stop granting; writes still waiting are cancelled, ones in flight finish."""
+        """Stop granting; writes still waiting (or asked for from now on) are cancelled, ones
+        in flight finish."""
+        self.closed = True
         if self.dispatcher is not None:
             self.dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -286,6 +289,9 @@ class ChannelWrites:
         seq: int,
     ) -> Write:
         write = Write(lane_key, priority, seq, key, action)
+        if self.closed:
+            write.granted.cancel()
+            return write
         lane = self.lanes.setdefault(lane_key, LaneState())
         heapq.heappush(lane.waiting, (priority, seq, write))
         if key is not None:
@@ -343,7 +349,7 @@ class ChannelWrites:
 
     def heads(self) -> list[Write]:
         heads = []
-        for lane in self.lanes.values():
+        for lane_key, lane in list(self.lanes.items()):
             # A write is dropped when replaced, its future cancelled when its caller gave up.
             while lane.waiting and (
                 lane.waiting[0][2].dropped or lane.waiting[0][2].granted.done()
@@ -351,6 +357,8 @@ class ChannelWrites:
                 heapq.heappop(lane.waiting)
             if lane.waiting:
                 heads.append(lane.waiting[0][2])
+            elif lane_key[1] is not Route.SEND:
+                del self.lanes[lane_key]  # send lanes also remember what the channel shows
         return heads
 
     def ready_at(self, write: Write, now: float) -> float:

@@ -110,6 +110,9 @@ class QueueBoards:
             text = board.wanted
             message = await self.channel_of(channel_id).send(text, allowed_mentions=NO_PINGS)
             self.writes.sent(channel_id, message.id)
+            # The line may have emptied while this was on its way: then the next look at the
+            # queue finds this board up but unwanted, and deletes it.
+            board = self.boards.setdefault(channel_id, Board(None))
             old_id = board.message_id
             board.message_id, board.shown, board.edited_at = message.id, text, self.clock()
             board.posted_at_count = self.writes.sent_count(channel_id)
