@@ -1,4 +1,5 @@
-"""The OpenAI-compatible backend against a real HTTP server speaking chat-completions."""
+"""The OpenAI-compatible backend against real HTTP servers: retries, timeouts, and every fault
+a server can send (bad bytes, deep JSON, huge bodies, long Retry-After) ends in a fallback."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from pipeline.rewrite import GuardedRewriter, RewriterConfig, build_rewriter
-from pipeline.rewrite.openai_compat import OpenAICompatBackend, RetryPolicy, parse_retry_after
+from pipeline.rewrite.openai_compat import (
+    MAX_BODY_BYTES,
+    OpenAICompatBackend,
+    RetryPolicy,
+    parse_retry_after,
+)
 from tests.conftest import ChatReply, FakeChatServer
+from tests.fakellm import FakeLlamaServer, Reply, serving
 
 API_KEY = "sk-test-0123456789abcdef"
 SCENE = (
@@ -114,7 +122,7 @@ async def test_a_server_that_keeps_failing_gives_the_users_prompt(
     result = await make_rewriter().rewrite("a cat surfing")
     assert not result.enhanced
     assert result.rewritten == "a cat surfing"
-    assert result.fallback_reason == "the rewriting endpoint failed (HTTP 502)"
+    assert result.fallback_reason == "the rewriting endpoint failed (HTTP 502: bad gateway)"
     assert len(chat_server.requests) == 3
 
 
@@ -123,7 +131,9 @@ async def test_a_refused_request_is_not_retried(
 ) -> None:
     chat_server.script(ChatReply(status=401, body='{"error": "bad key"}'))
     result = await make_rewriter().rewrite("a cat surfing")
-    assert result.fallback_reason == "the rewriting endpoint refused the request (HTTP 401)"
+    assert (
+        result.fallback_reason == "the rewriting endpoint refused the request (HTTP 401: bad key)"
+    )
     assert len(chat_server.requests) == 1
 
 
@@ -208,7 +218,159 @@ async def test_cancelling_a_rewrite_stops_waiting_for_the_endpoint(
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(None, None), ("3", 3.0), ("-1", 0.0), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+    [
+        (None, None),
+        ("3", 3.0),
+        ("-1", 0.0),
+        ("soon", None),
+        ("nan", None),
+        ("inf", float("inf")),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
 )
 def test_retry_after_header(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header) == seconds
+
+
+# --- faults, from a llama.cpp-like server on its completions API ---
+
+
+@pytest.fixture
+async def llama() -> AsyncIterator[FakeLlamaServer]:
+    async with serving(FakeLlamaServer()) as server:
+        yield server
+
+
+@pytest.fixture
+async def completions_rewriter(llama: FakeLlamaServer) -> AsyncIterator[GuardedRewriter]:
+    backend = OpenAICompatBackend(
+        base_url=llama.base_url,
+        model="gemma-3-270m",
+        api_key=API_KEY,
+        api="completions",
+        request_timeout_s=10,
+        retry=RetryPolicy(attempts=3, backoff_s=0.01),
+    )
+    rewriter = GuardedRewriter(backend, timeout_s=10)
+    yield rewriter
+    await rewriter.aclose()
+
+
+def completion_body(text: str) -> bytes:
+    return json.dumps({"choices": [{"index": 0, "text": text}]}).encode()
+
+
+DEEP = b"[" * 200_000 + b"]" * 200_000
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply(body=b"\xff\xfe\x00{not json"), "the rewriting endpoint sent malformed JSON"),
+        (
+            Reply(body=completion_body(SCENE).replace(b"ginger", b"ging\xc3\x28er")),
+            "the answer is garbled",
+        ),
+        (Reply(body=DEEP), "the rewriting endpoint sent malformed JSON"),
+        (
+            Reply(body=b'{"choices": [{"text": ' + DEEP + b"}]}"),
+            "the rewriting endpoint sent malformed JSON",
+        ),
+        (
+            Reply(body=completion_body("x" * (2 * MAX_BODY_BYTES))),
+            "the rewriting endpoint sent too much",
+        ),
+        (
+            Reply(body=completion_body("x" * (2 * MAX_BODY_BYTES)), chunked=True),
+            "the rewriting endpoint sent too much",
+        ),
+        (Reply(body=b'{"choices": [{"text": 42}]}'), "the rewriting endpoint sent no text"),
+        (Reply(body=b'{"choices": ["text"]}'), "the rewriting endpoint sent no text"),
+        (Reply(body=b"null"), "the rewriting endpoint sent no choices"),
+    ],
+    ids=[
+        "bad-utf8-json",
+        "bad-utf8-text",
+        "nested-json",
+        "nested-in-choices",
+        "huge-body",
+        "huge-chunked-body",
+        "text-not-a-string",
+        "choice-not-an-object",
+        "null",
+    ],
+)
+async def test_every_broken_answer_is_a_fallback_with_its_reason(
+    llama: FakeLlamaServer, completions_rewriter: GuardedRewriter, reply: Reply, reason: str
+) -> None:
+    llama.script(reply)
+    result = await completions_rewriter.rewrite("a cat surfing")
+    assert (result.enhanced, result.rewritten, result.fallback_reason) == (
+        False,
+        "a cat surfing",
+        reason,
+    )
+
+
+async def test_a_retry_after_beyond_the_time_left_fails_at_once_as_rate_limited(
+    llama: FakeLlamaServer, completions_rewriter: GuardedRewriter
+) -> None:
+    llama.script(Reply(status=429, body="{}", headers={"Retry-After": "25"}))
+    started = time.perf_counter()
+    result = await completions_rewriter.rewrite("a cat surfing")
+    assert result.fallback_reason == "the rewriting endpoint is rate-limited"
+    assert time.perf_counter() - started < 5, "it must not sleep into a timeout"
+    assert len(llama.requests) == 1
+
+
+async def test_a_retry_after_beyond_the_longest_wait_fails_at_once(
+    llama: FakeLlamaServer,
+) -> None:
+    backend = OpenAICompatBackend(
+        base_url=llama.base_url,
+        model="m",
+        api="completions",
+        request_timeout_s=600,
+        retry=RetryPolicy(max_wait_s=30),
+    )
+    llama.script(Reply(status=429, body="{}", headers={"Retry-After": "120"}))
+    rewriter = GuardedRewriter(backend, timeout_s=600)
+    result = await rewriter.rewrite("a cat surfing")
+    await rewriter.aclose()
+    assert result.fallback_reason == "the rewriting endpoint is rate-limited"
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (
+            Reply(
+                status=400,
+                body=json.dumps({"error": {"code": 400, "message": "'prompt' must be a string"}}),
+            ),
+            "the rewriting endpoint refused the request (HTTP 400: 'prompt' must be a string)",
+        ),
+        (
+            Reply(status=401, body=json.dumps({"error": f"Incorrect API key: {API_KEY}"})),
+            "the rewriting endpoint refused the request (HTTP 401: Incorrect API key: ***)",
+        ),
+        (
+            Reply(status=404, body="<html><body>404 Not Found</body></html>"),
+            "the rewriting endpoint refused the request (HTTP 404)",
+        ),
+        (
+            Reply(status=400, body="model\x1b[31m not\x00 found " + "x" * 400),
+            "the rewriting endpoint refused the request (HTTP 400: "
+            + ("model[31m not found " + "x" * 400)[:199]
+            + "…)",
+        ),
+    ],
+    ids=["json-message", "key-redacted", "html-page", "long-text"],
+)
+async def test_a_refusal_keeps_the_servers_message(
+    llama: FakeLlamaServer, completions_rewriter: GuardedRewriter, reply: Reply, reason: str
+) -> None:
+    llama.script(reply)
+    result = await completions_rewriter.rewrite("a cat surfing")
+    assert result.fallback_reason == reason
+    assert len(llama.requests) == 1

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 RewriteMode = Literal["t2v", "i2v"]
 
@@ -34,9 +37,18 @@ class PromptRewriter(Protocol):
         ...
 
     async def rewrite(
-        self, prompt: str, *, mode: RewriteMode = "t2v", seed: int = 0
+        self,
+        prompt: str,
+        *,
+        mode: RewriteMode = "t2v",
+        seed: int = 0,
+        image: Image.Image | None = None,
     ) -> RewriteResult:
-        """Never raises for model trouble: falls back to the user's prompt with a reason."""
+        """Never raises for model trouble: falls back to the user's prompt with a reason.
+
+        ``image`` is the picture an ``i2v`` clip starts from; a vision-language model looks
+        at it, any other model ignores it.
+        """
         ...
 
     async def aclose(self) -> None: ...
@@ -69,10 +81,19 @@ class TextBackend(Protocol):
     def name(self) -> str: ...
 
     @property
-    def model(self) -> str: ...
+    def model(self) -> str:
+        """The model that answers; after ``warm_up`` it is the one actually loaded."""
+        ...
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether ``complete`` shows its ``image`` to the model (known after ``warm_up``)."""
+        ...
 
     async def warm_up(self) -> float: ...
 
-    async def complete(self, prompt: str, *, mode: RewriteMode, seed: int) -> Completion: ...
+    async def complete(
+        self, prompt: str, *, mode: RewriteMode, seed: int, image: Image.Image | None = None
+    ) -> Completion: ...
 
     async def aclose(self) -> None: ...

@@ -14,8 +14,12 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .prompts import INSTRUCTIONS_REVISION
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +31,11 @@ class CacheKey:
     prompt: str
     mode: str
     seed: int
+    image: str = ""
+    """``image_digest`` of the picture the model saw; empty when it saw none."""
 
     def digest(self) -> str:
-        fields = [
+        fields: list[object] = [
             INSTRUCTIONS_REVISION,
             self.backend,
             self.model,
@@ -37,7 +43,18 @@ class CacheKey:
             self.mode,
             self.seed,
         ]
+        if self.image:
+            fields.append(self.image)
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+def image_digest(image: Image.Image | None) -> str:
+    """A digest of the picture's size, mode and pixels; empty for no picture."""
+    if image is None:
+        return ""
+    hasher = hashlib.sha256(f"{image.mode} {image.size}".encode())
+    hasher.update(image.tobytes())
+    return hasher.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ with the old instructions are not served.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import RewriteMode
 
-INSTRUCTIONS_REVISION = 1
+INSTRUCTIONS_REVISION = 2
 
 _T2V_BRIEF = """\
 You are a film director writing the brief for a text-to-video model. Rewrite the user's idea \
@@ -92,10 +94,17 @@ def system_brief(mode: RewriteMode) -> str:
     return _I2V_BRIEF if mode == "i2v" else _T2V_BRIEF
 
 
-def chat_messages(prompt: str, mode: RewriteMode) -> list[dict[str, str]]:
+def chat_messages(
+    prompt: str, mode: RewriteMode, *, image_part: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The brief and the user's idea; ``image_part`` (the backend's way to attach a picture)
+    goes in front of the idea as its own content part."""
+    user: str | list[dict[str, Any]] = prompt
+    if image_part is not None:
+        user = [image_part, {"type": "text", "text": prompt}]
     return [
         {"role": "system", "content": system_brief(mode)},
-        {"role": "user", "content": prompt},
+        {"role": "user", "content": user},
     ]
 
 
@@ -110,5 +119,21 @@ def few_shot(prompt: str, mode: RewriteMode) -> str:
 
 
 def end_markers(mode: RewriteMode) -> tuple[str, ...]:
-    """Text that means a base model has finished its answer and started another example."""
-    return ("\n\n", f"{_LABELS[mode][0]}:")
+    """Text that means a base model has finished its answer and started something else.
+
+    A blank line ends an example; a base model that skips it starts the next example with one
+    of the labels. At most four: OpenAI's limit for ``stop``.
+    """
+    idea_label, answer_label = _LABELS[mode]
+    return ("\n\n", f"{idea_label}:", f"\n{answer_label}:")
+
+
+def cut_at_markers(text: str, markers: tuple[str, ...]) -> str:
+    """``text`` up to the first marker, for backends that went past their stop sequences."""
+    positions = [text.find(marker) for marker in markers if marker in text]
+    return text[: min(positions)] if positions else text
+
+
+def system_briefs() -> tuple[str, ...]:
+    """Every brief a chat model may be given; an answer that repeats one is not a scene."""
+    return (_T2V_BRIEF, _I2V_BRIEF)

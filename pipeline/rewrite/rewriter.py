@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from .base import BackendError, PromptRewriter, RewriteMode, RewriteResult, TextBackend
-from .cache import CachedRewrite, CacheKey, RewriteCache
+from .cache import CachedRewrite, CacheKey, RewriteCache, image_digest
 from .config import RewriterConfig
-from .guardrails import OutputLimits, review
+from .guardrails import OutputLimits, gives_instructions, review
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +21,10 @@ log = logging.getLogger(__name__)
 class GuardedRewriter:
     """Asks ``backend`` for a rewrite and falls back to the user's prompt on any trouble.
 
-    The timeout covers generation only: loading a model happens once per process (call
-    ``warm_up`` at start-up) and may take longer than one rewrite should.
+    The timeout covers generation only: loading a model (or asking an endpoint which API it
+    speaks) happens once per process (call ``warm_up`` at start-up) and may take longer than
+    one rewrite should. A picture is passed on only to a backend that shows it to its model,
+    and then it is part of the cache key.
     """
 
     def __init__(
@@ -46,20 +52,35 @@ class GuardedRewriter:
             return 0.0
 
     async def rewrite(
-        self, prompt: str, *, mode: RewriteMode = "t2v", seed: int = 0
+        self,
+        prompt: str,
+        *,
+        mode: RewriteMode = "t2v",
+        seed: int = 0,
+        image: Image.Image | None = None,
     ) -> RewriteResult:
         started = time.perf_counter()
         idea = " ".join(prompt.split())
         if not idea:
             return self._fallback(prompt, "empty prompt", started)
-        key = CacheKey(self._backend.name, self._backend.model, idea, mode, seed)
+        if gives_instructions(idea):
+            # Whatever the model would answer, it would follow the prompt, not rewrite it.
+            return self._fallback(prompt, "the prompt gives the rewriter instructions", started)
+        try:
+            # First, so that the key names the model that answers (a fallback may replace it).
+            await self._backend.warm_up()
+        except BackendError as exc:
+            return self._fallback(prompt, exc.reason, started)
+        shown = image if image is not None and self._backend.sees_images else None
+        key = CacheKey(
+            self._backend.name, self._backend.model, idea, mode, seed, image_digest(shown)
+        )
         hit = self._cache.get(key) if self._cache is not None else None
         if hit is not None:
             return self._from_cache(prompt, hit, started)
         try:
-            await self._backend.warm_up()
             async with asyncio.timeout(self._timeout_s):
-                completion = await self._backend.complete(idea, mode=mode, seed=seed)
+                completion = await self._backend.complete(idea, mode=mode, seed=seed, image=shown)
         except TimeoutError:
             return self._fallback(prompt, "timeout", started)
         except BackendError as exc:
@@ -110,7 +131,12 @@ class DisabledRewriter:
         return 0.0
 
     async def rewrite(
-        self, prompt: str, *, mode: RewriteMode = "t2v", seed: int = 0
+        self,
+        prompt: str,
+        *,
+        mode: RewriteMode = "t2v",
+        seed: int = 0,
+        image: Image.Image | None = None,
     ) -> RewriteResult:
         return RewriteResult(
             original=prompt,
@@ -145,7 +171,10 @@ def build_backend(config: RewriterConfig) -> TextBackend:
             base_url=config.openai_base_url,
             model=config.openai_model,
             api_key=config.openai_api_key,
+            api=config.openai_api,
+            vision=config.openai_vision,
             request_timeout_s=config.timeout_s,
+            max_tokens=config.max_new_tokens,
         )
     # Imported here so that processes not running a local model never import torch.
     from .local import LocalBackend, SamplingSettings

@@ -41,12 +41,15 @@ class CoreSettings(BaseSettings):
     max_upload_bytes: int = 10 * MIB
 
     rewriter: Literal["local", "openai", "off"] = "local"
-    rewriter_model: str = "gemma3-270m"
+    rewriter_model: str = "auto"
     rewriter_timeout_s: float = 60.0
-    rewriter_device: str = "cpu"
+    rewriter_device: str = "auto"
+    rewriter_max_tokens: int = 220
     openai_base_url: str = "http://localhost:11434/v1"
     openai_model: str = "qwen2.5:3b-instruct"
     openai_api_key: str = Field(default="", repr=False)
+    openai_api: Literal["auto", "chat", "completions"] = "auto"
+    openai_vision: Literal["auto", "on", "off"] = "auto"
     enhance_default: bool = True
 
     max_waiting_per_user: int = 5
@@ -135,8 +138,11 @@ class CoreSettings(BaseSettings):
             openai_base_url=self.openai_base_url,
             openai_model=self.openai_model,
             openai_api_key=self.openai_api_key,
+            openai_api=self.openai_api,
+            openai_vision=self.openai_vision,
             timeout_s=self.rewriter_timeout_s,
             device=self.rewriter_device,
+            max_new_tokens=self.rewriter_max_tokens,
         )
 
 

@@ -1,0 +1,183 @@
+"""Both HTTP APIs of an OpenAI-compatible server, against a fake llama.cpp server with a base
+model behind it: completions make the rewrite, chat falls back cleanly, auto picks right."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
+from pipeline.rewrite.config import OpenAIApi
+from pipeline.rewrite.openai_compat import OpenAICompatBackend, RetryPolicy
+from pipeline.rewrite.rewriter import GuardedRewriter
+from tests.fakellm import FakeLlamaServer, Flavour, Reply, scene_for, serving
+
+QWEN_TEMPLATE = (
+    "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content"
+    " + '<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}"
+    "{{- '<|im_start|>assistant\\n' }}{%- endif %}{# Qwen2.5 #}"
+)
+
+Serve = Callable[..., Any]
+Make = Callable[..., PromptRewriter]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Starts fake servers; each stops when the test ends."""
+    stack: list[Any] = []
+
+    async def start(**options: Any) -> FakeLlamaServer:
+        context = serving(FakeLlamaServer(**options))
+        stack.append(context)
+        return await context.__aenter__()
+
+    yield start
+    for context in reversed(stack):
+        await context.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Make]:
+    made: list[PromptRewriter] = []
+
+    def build(server: FakeLlamaServer, api: OpenAIApi = "auto", **options: Any) -> PromptRewriter:
+        config = RewriterConfig(
+            backend="openai", openai_base_url=server.base_url, openai_api=api, **options
+        )
+        rewriter = build_rewriter(config)
+        made.append(rewriter)
+        return rewriter
+
+    yield build
+    for rewriter in made:
+        await rewriter.aclose()
+
+
+async def test_completions_mode_makes_the_rewrite_with_few_shot_and_stops(
+    serve: Serve, make: Make
+) -> None:
+    server = await serve()
+    result = await make(server, "completions", max_new_tokens=123).rewrite("a cat surfing", seed=4)
+    assert result.enhanced, result.fallback_reason
+    assert result.rewritten == scene_for("a cat surfing")
+    [body] = server.bodies("/v1/completions")
+    assert body["prompt"].endswith("Short idea: a cat surfing\nCinematic video prompt:")
+    assert "\n\n" in body["stop"]
+    assert (body["max_tokens"], body["seed"], body["model"]) == (123, 4, "qwen2.5:3b-instruct")
+    assert server.bodies("/v1/chat/completions") == []
+    assert server.described == 0, "an explicit API needs no question to the server"
+
+
+async def test_image_to_video_prompts_use_the_motion_examples(serve: Serve, make: Make) -> None:
+    server = await serve()
+    result = await make(server, "completions").rewrite("the waves crash", mode="i2v")
+    assert result.enhanced
+    assert server.bodies("/v1/completions")[0]["prompt"].endswith(
+        "Short idea: the waves crash\nMotion and camera:"
+    )
+
+
+async def test_chat_mode_on_a_base_model_falls_back_cleanly(serve: Serve, make: Make) -> None:
+    server = await serve()
+    result = await make(server, "chat").rewrite("a cat surfing")
+    assert (result.enhanced, result.rewritten) == (False, "a cat surfing")
+    assert result.fallback_reason == "the answer contains chat-template tokens"
+    [body] = server.bodies("/v1/chat/completions")
+    assert body["messages"][0]["role"] == "system"
+    assert body["max_tokens"] == 220
+
+
+async def test_auto_asks_llama_cpp_once_and_uses_completions_for_a_base_model(
+    serve: Serve, make: Make
+) -> None:
+    server = await serve()
+    rewriter = make(server)
+    first = await rewriter.rewrite("a cat surfing")
+    second = await rewriter.rewrite("a dog running", seed=1)
+    assert first.enhanced
+    assert second.enhanced
+    assert len(server.bodies("/v1/completions")) == 2
+    assert server.described == 1
+
+
+@pytest.mark.parametrize("flavour", ["llama.cpp", "ollama"])
+async def test_auto_uses_chat_when_the_model_has_a_template(
+    serve: Serve, make: Make, flavour: Flavour
+) -> None:
+    async def instruct_model(_generation: object) -> str:
+        return scene_for("a cat surfing")
+
+    server = await serve(writer=instruct_model, flavour=flavour, chat_template=QWEN_TEMPLATE)
+    result = await make(server).rewrite("a cat surfing")
+    assert result.enhanced
+    assert len(server.bodies("/v1/chat/completions")) == 1
+    assert server.bodies("/v1/completions") == []
+
+
+async def test_auto_asks_ollama_about_the_configured_model(serve: Serve, make: Make) -> None:
+    server = await serve(flavour="ollama")
+    result = await make(server, openai_model="gemma3:270m").rewrite("a cat surfing")
+    assert result.enhanced
+    assert server.described == 1
+    assert server.bodies("/v1/completions")[0]["model"] == "gemma3:270m"
+
+
+async def test_auto_on_a_server_that_says_nothing_uses_chat(serve: Serve, make: Make) -> None:
+    async def instruct_model(_generation: object) -> str:
+        return scene_for("a cat surfing")
+
+    server = await serve(writer=instruct_model, flavour="plain")
+    assert (await make(server).rewrite("a cat surfing")).enhanced
+    assert len(server.bodies("/v1/chat/completions")) == 1
+
+
+async def test_auto_switches_to_completions_when_chat_is_refused_for_want_of_a_template(
+    serve: Serve, make: Make
+) -> None:
+    # vLLM's answer when a model has no chat template.
+    refusal = {
+        "object": "error",
+        "message": "As of transformers v4.44, default chat template is no longer allowed, so "
+        "you must provide a chat template if the tokenizer does not define one.",
+        "type": "BadRequestError",
+        "code": 400,
+    }
+    server = await serve(flavour="plain")
+    server.script(Reply(status=400, body=json.dumps(refusal)))
+    rewriter = make(server)
+    result = await rewriter.rewrite("a cat surfing")
+    assert result.enhanced, result.fallback_reason
+    assert (await rewriter.rewrite("a dog running")).enhanced
+    assert len(server.bodies("/v1/chat/completions")) == 1
+    assert len(server.bodies("/v1/completions")) == 2
+
+
+async def test_a_chat_refusal_for_another_reason_keeps_its_message(
+    serve: Serve, make: Make
+) -> None:
+    server = await serve(flavour="plain")
+    error = {"error": {"code": 400, "message": "the request exceeds the available context size"}}
+    server.script(Reply(status=400, body=json.dumps(error)))
+    result = await make(server).rewrite("a cat surfing")
+    assert result.fallback_reason == (
+        "the rewriting endpoint refused the request "
+        "(HTTP 400: the request exceeds the available context size)"
+    )
+    assert server.bodies("/v1/completions") == []
+
+
+async def test_a_server_that_cannot_be_asked_is_asked_again_by_the_next_rewrite() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    backend = OpenAICompatBackend(base_url=closed, model="m", retry=RetryPolicy(attempts=1))
+    rewriter = GuardedRewriter(backend, timeout_s=10)
+    result = await rewriter.rewrite("a cat surfing")
+    await rewriter.aclose()
+    assert result.fallback_reason == "the rewriting endpoint is unreachable"
+    assert backend.api is None, "an unanswered question is not taken for an answer"
