@@ -46,6 +46,13 @@ VERBS: dict[str, str] = {
     AuditAction.MOD_ROLE_SET: "🛡️ {actor} set the moderator role",
     AuditAction.MOD_LOG_SET: "📜 {actor} set the mod-log channel",
     AuditAction.DENIED: "⚠️ {actor} tried an admin command without the rights to",
+    AuditAction.SAFETY_SET: "🛡️ {actor} changed the output safety check",
+    AuditAction.OUTPUT_WITHHELD: "🛡️ The safety check withheld {job} by {target}",
+    AuditAction.OUTPUT_SPOILERED: (
+        "🛡️ The safety check posted {job} by {target} as a spoiler (age-restricted channel)"
+    ),
+    AuditAction.OUTPUT_RELEASED: "🛡️ {actor} released the withheld {job} of {target}",
+    AuditAction.OUTPUT_DELETED: "🗑️ {actor} deleted the withheld {job} of {target}",
 }
 
 

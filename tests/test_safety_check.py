@@ -108,14 +108,15 @@ def test_a_half_second_flash_anywhere_in_a_clip_is_seen() -> None:
         assert check.check_frames(frames).scores["red"] == 1.0, start
 
 
-def test_sampling_a_file_returns_the_spread_frames(tmp_path: Path) -> None:
-    frames = np.zeros((33, 32, 48, 3), dtype=np.uint8)
+def test_sampling_a_file_returns_the_spread_frames_scaled_down(tmp_path: Path) -> None:
+    frames = np.zeros((33, 368, 640, 3), dtype=np.uint8)
     for index in range(33):
         frames[index] = index * 7  # each frame its own grey
     clip = encode(frames, tmp_path / "greys.mp4")
-    sampled = sample_clip(clip, 5)  # the frame count is read from the file
+    sampled = sample_clip(clip, 5)  # the frame count and size are read from the file
     greys = [int(frame.mean() / 7 + 0.5) for frame in sampled]
     assert greys == spread(33, 5) == [0, 8, 16, 24, 32]
+    assert {frame.shape for frame in sampled} == {(240, 416, 3)}
 
 
 class RedFrames:

@@ -1,7 +1,9 @@
 """``reelbot generate "prompt"``: one clip from the command line, without Discord or a queue.
 
 The same pipeline call the worker makes (:meth:`pipeline.clip.ClipMaker.make_clip`), for
-trying a model or a GPU. Prints the clip's path, its seed and where the time went.
+trying a model or a GPU. Prints the clip's path, its seed and where the time went, then what
+the output safety check finds in it (the worker's classifiers and thresholds; ``--no-safety``
+skips it). The clip is written whatever the verdict: it is the user's own terminal.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, EXIT_INTERRUPTED
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from jobqueue.safety import OutputVerdict
     from jobqueue.settings import CoreSettings
     from pipeline.clip import ClipMaker, MadeClip, StageChange
     from pipeline.request import ClipRequest, ResolvedRequest
@@ -58,6 +61,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "-o", "--output", type=Path, help="where to write the MP4 (default: reelbot-<seed>.mp4)"
+    )
+    parser.add_argument(
+        "--no-safety",
+        dest="safety",
+        action="store_false",
+        help="skip the output safety check (default: print its verdict and scores)",
     )
     # The terminal is for the progress bar and the result; REELBOT_LOG_LEVEL or -v say more.
     parser.set_defaults(handler=run, default_log_level="WARNING")
@@ -101,6 +110,8 @@ def generate_clip(
         err.write(f"{exc}\n")
         return EXIT_FAILED
     _report(out, made)
+    if args.safety:
+        _report_safety(out, _safety_verdict(settings, made))
     return 0
 
 
@@ -196,6 +207,39 @@ def _report(out: TextIO, made: MadeClip) -> None:
         del timings["rewrite"]  # no rewriter ran
     out.write("time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     out.write("\n")
+
+
+def _safety_verdict(settings: CoreSettings, made: MadeClip) -> OutputVerdict:
+    """The worker's check on the clip, with the settings' thresholds."""
+    from jobqueue.safety import judge, unchecked
+    from pipeline.safety import SafetyCheck, SafetyUnavailable
+
+    policy = settings.safety_policy()
+    clip = made.clip
+    try:
+        check = SafetyCheck.load(settings.safety_config())
+        scores = check.check_clip(
+            clip.path,
+            poster=clip.poster_path,
+            total_frames=clip.frames,
+            size=(clip.width, clip.height),
+        )
+    except SafetyUnavailable as exc:
+        return unchecked(policy, str(exc))
+    return judge(policy, scores, check.default_thresholds)
+
+
+def _report_safety(out: TextIO, verdict: OutputVerdict) -> None:
+    from jobqueue.safety import Verdict
+
+    if verdict.verdict is Verdict.UNCHECKED:
+        out.write(f"safety: not checked: {verdict.detail}\n")
+        return
+    scores = ", ".join(f"{name} {score:.2f}" for name, score in verdict.scores.items())
+    if verdict.verdict is Verdict.UNSAFE:
+        out.write(f"safety: UNSAFE, the bot would withhold it: {verdict.detail}; all: {scores}\n")
+    else:
+        out.write(f"safety: safe ({scores}; {verdict.seconds:.2f} s)\n")
 
 
 def _quiet_libraries() -> None:

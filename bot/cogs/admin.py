@@ -25,7 +25,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import admin_render
+from bot import admin_render, output_safety
 from bot.modlog import ModLog
 from bot.permissions import is_moderator
 from bot.render import NO_PINGS, mention
@@ -33,6 +33,7 @@ from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from jobqueue.clipfiles import job_files
 from jobqueue.models import NO_MESSAGE, Job, JobStatus
 from jobqueue.moderation import AuditAction, Ban, ModerationError, parse_duration
+from jobqueue.safety import MODE_MEANINGS, IfUnchecked, SafetyMode
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -56,6 +57,9 @@ class Admin(
     channels = app_commands.Group(name="channels", description="Where clips may be made")
     modrole = app_commands.Group(name="modrole", description="The role of moderators")
     modlog = app_commands.Group(name="modlog", description="Where moderation is logged")
+    safety = app_commands.Group(
+        name="safety", description="The check of every clip before it is posted"
+    )
 
     def __init__(self, bot: ReelBot) -> None:
         self.bot = bot
@@ -415,6 +419,124 @@ class Admin(
     async def stats(self, interaction: discord.Interaction[ReelBot]) -> None:
         """Jobs today, failures, average time per clip, the queue and the workers."""
         await show_embed(interaction, admin_render.stats_embed(await self.bot.queue.stats()))
+
+    # --- output safety ------------------------------------------------------------------
+
+    @safety.command(name="show")
+    async def safety_show(self, interaction: discord.Interaction[ReelBot]) -> None:
+        """What the safety check does here: mode, thresholds, strikes and its classifiers."""
+        held = output_safety.held_clips(self.bot)
+        policy = await held.policy(interaction.guild_id)
+        thresholds = await held.policies.known_thresholds()
+        status = await held.policies.check_status()
+        await show_embed(interaction, output_safety.policy_embed(policy, thresholds, status))
+
+    @safety.command(name="mode")
+    @app_commands.describe(
+        mode="withhold: never post flagged clips; spoiler: as spoilers in age-restricted"
+        " channels; off: look at nothing"
+    )
+    @app_commands.choices(
+        mode=[app_commands.Choice(name=mode.value, value=mode.value) for mode in SafetyMode]
+    )
+    async def safety_mode(self, interaction: discord.Interaction[ReelBot], mode: str) -> None:
+        """Choose what happens to clips the safety check flags (or turn it off)."""
+        chosen = SafetyMode(mode)
+        await output_safety.held_clips(self.bot).set_mode(
+            interaction.guild_id, chosen, actor_id=interaction.user.id
+        )
+        await reply_privately(
+            interaction, f"The safety check's mode is {chosen}: {MODE_MEANINGS[chosen]}."
+        )
+
+    @safety.command(name="threshold")
+    @app_commands.describe(
+        category="What is scored: nudity, nsfw, or a plugged-in model's category",
+        value="From 0 (flag every clip) to 1 (flag only certainties); leave out for the default",
+    )
+    async def safety_threshold(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        category: app_commands.Range[str, 1, 40],
+        value: app_commands.Range[float, 0.0, 1.0] | None = None,
+    ) -> None:
+        """Set the score from which a clip is flagged, for one category."""
+        name = category.strip().lower()
+        policy = await output_safety.held_clips(self.bot).set_threshold(
+            interaction.guild_id, name, value, actor_id=interaction.user.id
+        )
+        if value is None:
+            sentence = f"The {name} threshold is back to the classifier's default."
+        else:
+            threshold = policy.thresholds[name]
+            sentence = f"Clips scoring {threshold:.2f} or more for {name} are flagged."
+        await reply_privately(interaction, sentence)
+
+    @safety.command(name="strikes")
+    @app_commands.describe(on="Whether a withheld clip counts as a strike against its user")
+    async def safety_strikes(self, interaction: discord.Interaction[ReelBot], on: bool) -> None:
+        """Count withheld clips as strikes against their users (off by default)."""
+        await output_safety.held_clips(self.bot).set_strikes(
+            interaction.guild_id, on, actor_id=interaction.user.id
+        )
+        if on:
+            sentence = "Withheld clips now count as strikes, like refused prompts."
+        else:
+            sentence = "Withheld clips count as no strike: the model drew them, not the user."
+        await reply_privately(interaction, sentence)
+
+    @safety.command(name="unchecked")
+    @app_commands.describe(
+        action="withhold: post no clip the check could not look at; post: post it (logged)"
+    )
+    @app_commands.choices(
+        action=[app_commands.Choice(name=item.value, value=item.value) for item in IfUnchecked]
+    )
+    async def safety_unchecked(
+        self, interaction: discord.Interaction[ReelBot], action: str
+    ) -> None:
+        """Choose what happens when the classifiers cannot load or look at a clip."""
+        chosen = IfUnchecked(action)
+        await output_safety.held_clips(self.bot).set_if_unchecked(
+            interaction.guild_id, chosen, actor_id=interaction.user.id
+        )
+        if chosen is IfUnchecked.POST:
+            sentence = "Clips the safety check cannot look at are posted (the log warns)."
+        else:
+            sentence = "Clips the safety check cannot look at are withheld until it works again."
+        await reply_privately(interaction, sentence)
+
+    @safety.command(name="review")
+    @app_commands.describe(page="Which page")
+    async def safety_review(
+        self, interaction: discord.Interaction[ReelBot], page: app_commands.Range[int, 1, 1000] = 1
+    ) -> None:
+        """List the clips the safety check withheld, newest first."""
+        clips = await output_safety.held_clips(self.bot).review(interaction.guild_id)
+        await show_embed(interaction, output_safety.review_embed(clips, page))
+
+    @safety.command(name="release")
+    @app_commands.describe(job="The withheld clip's job number")
+    async def safety_release(
+        self, interaction: discord.Interaction[ReelBot], job: app_commands.Range[int, 1]
+    ) -> None:
+        """Post a withheld clip after all; the log names you."""
+        released = await output_safety.held_clips(self.bot).release(
+            interaction.guild_id, job, actor_id=interaction.user.id
+        )
+        where = f" in <#{released.channel_id}>" if released.channel_id else ""
+        await reply_privately(interaction, f"Released clip #{job}: it is being posted{where}.")
+
+    @safety.command(name="delete")
+    @app_commands.describe(job="The withheld clip's job number")
+    async def safety_delete(
+        self, interaction: discord.Interaction[ReelBot], job: app_commands.Range[int, 1]
+    ) -> None:
+        """Delete a withheld clip's files for good."""
+        await output_safety.held_clips(self.bot).delete(
+            interaction.guild_id, job, self.bot.settings.clips_dir, actor_id=interaction.user.id
+        )
+        await reply_privately(interaction, f"Deleted the withheld clip #{job}: its files are gone.")
 
     async def audit(
         self,

@@ -60,12 +60,19 @@ class SafetyCheck:
         return merged
 
     def check_clip(
-        self, path: Path, *, poster: Path | None = None, total_frames: int | None = None
+        self,
+        path: Path,
+        *,
+        poster: Path | None = None,
+        total_frames: int | None = None,
+        size: tuple[int, int] | None = None,
     ) -> ClipScores:
-        """Scores of the clip at ``path``: its sampled frames, then its poster if given."""
+        """Scores of the clip at ``path``: its sampled frames, then its poster if given.
+
+        ``total_frames`` and ``size`` (width, height) save probing the file when known."""
         started = time.perf_counter()
         try:
-            frames = sample_clip(path, self.frames, total=total_frames)
+            frames = sample_clip(path, self.frames, total=total_frames, size=size)
             if poster is not None:
                 frames.append(read_picture(poster))
         except Exception as exc:

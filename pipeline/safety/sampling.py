@@ -7,11 +7,15 @@ at 16 fps, apart), and the poster is looked at too, since it is shown on its own
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 from PIL import Image
+
+SAMPLE_SIDE = 416
+"""Longest side of a sampled frame: above what either packaged classifier looks at."""
 
 
 def spread(total: int, count: int) -> list[int]:
@@ -31,24 +35,51 @@ def sample_frames(frames: np.ndarray, count: int) -> list[np.ndarray]:
     return [frames[index] for index in spread(len(frames), count)]
 
 
-def sample_clip(path: Path, count: int, *, total: int | None = None) -> list[np.ndarray]:
-    """``count`` frames spread over the video at ``path``, decoded in one pass.
+def sample_clip(
+    path: Path, count: int, *, total: int | None = None, size: tuple[int, int] | None = None
+) -> list[np.ndarray]:
+    """``count`` frames spread over the video at ``path``, at most :data:`SAMPLE_SIDE` pixels
+    a side.
 
-    ``total`` is the clip's frame count when known (the encoder reports it); otherwise ffmpeg
-    counts the frames first.
+    ffmpeg decodes the clip once and converts only the chosen frames, already scaled down
+    (both classifiers look at 320 or 256 pixels, so nothing they would see is lost).
+    ``total`` (frames) and ``size`` (width, height) are the clip's, when known (the encoder
+    reports them); otherwise the file is probed first.
     """
-    if total is None:
-        total, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
-    wanted = set(spread(total, count))
+    if total is None or size is None:
+        total, size = probe(path)
+    indices = spread(total, count)
+    width, height = scaled_size(*size)
+    chosen = "+".join(f"eq(n\\,{index})" for index in indices)
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        *("-v", "error", "-nostdin", "-i", str(path)),
+        *("-vf", f"select='{chosen}',scale={width}:{height}", "-fps_mode", "passthrough"),
+        *("-f", "rawvideo", "-pix_fmt", "rgb24", "-"),
+    ]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise OSError(result.stderr.decode("utf-8", errors="replace").strip() or "ffmpeg failed")
+    frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
+    return list(frames)
+
+
+def probe(path: Path) -> tuple[int, tuple[int, int]]:
+    """The frame count and (width, height) of the video at ``path``."""
+    total, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
     reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
+    try:
+        meta = next(reader)
+    finally:
+        reader.close()
     width, height = meta["size"]
-    sampled = []
-    for index, raw in enumerate(reader):
-        if index in wanted:
-            sampled.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
-    reader.close()
-    return sampled
+    return total, (width, height)
+
+
+def scaled_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) shrunk to at most :data:`SAMPLE_SIDE` a side, even, never enlarged."""
+    scale = min(1.0, SAMPLE_SIDE / max(width, height))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
 def read_picture(path: Path) -> np.ndarray:

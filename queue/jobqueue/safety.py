@@ -34,6 +34,7 @@ from jobqueue.moderation import AUTOMATIC_ACTOR_ID, DM_GUILD_ID, AuditAction, Mo
 from jobqueue.moderation.durations import format_duration
 from jobqueue.moderation.models import AuditNote, ModerationError
 from jobqueue.store import fetch_job, next_version, read_state, rows, write_state
+from pipeline.encode import EncodedClip
 from pipeline.errors import ClipFailed
 from pipeline.safety import (
     ClipScores,
@@ -190,7 +191,7 @@ class SafetyPolicies:
         self.defaults = defaults
 
     async def policy(self, guild_id: int | None) -> SafetyPolicy:
-        guild = DM_GUILD_ID if guild_id is None else guild_id
+        guild = _guild(guild_id)
         return await self.db.read(lambda db: read_policy(db, guild, self.defaults))
 
     async def check_status(self) -> dict[str, Any]:
@@ -265,9 +266,7 @@ class OutputGuard:
         if parent is not None and not may_extend(parent, job.user_id):
             raise ClipFailed(PARENT_WITHHELD, f"parent job {parent.id} is withheld")
 
-    async def judge(
-        self, job: Job, clip: Path, *, poster: Path | None, frames: int | None
-    ) -> OutputVerdict:
+    async def judge(self, job: Job, clip: EncodedClip) -> OutputVerdict:
         """The verdict on ``job``'s finished clip under its server's policy. Never raises for
         the classifier's sake: a failure to look is an unchecked verdict."""
         policy = await self.policies.policy(job.guild_id)
@@ -278,7 +277,11 @@ class OutputGuard:
         check = self.check
         try:
             scores = await asyncio.to_thread(
-                check.check_clip, clip, poster=poster, total_frames=frames
+                check.check_clip,
+                clip.path,
+                poster=clip.poster_path,
+                total_frames=clip.frames,
+                size=(clip.width, clip.height),
             )
         except SafetyUnavailable as exc:
             log.warning("job %d: the safety check could not look at the clip: %s", job.id, exc)
@@ -346,11 +349,13 @@ class HeldClips:
 
     # --- the policy ---------------------------------------------------------------------
 
-    async def set_mode(self, guild_id: int, mode: SafetyMode, *, actor_id: int) -> SafetyPolicy:
+    async def set_mode(
+        self, guild_id: int | None, mode: SafetyMode, *, actor_id: int
+    ) -> SafetyPolicy:
         return await self._set(guild_id, "mode", mode.value, actor_id, f"mode {mode}")
 
     async def set_threshold(
-        self, guild_id: int, category: str, value: float | None, *, actor_id: int
+        self, guild_id: int | None, category: str, value: float | None, *, actor_id: int
     ) -> SafetyPolicy:
         """Set a category's threshold, or with ``None`` go back to the default."""
         known = await self.policies.known_thresholds()
@@ -368,27 +373,27 @@ class HeldClips:
             detail = f"{category} threshold {value:.2f}"
         return await self._set(guild_id, "thresholds", json.dumps(own), actor_id, detail)
 
-    async def set_strikes(self, guild_id: int, on: bool, *, actor_id: int) -> SafetyPolicy:
+    async def set_strikes(self, guild_id: int | None, on: bool, *, actor_id: int) -> SafetyPolicy:
         detail = "withheld clips count as strikes" if on else "withheld clips are no strikes"
         return await self._set(guild_id, "strikes", int(on), actor_id, detail)
 
     async def set_if_unchecked(
-        self, guild_id: int, choice: IfUnchecked, *, actor_id: int
+        self, guild_id: int | None, choice: IfUnchecked, *, actor_id: int
     ) -> SafetyPolicy:
         detail = f"unchecked clips: {choice}"
         return await self._set(guild_id, "if_unchecked", choice.value, actor_id, detail)
 
     async def _set(
-        self, guild_id: int, column: str, value: Any, actor_id: int, detail: str
+        self, guild_id: int | None, column: str, value: Any, actor_id: int, detail: str
     ) -> SafetyPolicy:
         note = AuditNote(actor_id, AuditAction.SAFETY_SET, detail=detail)
-        defaults = self.policies.defaults
+        defaults, guild = self.policies.defaults, _guild(guild_id)
 
         def change(db: sqlite_utils.Database, now: float) -> tuple[SafetyPolicy, list[AuditNote]]:
-            _write_policy(db, guild_id, column, value)
-            return read_policy(db, guild_id, defaults), [note]
+            _write_policy(db, guild, column, value)
+            return read_policy(db, guild, defaults), [note]
 
-        return await self.moderation._write_audited(guild_id, change)
+        return await self.moderation._write_audited(guild, change)
 
     # --- held clips ---------------------------------------------------------------------
 
@@ -419,7 +424,7 @@ class HeldClips:
     def _strike(
         self, db: sqlite_utils.Database, job: Job, reason: str, now: float
     ) -> list[AuditNote]:
-        guild = DM_GUILD_ID if job.guild_id is None else job.guild_id
+        guild = _guild(job.guild_id)
         db.execute(
             "INSERT INTO strikes (guild_id, user_id, created_at, rule_id, category, field)"
             " VALUES (?, ?, ?, NULL, ?, 'clip')",
@@ -457,7 +462,7 @@ class HeldClips:
 
         return await self.moderation._write_audited(job.guild_id, spoil)
 
-    async def review(self, guild_id: int) -> list[HeldClip]:
+    async def review(self, guild_id: int | None) -> list[HeldClip]:
         """The server's withheld clips, newest first."""
 
         def read(db: sqlite_utils.Database) -> list[HeldClip]:
@@ -465,13 +470,13 @@ class HeldClips:
                 db,
                 "SELECT * FROM jobs WHERE safety_state = 'withheld' AND guild_id = ?"
                 " ORDER BY finished_at DESC",
-                [guild_id],
+                [_guild(guild_id)],
             )
             return [HeldClip(Job.from_row(row), row["safety_state_at"] or 0.0) for row in found]
 
         return await self.moderation.db.read(read)
 
-    async def release(self, guild_id: int, job_id: int, *, actor_id: int) -> Job:
+    async def release(self, guild_id: int | None, job_id: int, *, actor_id: int) -> Job:
         """Release a withheld clip: the bot posts it (once, as any clip), and the audit log
         names who released it. Raises :class:`ModerationError` with a sentence."""
         held = await self._withheld(guild_id, job_id)
@@ -501,7 +506,9 @@ class HeldClips:
 
         return await self.moderation._write_audited(guild_id, release)
 
-    async def delete(self, guild_id: int, job_id: int, clips_dir: Path, *, actor_id: int) -> Job:
+    async def delete(
+        self, guild_id: int | None, job_id: int, clips_dir: Path, *, actor_id: int
+    ) -> Job:
         """Delete a withheld clip's files for good (audited)."""
         from jobqueue.clipfiles import job_files
 
@@ -526,13 +533,17 @@ class HeldClips:
             await asyncio.to_thread(path.unlink, missing_ok=True)
         return deleted
 
-    async def _withheld(self, guild_id: int, job_id: int) -> Job:
+    async def _withheld(self, guild_id: int | None, job_id: int) -> Job:
         job = await self.moderation.db.read(lambda db: fetch_job(db, job_id))
         if job is None or job.guild_id != guild_id:
             raise ModerationError(f"There is no clip #{job_id} in this server.")
         if job.safety_state != HeldState.WITHHELD:
             raise ModerationError(f"Clip #{job_id} is not withheld by the safety check.")
         return job
+
+
+def _guild(guild_id: int | None) -> int:
+    return DM_GUILD_ID if guild_id is None else guild_id
 
 
 def _set_state(

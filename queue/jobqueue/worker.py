@@ -41,6 +41,7 @@ from jobqueue.screening import ModerationScreen
 from jobqueue.settings import MIB, CoreSettings
 from pipeline.clip import ClipMaker, MadeClip, ModelChoice
 from pipeline.errors import ClipFailed, GenerationCancelled
+from pipeline.provenance import SigningIdentity
 from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
 from pipeline.safety import SafetyConfig
 
@@ -75,6 +76,8 @@ class WorkerConfig:
     (``from_settings`` always sets one)."""
     safety_policy: SafetyPolicy = field(default_factory=SafetyPolicy)
     """Servers' policy where they have not set their own."""
+    signing: SigningIdentity | None = None
+    """The key that signs each clip's content credentials; None: clips go unsigned."""
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> WorkerConfig:
@@ -93,6 +96,7 @@ class WorkerConfig:
             lease_seconds=settings.lease_seconds,
             safety=settings.safety_config(),
             safety_policy=settings.safety_policy(),
+            signing=settings.signing_identity(),
         )
 
 
@@ -126,7 +130,7 @@ class Worker:
         queue = await JobQueue.open(
             self.database_path, limits=self.config.limits, max_attempts=self.config.max_attempts
         )
-        maker = ClipMaker(self.config.models)
+        maker = ClipMaker(self.config.models, signing=self.config.signing)
         rewriter = build_rewriter(self.config.rewriter)
         if self.config.safety is not None:
             self._guard = OutputGuard(queue.db, self.config.safety, self.config.safety_policy)
@@ -269,10 +273,7 @@ class Worker:
         False if the job is no longer this worker's."""
         if self._guard is None:
             return True
-        clip = made.clip
-        verdict = await self._guard.judge(
-            job, clip.path, poster=clip.poster_path, frames=clip.frames
-        )
+        verdict = await self._guard.judge(job, made.clip)
         made.timings["safety"] = verdict.seconds
         return await self._guard.record(job.id, self.worker_id, verdict)
 
