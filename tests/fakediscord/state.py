@@ -147,6 +147,7 @@ class Channel:
     guild_id: int | None
     position: int = 0
     recipient: User | None = None  # set for DM channels
+    nsfw: bool = False  # Discord's "age-restricted channel"
 
     @property
     def is_dm(self) -> bool:
@@ -165,7 +166,7 @@ class Channel:
             "name": self.name,
             "position": self.position,
             "permission_overwrites": [],
-            "nsfw": False,
+            "nsfw": self.nsfw,
             "topic": None,
             "rate_limit_per_user": 0,
         }
@@ -398,8 +399,11 @@ class World:
         guild.members[user.id] = member
         return member
 
-    def add_channel(self, guild: Guild, name: str) -> Channel:
-        channel = Channel(self.snowflakes.next(), name, guild.id, position=len(guild.channels))
+    def add_channel(self, guild: Guild, name: str, *, nsfw: bool = False) -> Channel:
+        """A text channel; ``nsfw`` marks it age-restricted."""
+        channel = Channel(
+            self.snowflakes.next(), name, guild.id, position=len(guild.channels), nsfw=nsfw
+        )
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel
         return channel
