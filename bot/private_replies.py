@@ -56,8 +56,9 @@ class PrivateReplies:
         now = self.clock()
         self.replies[job_id] = PrivateReply(interaction, now, shown, now)
 
-    def update(self, job_id: int, text: str) -> None:
-        """Show ``text`` if it is news and the reply was not edited in the last interval."""
+    def update(self, job_id: int, text: str, *, news: bool = False) -> None:
+        """Show ``text`` if it changed and the reply was not edited in the last interval
+        (``news``, a change of state, does not wait for the interval)."""
         reply = self.replies.get(job_id)
         if reply is None or reply.closing:
             return
@@ -65,7 +66,7 @@ class PrivateReplies:
         if now - reply.opened_at >= TOKEN_LIFETIME_S - STOP_BEFORE_EXPIRY_S:
             self.finish(job_id, render.private_handoff(text))
             return
-        if text == reply.shown or now - reply.updated_at < self.interval_s:
+        if text == reply.shown or (now - reply.updated_at < self.interval_s and not news):
             return
         reply.updated_at = now
         self.offer(job_id, reply, text, Priority.UPDATE)

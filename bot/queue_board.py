@@ -58,6 +58,7 @@ class QueueBoards:
         self.interval_s = interval_s
         self.clock = clock
         self.boards: dict[int, Board] = {}
+        self.closed_channels: set[int] = set()
 
     async def load(self) -> None:
         """Adopt the boards a previous run left up."""
@@ -71,7 +72,7 @@ class QueueBoards:
         """Make the channel's board say ``text``; None: the channel needs no board."""
         board = self.boards.get(channel_id)
         if board is None:
-            if text is None:
+            if text is None or channel_id in self.closed_channels:
                 return
             board = self.boards[channel_id] = Board(None)
         board.wanted = text
@@ -108,7 +109,13 @@ class QueueBoards:
             if board is None or board.wanted is None:
                 return NOT_SENT
             text = board.wanted
-            message = await self.channel_of(channel_id).send(text, allowed_mentions=NO_PINGS)
+            try:
+                message = await self.channel_of(channel_id).send(text, allowed_mentions=NO_PINGS)
+            except (discord.NotFound, discord.Forbidden) as exc:
+                log.info("cannot post a queue board in channel %s: %s", channel_id, exc)
+                self.closed_channels.add(channel_id)
+                self.boards.pop(channel_id, None)
+                return None
             self.writes.sent(channel_id, message.id)
             # The line may have emptied while this was on its way: then the next look at the
             # queue finds this board up but unwanted, and deletes it.

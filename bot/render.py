@@ -110,6 +110,11 @@ def private_line(job: Job, position: QueuePosition | None) -> str:
     return f"Your {job_label(job)} is being made: {progress_words(job)}."
 
 
+def private_posting(job: Job) -> str:
+    """The requester's private reply between the job's end and its clip being up."""
+    return f"Your {job_label(job)} is done: it goes up in the channel as soon as Discord allows."
+
+
 def private_done(job: Job, clip_url: str) -> str:
     """The requester's private reply once the clip is up."""
     return f"✅ Your {job_label(job)} is ready: {clip_url}"

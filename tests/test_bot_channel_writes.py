@@ -138,3 +138,27 @@ async def test_channels_do_not_share_a_budget(writes: ChannelWrites) -> None:
         await writes.run(CHANNEL, Route.SEND, Priority.CLIP, recorder(Done(), f"filler {index}"))
     await writes.run(CHANNEL + 1, Route.SEND, Priority.NEW_STATUS, recorder(done, "elsewhere"))
     assert done == ["elsewhere"]
+
+
+async def test_all_channels_together_keep_to_the_global_limit() -> None:
+    budgets = {route: Budget(5, WINDOW_S) for route in Route}
+    scheduler = ChannelWrites(budgets, Budget(4, WINDOW_S))
+    scheduler.start()
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def send() -> None:
+        times.append(loop.time())
+
+    try:
+        await asyncio.gather(
+            *(
+                scheduler.run(channel, Route.SEND, Priority.CLIP, send)
+                for channel in range(6)
+                for _ in range(2)
+            )
+        )
+    finally:
+        await scheduler.close()
+    for index in range(4, len(times)):
+        assert times[index] - times[index - 4] >= WINDOW_S

@@ -217,7 +217,13 @@ class Delivery(commands.Cog):
                     return NOT_SENT
                 text = status.wanted
                 channel = channel_of(self.bot, job)
-                message = await channel.send(text, allowed_mentions=NO_PINGS)
+                try:
+                    message = await channel.send(text, allowed_mentions=NO_PINGS)
+                except (discord.NotFound, discord.Forbidden) as exc:
+                    # The channel is gone or closed to the bot; the clip will find out too.
+                    log.info("cannot post the status of job %s: %s", job.id, exc)
+                    status.gone = True
+                    return None
                 self.writes.sent(channel.id, message.id)
                 status.message_id, status.shown = message.id, text
                 status.edited_at = status.posted_at = time.monotonic()
@@ -299,6 +305,8 @@ class Delivery(commands.Cog):
             await self.say_finished(job, status, render.finished_line(job))
 
     async def deliver_clip(self, job: Job, status: StatusMessage) -> None:
+        # Clips ahead of it in a busy channel can take a while: say it is done meanwhile.
+        self.bot.private_replies.update(job.id, render.private_posting(job), news=True)
         posted = None
         if job.id in self.check_history:
             posted = await find_posted_clip(self.bot, job)
