@@ -31,6 +31,7 @@ from pipeline.encode import ClipMetadata, EncodedClip, encode_mp4, last_frame, r
 from pipeline.errors import ClipFailed, StartImageUnreadable
 from pipeline.generator import GenerationResult, ProgressCallback, VideoGenerator
 from pipeline.presets import ModelPreset, resolve_preset
+from pipeline.provenance import ClipFacts, SigningIdentity, credit
 from pipeline.request import ClipRequest, ResolvedRequest, resolve_request
 from pipeline.rewrite import PromptRewriter, RewriteMode, RewriteResult
 from pipeline.text import clean_text
@@ -127,8 +128,10 @@ class MadeClip:
 class ClipMaker:
     """Makes clips with models that stay loaded from one clip to the next."""
 
-    def __init__(self, models: ModelChoice) -> None:
+    def __init__(self, models: ModelChoice, *, signing: SigningIdentity | None = None) -> None:
+        """``signing``: the key that signs each clip's content credentials (None: unsigned)."""
         self.models = models
+        self.signing = signing
         self._generators: dict[str, VideoGenerator] = {}
 
     async def load(self, model: str) -> float:
@@ -192,6 +195,9 @@ class ClipMaker:
             _encode, generated, extend, output(request), metadata, max_bytes
         )
         timings["encode"] = clip.seconds
+        if self.signing is not None:
+            facts = ClipFacts.of(model=request.model, seed=request.seed, prompt=request.prompt)
+            clip = await asyncio.to_thread(credit, clip, facts, self.signing)
         return MadeClip(clip=clip, request=request, prompt=prompt, timings=timings)
 
     def _generator_for(self, preset: ModelPreset) -> VideoGenerator:

@@ -61,8 +61,11 @@ def probe_mp4(data: bytes, folder: Path) -> VideoFacts:
     return VideoFacts(codec=meta["codec"], frames=frames, width=width, height=height)
 
 
-def worker_config(settings: Settings, *, lease_seconds: float = 30.0) -> WorkerConfig:
-    """A worker on the tiny models, polling fast, with prompt rewriting off."""
+def worker_config(
+    settings: Settings, *, lease_seconds: float = 30.0, signing: bool = False
+) -> WorkerConfig:
+    """A worker on the tiny models, polling fast, with prompt rewriting off; with
+    ``signing``, clips carry content credentials signed with the data folder's own key."""
     return WorkerConfig(
         clips_dir=settings.clips_dir,
         models=ModelChoice(
@@ -71,6 +74,7 @@ def worker_config(settings: Settings, *, lease_seconds: float = 30.0) -> WorkerC
         lease_seconds=lease_seconds,
         progress_interval_s=0.2,
         poll_interval_s=0.1,
+        signing=settings.signing_identity() if signing else None,
     )
 
 
@@ -99,11 +103,14 @@ class Reel:
                 self.bot = None
 
     @contextlib.asynccontextmanager
-    async def worker_running(self, *, lease_seconds: float = 30.0) -> AsyncIterator[Worker]:
-        """An in-process worker on the tiny models until the block ends."""
+    async def worker_running(
+        self, *, lease_seconds: float = 30.0, signing: bool = False
+    ) -> AsyncIterator[Worker]:
+        """An in-process worker on the tiny models until the block ends (see
+        :func:`worker_config` for ``signing``)."""
         worker = Worker(
             self.settings.database_path,
-            config=worker_config(self.settings, lease_seconds=lease_seconds),
+            config=worker_config(self.settings, lease_seconds=lease_seconds, signing=signing),
             worker_id=f"test-worker-{len(self.workers)}",
         )
         self.workers.append(worker)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.rewrite.config import RewriterConfig
@@ -18,6 +18,7 @@ from pipeline.rewrite.config import RewriterConfig
 if TYPE_CHECKING:
     from jobqueue.safety import SafetyPolicy
     from pipeline.clip import ModelChoice
+    from pipeline.provenance import SigningIdentity
     from pipeline.safety import SafetyConfig
 
 MIB = 1024 * 1024
@@ -67,6 +68,23 @@ class CoreSettings(BaseSettings):
     safety_strikes: bool = False
     safety_if_unchecked: Literal["withhold", "post"] = "withhold"
 
+    provenance_key: Path | None = None
+    provenance_cert: Path | None = None
+
+    @field_validator("provenance_key", "provenance_cert", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        """An empty ``NAME=`` line in .env means "not set"."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _key_with_its_certificate(self) -> CoreSettings:
+        if (self.provenance_key is None) != (self.provenance_cert is None):
+            raise ValueError(
+                "set both REELBOT_PROVENANCE_KEY and REELBOT_PROVENANCE_CERT, or neither"
+            )
+        return self
+
     @field_validator("safety_classifiers")
     @classmethod
     def _some_classifier(cls, value: str) -> str:
@@ -108,6 +126,15 @@ class CoreSettings(BaseSettings):
             device=self.device,
             cpu_offload=self.cpu_offload,
         )
+
+    def signing_identity(self) -> SigningIdentity:
+        """The key and certificate clips are signed with: the owner's, or reelbot's own
+        (made on first use under ``data/provenance/``)."""
+        from pipeline.provenance import SigningIdentity
+
+        if self.provenance_key is not None and self.provenance_cert is not None:
+            return SigningIdentity(self.provenance_key, self.provenance_cert)
+        return SigningIdentity.in_data_dir(self.data_dir)
 
     def safety_config(self) -> SafetyConfig:
         """The classifiers every clip goes through, and how many frames they look at."""
