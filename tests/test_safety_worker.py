@@ -18,7 +18,7 @@ import pytest
 
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus
-from jobqueue.moderation import Moderation
+from jobqueue.moderation import AuditAction, Moderation
 from jobqueue.safety import (
     PARENT_WITHHELD,
     HeldClips,
@@ -209,3 +209,26 @@ async def test_a_server_may_choose_to_post_unchecked_clips(
     assert (done.safety_verdict, done.safety_hold) == (Verdict.UNCHECKED, False)
     assert "goes out unchecked" in caplog.text
     assert "the model file is corrupt" in caplog.text
+
+
+@pytest.mark.parametrize("strikes", [False, True])
+async def test_a_withheld_clip_is_a_strike_only_where_the_server_says(
+    job_queue: JobQueue, config: WorkerConfig, strikes: bool
+) -> None:
+    moderation = Moderation(job_queue.db, default_rules=(), strikes_for_ban=1)
+    held = HeldClips(moderation, SafetyPolicy())
+    await flag_everything(held)
+    await held.set_strikes(GUILD, strikes, actor_id=MODERATOR)
+    job = await submit(job_queue)
+    await run(job_queue, config)
+
+    assert await held.withhold(await finished(job_queue, job.id))
+    assert not await held.withhold(await finished(job_queue, job.id))  # once only
+    ban = await moderation.active_ban(GUILD, OWNER)
+    actions = [entry.action for entry in await moderation.recent_actions(GUILD)]
+    assert actions.count(AuditAction.OUTPUT_WITHHELD) == 1
+    if strikes:
+        assert ban is not None
+        assert AuditAction.STRIKE_BAN in actions
+    else:
+        assert ban is None
