@@ -130,7 +130,7 @@ async def test_a_busy_channel_has_one_queue_board_that_goes_once_the_line_is_emp
     fake = reel.fake
     jobs = await queue_jobs(reel, 9)
     async with reel.bot_running():
-        board = await fake.wait_for_message(fake.general, lambda m: "Queue here" in m.content)
+        board = await fake.wait_for_message(fake.general, lambda m: BOARD in m.content)
         assert "9 waiting" in board.content
         assert "+4 more" in board.content
         while await finisher.finish_next() is not None:
