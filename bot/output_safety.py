@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from jobqueue.safety import (
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
+    from bot.cogs.delivery import Delivery, StatusMessage
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,23 @@ def withheld_private(job: Job) -> str:
         f"🛡️ Your {job_label(job)} was withheld by this server's safety check and not posted;"
         " its moderators can review it."
     )
+
+
+async def withhold(delivery: Delivery, job: Job, status: StatusMessage) -> None:
+    """Deliver ``job`` withheld: audited (and a strike where the server counts them), one
+    line in the channel, the requester told privately (their reply, else a DM)."""
+    bot = delivery.bot
+    first = await held_clips(bot).withhold(job)
+    reply = bot.private_replies.replies.get(job.id)
+    if first and (reply is None or reply.closing):
+        await tell_owner(bot, job)
+    await delivery.say_finished(job, status, withheld_line(job), private=withheld_private(job))
+
+
+async def mark_spoilered(bot: ReelBot, job: Job) -> Job:
+    """``job`` as it goes to its age-restricted channel: as a spoiler (audited once)."""
+    await held_clips(bot).spoilered(job)
+    return replace(job, safety_state=HeldState.SPOILERED)
 
 
 async def tell_owner(bot: ReelBot, job: Job) -> None:

@@ -26,6 +26,7 @@ from bot.channel_writes import Priority, Route
 from bot.render import NO_PINGS, clip_embed
 from jobqueue.clipfiles import fitted_clip_path
 from jobqueue.models import Job
+from jobqueue.safety import HeldState
 from pipeline.encode import ClipTooLarge, fit_clip
 
 if TYPE_CHECKING:
@@ -114,7 +115,9 @@ async def edit_into_clip(bot: ReelBot, job: Job, path: Path, message_id: int) ->
 
 
 def clip_file(job: Job, path: Path) -> discord.File:
-    return discord.File(path, filename=f"reelbot-{job.id}.mp4")
+    # A clip the safety check held goes to an age-restricted channel only as a spoiler.
+    spoiler = job.safety_state == HeldState.SPOILERED
+    return discord.File(path, filename=f"reelbot-{job.id}.mp4", spoiler=spoiler)
 
 
 async def fitted(bot: ReelBot, job: Job, path: Path, limit: int) -> Path:

@@ -25,7 +25,8 @@ from bot.options import CommandOptions, build_request, job_preset
 from bot.replies import reply_privately
 from bot.settings import Settings
 from jobqueue.errors import QueueError
-from jobqueue.models import Job, JobRequest
+from jobqueue.models import Job, JobKind, JobRequest
+from jobqueue.safety import PARENT_WITHHELD, may_extend
 from pipeline.errors import InvalidRequest
 from pipeline.request import check_request
 
@@ -65,6 +66,7 @@ async def submit_for_user(
 ) -> Job:
     """Check and submit ``follow`` for ``user_id``; raises :class:`Refused` with the reason."""
     follow = checked(bot.settings, follow)
+    await refuse_withheld_parent(bot, follow, user_id)
     refusal = await admit_user(
         bot, guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=follow.request
     )
@@ -82,6 +84,15 @@ async def submit_for_user(
         )
     except QueueError as exc:
         raise Refused(str(exc)) from exc
+
+
+async def refuse_withheld_parent(bot: ReelBot, follow: FollowUp, user_id: int) -> None:
+    """A clip the safety check withheld starts nobody else's Extend (the worker checks again)."""
+    if follow.kind is not JobKind.EXTEND or follow.parent_id is None:
+        return
+    parent = await bot.queue.get(follow.parent_id)
+    if parent is not None and not may_extend(parent, user_id):
+        raise Refused(PARENT_WITHHELD)
 
 
 async def submit_from_interaction(

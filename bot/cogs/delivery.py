@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot import render
+from bot import output_safety, render
 from bot.channel_writes import NOT_SENT, Priority, Route
+from bot.output_safety import Disposition
 from bot.posting import ClipWontFit, channel_of, find_posted_clip, offer_reactions, post_clip
 from bot.queue_board import QueueBoards
 from bot.render import NO_PINGS
@@ -296,6 +297,13 @@ class Delivery(commands.Cog):
 
     async def finish(self, job: Job, status: StatusMessage) -> None:
         if job.status is JobStatus.DONE:
+            # The output safety check may have held the clip back (bot/output_safety.py).
+            held = await output_safety.disposition(self.bot, job)
+            if held is Disposition.WITHHOLD:
+                await output_safety.withhold(self, job, status)
+                return
+            if held is Disposition.SPOILER:
+                job = await output_safety.mark_spoilered(self.bot, job)
             await self.deliver_clip(job, status)
         elif job.status is JobStatus.CANCELLED and status.message_id is None:
             # Only a queue board listed it, and whoever cancelled it was told privately.
@@ -353,8 +361,11 @@ class Delivery(commands.Cog):
         except (discord.NotFound, discord.Forbidden):
             log.info("status message of job %s was already gone", job.id)
 
-    async def say_finished(self, job: Job, status: StatusMessage, sentence: str) -> None:
-        """Turn the status message into ``sentence`` (or post it), then mark it delivered."""
+    async def say_finished(
+        self, job: Job, status: StatusMessage, sentence: str, *, private: str | None = None
+    ) -> None:
+        """Turn the status message into ``sentence`` (or post it), then mark it delivered;
+        the requester's private reply says ``private`` (else the same sentence)."""
         channel = channel_of(self.bot, job)
         if status.message_id is not None and not status.gone:
             message = channel.get_partial_message(status.message_id)
@@ -369,7 +380,7 @@ class Delivery(commands.Cog):
                 log.info("status message of job %s is gone; posting its outcome", job.id)
             else:
                 await self.bot.queue.mark_delivered(job.id, status.message_id)
-                self.bot.private_replies.finish(job.id, sentence)
+                self.bot.private_replies.finish(job.id, private or sentence)
                 return
         try:
             posted = await self.writes.run(
@@ -384,7 +395,7 @@ class Delivery(commands.Cog):
             return
         self.writes.sent(channel.id, posted.id)
         await self.bot.queue.mark_delivered(job.id, posted.id)
-        self.bot.private_replies.finish(job.id, sentence)
+        self.bot.private_replies.finish(job.id, private or sentence)
 
 
 def board_text(jobs: list[Job], positions: dict[int, QueuePosition]) -> str:

@@ -494,9 +494,11 @@ class HeldClips:
             ):
                 raise ModerationError(f"Clip #{job_id} is not withheld any more.")
             # Undelivered again, as a change: the bot's delivery posts it like any finished
-            # clip, exactly once, also after a restart.
+            # clip, exactly once, also after a restart. The "withheld" line becomes the
+            # job's status message, which the clip replaces.
             db.execute(
                 "UPDATE jobs SET delivered_at = NULL, result_message_id = NULL,"
+                " status_message_id = COALESCE(NULLIF(result_message_id, 0), status_message_id),"
                 " updated_at = ?, version = ? WHERE id = ?",
                 [now, next_version(db), job_id],
             )
