@@ -110,8 +110,10 @@ class FakeLlamaServer:
         flavour: Flavour = "llama.cpp",
         chat_template: str = LLAMA_CPP_FALLBACK_TEMPLATE,
         vision: bool = False,
+        count_tokens: Callable[[str], int] = lambda text: len(text.split()),
     ) -> None:
         self.writer = writer
+        self.count_tokens = count_tokens
         self.chat_template = chat_template
         self.vision = vision
         self.replies: list[Reply] = []
@@ -164,7 +166,7 @@ class FakeLlamaServer:
             return await _send(request, reply)
         stop = tuple(body.get("stop") or ())
         text = await self._write(body, body["prompt"], stop)
-        return self._answer(body, {"index": 0, "text": text, "finish_reason": "stop"})
+        return self._answer(body, {"index": 0, "text": text, "finish_reason": "stop"}, text)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -173,7 +175,8 @@ class FakeLlamaServer:
             return await _send(request, reply)
         text = await self._write(body, chatml(body["messages"]), ())
         message = {"role": "assistant", "content": text}
-        return self._answer(body, {"index": 0, "message": message, "finish_reason": "stop"})
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return self._answer(body, choice, text)
 
     async def _record(self, path: str, body: dict[str, Any]) -> Reply | None:
         """Keeps the request; the scripted reply to send instead of the model's, if any."""
@@ -192,13 +195,18 @@ class FakeLlamaServer:
         cuts = [text.find(marker) for marker in stop if marker in text]
         return text[: min(cuts)] if cuts else text
 
-    def _answer(self, body: dict[str, Any], choice: dict[str, Any]) -> web.Response:
+    def _answer(self, body: dict[str, Any], choice: dict[str, Any], text: str) -> web.Response:
+        tokens = self.count_tokens(text)
         payload = {
             "id": "cmpl-fake",
             "object": "text_completion",
             "model": body.get("model", "model.gguf"),
             "choices": [choice],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
+            "usage": {
+                "prompt_tokens": 100,
+                "completion_tokens": tokens,
+                "total_tokens": 100 + tokens,
+            },
         }
         return web.Response(text=json.dumps(payload), content_type="application/json")
 

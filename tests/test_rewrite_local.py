@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from transformers import AutoTokenizer
 
 from pipeline.rewrite import Completion, GuardedRewriter, RewriteMode
@@ -39,11 +40,17 @@ class RecordingBackend:
     def model(self) -> str:
         return self.inner.model
 
+    @property
+    def sees_images(self) -> bool:
+        return self.inner.sees_images
+
     async def warm_up(self) -> float:
         return await self.inner.warm_up()
 
-    async def complete(self, prompt: str, *, mode: RewriteMode, seed: int) -> Completion:
-        completion = await self.inner.complete(prompt, mode=mode, seed=seed)
+    async def complete(
+        self, prompt: str, *, mode: RewriteMode, seed: int, image: Image.Image | None = None
+    ) -> Completion:
+        completion = await self.inner.complete(prompt, mode=mode, seed=seed, image=image)
         self.completions.append(completion)
         return completion
 
@@ -97,6 +104,20 @@ async def test_prompts_are_rewritten_with_the_guardrails_holding(
     assert answer.tokens < TOKEN_CAP, "it should stop at the end of its first answer"
     assert "Short idea" not in answer.text
     assert "\n\n" not in answer.text
+
+
+async def test_the_repetition_penalty_spares_the_users_own_words(gemma: LocalModel) -> None:
+    # A penalty this heavy forbids any token already counted: had it counted the prompt,
+    # "cat" could not be written.
+    backend = LocalBackend(
+        "gemma3-270m",
+        models_dir=MODELS_DIR,
+        loaded=gemma,
+        sampling=SamplingSettings(max_new_tokens=10, repetition_penalty=100.0),
+    )
+    answer = await backend.complete("a cat surfing", mode="t2v", seed=0)
+    await backend.aclose()
+    assert "cat" in answer.text.lower()
 
 
 async def test_a_seed_gives_the_same_rewrite(gemma: LocalModel) -> None:
