@@ -19,6 +19,7 @@ from bot.permissions import is_moderator
 from bot.remix import RemixModal
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from bot.submit import submit_from_interaction
+from jobqueue.gallery import Gallery
 from jobqueue.models import Job
 from jobqueue.moderation.models import AuditAction
 
@@ -136,6 +137,7 @@ async def remove_clip_message(
     except discord.NotFound:
         log.info("clip message %s of job %s was already gone", message.id, job.id)
     await bot.store.forget_clip(message.id)
+    await Gallery(bot.queue.db).mark_deleted(job.id)
     if actor_id != job.user_id and job.guild_id is not None:
         await bot.moderation.audit(
             job.guild_id,

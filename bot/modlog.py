@@ -46,6 +46,8 @@ VERBS: dict[str, str] = {
     AuditAction.MOD_ROLE_SET: "🛡️ {actor} set the moderator role",
     AuditAction.MOD_LOG_SET: "📜 {actor} set the mod-log channel",
     AuditAction.DENIED: "⚠️ {actor} tried an admin command without the rights to",
+    AuditAction.GALLERY_ALLOW: "🖼️ {actor} showed a channel's clips in the web gallery",
+    AuditAction.GALLERY_DENY: "🙈 {actor} hid a channel's clips from the web gallery",
     AuditAction.SAFETY_SET: "🛡️ {actor} changed the output safety check",
     AuditAction.OUTPUT_WITHHELD: "🛡️ The safety check withheld {job} by {target}",
     AuditAction.OUTPUT_SPOILERED: (

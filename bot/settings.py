@@ -1,4 +1,5 @@
-"""The bot's settings: the worker's, plus how to reach Discord and where to answer."""
+"""The bot's settings: the worker's and the web server's, plus how to reach Discord and where
+to answer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
-from jobqueue.settings import CoreSettings
+from bot.web.settings import WebSettings
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
@@ -20,7 +21,7 @@ def _discord_env(name: str) -> AliasChoices:
     return AliasChoices(name, f"REELBOT_{name}")
 
 
-class Settings(CoreSettings):
+class Settings(WebSettings):
     """Everything ``reelbot run`` needs."""
 
     discord_token: str = Field(

@@ -13,6 +13,8 @@ import pytest
 from aiohttp import web
 
 from bot.settings import Settings
+from bot.web.app import WebContext, make_app
+from bot.web.server import WebServer, web_context
 from jobqueue.db import Database
 from jobqueue.jobs import JobQueue
 from jobqueue.moderation import MIGRATIONS as MODERATION_MIGRATIONS
@@ -20,6 +22,7 @@ from jobqueue.moderation import Moderation
 from pipeline.tiny import ensure_tiny_pipeline
 from tests.bot_harness import Reel
 from tests.fakediscord import FakeDiscord
+from tests.web_browser import Browser, missing_browser, start_chromium
 
 # --- pipeline (pipeline engineer) ---
 
@@ -237,3 +240,35 @@ async def job_queue(tmp_path: Path) -> AsyncIterator[JobQueue]:
     queue = await JobQueue.open(tmp_path / "reelbot.db")
     yield queue
     await queue.close()
+
+
+# --- web gallery (web engineer) ---
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless chromium, started once per session (it takes a second or two)."""
+    problem = missing_browser()
+    if problem is not None:
+        pytest.fail(problem)
+    driver = start_chromium()
+    try:
+        yield Browser(driver)
+    finally:
+        driver.quit()
+
+
+@dataclass
+class Site:
+    """The web server under test, over a :class:`Reel`'s data folder and queue."""
+
+    url: str
+    context: WebContext
+
+
+@pytest.fixture
+async def site(reel: Reel) -> AsyncIterator[Site]:
+    """reelbot's web server on 127.0.0.1:<free port>, over ``reel``'s database and clips."""
+    context = web_context(reel.settings, reel.queue)
+    async with WebServer(make_app(context), host="127.0.0.1", port=0) as server:
+        yield Site(server.url, context)

@@ -57,6 +57,8 @@ CALLS = [
     Call("admin queue clear", lambda f, j: {"user": f.user("erin")}, "Cancelled 1 waiting clip"),
     Call("admin channels allow", lambda f, j: {"channel": f.general}, "may be made in"),
     Call("admin channels deny", lambda f, j: {"channel": f.other}, "no longer be made"),
+    Call("admin gallery allow", lambda f, j: {"channel": f.general}, "shown in the web gallery"),
+    Call("admin gallery deny", lambda f, j: {"channel": f.general}, "no longer shown"),
     Call("admin modrole set", lambda f, j: {"role": f.role("Moderators")}, "moderators now"),
     Call("admin modlog set", lambda f, j: {"channel": f.other}, "logged in"),
     Call("admin log", no_options, "Moderation log"),
@@ -75,6 +77,8 @@ CHANGES = {
     "admin delete": AuditAction.JOB_DELETE,
     "admin channels allow": AuditAction.CHANNEL_ALLOW,
     "admin channels deny": AuditAction.CHANNEL_DENY,
+    "admin gallery allow": AuditAction.GALLERY_ALLOW,
+    "admin gallery deny": AuditAction.GALLERY_DENY,
     "admin modrole set": AuditAction.MOD_ROLE_SET,
     "admin modlog set": AuditAction.MOD_LOG_SET,
 }

@@ -31,6 +31,7 @@ from bot.permissions import is_moderator
 from bot.render import NO_PINGS, mention
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from jobqueue.clipfiles import job_files
+from jobqueue.gallery import Gallery, GalleryChannels
 from jobqueue.models import NO_MESSAGE, Job, JobStatus
 from jobqueue.moderation import AuditAction, Ban, ModerationError, parse_duration
 from jobqueue.safety import MODE_MEANINGS, IfUnchecked, SafetyMode
@@ -59,6 +60,9 @@ class Admin(
     modlog = app_commands.Group(name="modlog", description="Where moderation is logged")
     safety = app_commands.Group(
         name="safety", description="The check of every clip before it is posted"
+    )
+    gallery = app_commands.Group(
+        name="gallery", description="Which channels' clips the public web gallery shows"
     )
 
     def __init__(self, bot: ReelBot) -> None:
@@ -309,6 +313,7 @@ class Admin(
             await self.bot.queue.cancel(found.id, by_user_id=interaction.user.id, is_moderator=True)
         # Claiming delivery first means the bot never posts this job's clip after this point.
         await self.bot.queue.mark_delivered(found.id, NO_MESSAGE)
+        await Gallery(self.bot.queue.db).mark_deleted(found.id)
         found = await self.job_in_this_server(interaction, job)
         for message_id in (found.result_message_id, found.status_message_id):
             await self.delete_message(found, message_id)
@@ -537,6 +542,49 @@ class Admin(
             interaction.guild_id, job, self.bot.settings.clips_dir, actor_id=interaction.user.id
         )
         await reply_privately(interaction, f"Deleted the withheld clip #{job}: its files are gone.")
+
+    # --- web gallery --------------------------------------------------------------------
+
+    @gallery.command(name="allow")
+    @app_commands.describe(channel="Whose clips the web gallery shows, past and future")
+    async def gallery_allow(
+        self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel
+    ) -> None:
+        """Show a channel's clips in the public web gallery."""
+        await self.set_gallery_channel(interaction, channel, public=True)
+        await reply_privately(
+            interaction,
+            f"Clips made in {channel.mention} are shown in the web gallery from now on,"
+            " those made before included (clips deleted here or withheld never are).",
+        )
+
+    @gallery.command(name="deny")
+    @app_commands.describe(channel="Whose clips the web gallery no longer shows")
+    async def gallery_deny(
+        self, interaction: discord.Interaction[ReelBot], channel: discord.TextChannel
+    ) -> None:
+        """Stop showing a channel's clips in the web gallery."""
+        await self.set_gallery_channel(interaction, channel, public=False)
+        await reply_privately(
+            interaction, f"Clips made in {channel.mention} are no longer shown in the web gallery."
+        )
+
+    async def set_gallery_channel(
+        self,
+        interaction: discord.Interaction[ReelBot],
+        channel: discord.TextChannel,
+        *,
+        public: bool,
+    ) -> None:
+        assert interaction.guild_id is not None
+        await GalleryChannels(self.bot.moderation).set_public(
+            interaction.guild_id,
+            channel.id,
+            public,
+            actor_id=interaction.user.id,
+            guild_name=interaction.guild.name if interaction.guild else str(interaction.guild_id),
+            channel_name=channel.name,
+        )
 
     async def audit(
         self,

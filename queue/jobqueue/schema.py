@@ -279,8 +279,7 @@ def add_output_safety(db: sqlite_utils.Database) -> None:
     ):
         db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
     db.execute(
-        "CREATE INDEX jobs_withheld ON jobs (guild_id, finished_at)"
-        " WHERE safety_state = 'withheld'"
+        "CREATE INDEX jobs_withheld ON jobs (guild_id, finished_at) WHERE safety_state = 'withheld'"
     )
     db.execute(
         """
@@ -293,6 +292,67 @@ def add_output_safety(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@MIGRATIONS()
+def add_gallery(db: sqlite_utils.Database) -> None:
+    """What the web gallery, its search and its metrics need.
+
+    ``gallery_channels`` holds the channels a server's admins made public (``/admin gallery
+    allow``) or private again, with the names shown in the gallery's filters. ``deleted_at``
+    marks a clip deleted in Discord: its page answers 410 and its files are not served.
+    ``gallery_search`` indexes each job's prompt and rewritten scene by word (kept by
+    triggers). ``gpu_memory_bytes`` is what each worker last reported for /metrics.
+    """
+    db.execute(
+        """
+        CREATE TABLE gallery_channels (
+            guild_id INTEGER NOT NULL,
+            channel_id INTEGER NOT NULL,
+            public INTEGER NOT NULL,
+            guild_name TEXT NOT NULL DEFAULT '',
+            channel_name TEXT NOT NULL DEFAULT '',
+            set_by INTEGER,
+            set_at REAL,
+            PRIMARY KEY (guild_id, channel_id)
+        )
+        """
+    )
+    db.execute("ALTER TABLE jobs ADD COLUMN deleted_at REAL")
+    db.execute("ALTER TABLE workers ADD COLUMN gpu_memory_bytes INTEGER")
+    for statement in (
+        f"CREATE INDEX jobs_gallery ON jobs (channel_id, finished_at) WHERE {IS_DONE}",
+        "CREATE INDEX jobs_children ON jobs (parent_id) WHERE parent_id IS NOT NULL",
+        "CREATE INDEX jobs_delivered ON jobs (delivered_at) WHERE delivered_at IS NOT NULL",
+        "CREATE VIRTUAL TABLE gallery_search USING fts5"
+        "(prompt, scene, tokenize = 'unicode61 remove_diacritics 2')",
+        "INSERT INTO gallery_search (rowid, prompt, scene)"
+        f" SELECT id, {_PROMPT_OF_ROW}, rewritten_prompt FROM jobs",
+        *_SEARCH_TRIGGERS,
+    ):
+        db.execute(statement)
+
+
+_PROMPT_OF_ROW = "json_extract(request, '$.prompt')"
+_SEARCH_TRIGGERS = (
+    """
+    CREATE TRIGGER jobs_search_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO gallery_search (rowid, prompt, scene)
+        VALUES (NEW.id, json_extract(NEW.request, '$.prompt'), NEW.rewritten_prompt);
+    END
+    """,
+    """
+    CREATE TRIGGER jobs_search_scene AFTER UPDATE OF rewritten_prompt ON jobs
+    WHEN OLD.rewritten_prompt IS NOT NEW.rewritten_prompt BEGIN
+        UPDATE gallery_search SET scene = NEW.rewritten_prompt WHERE rowid = NEW.id;
+    END
+    """,
+    """
+    CREATE TRIGGER jobs_search_delete AFTER DELETE ON jobs BEGIN
+        DELETE FROM gallery_search WHERE rowid = OLD.id;
+    END
+    """,
+)
 
 
 def all_migrations() -> list[sqlite_utils.Migrations]:

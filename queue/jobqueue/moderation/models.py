@@ -60,6 +60,9 @@ class AuditAction(StrEnum):
     """A held clip was posted as a spoiler in an age-restricted channel."""
     OUTPUT_RELEASED = "output_released"
     OUTPUT_DELETED = "output_deleted"
+    GALLERY_ALLOW = "gallery_allow"
+    """A channel's clips were made public in the web gallery."""
+    GALLERY_DENY = "gallery_deny"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,96 @@
+"""/healthz: whether the bot is connected, the database takes writes and a worker is alive.
+
+A worker counts as alive when it was seen within the last minute and has not stopped; one on
+this host must also still be running (a worker killed with ``kill -9`` never says it
+stopped, and its process is gone at once). The bot's connection is checked only where the
+bot runs, inside ``reelbot run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jobqueue.models import WorkerInfo
+from jobqueue.telemetry import Telemetry
+
+WRITE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Health:
+    checks: list[CheckResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.ok else "unhealthy",
+            "checks": {
+                check.name: {"ok": check.ok, "detail": check.detail} for check in self.checks
+            },
+        }
+
+
+class HealthCheck:
+    """The checks behind /healthz; ``bot_connected`` is given where the bot runs."""
+
+    def __init__(
+        self, telemetry: Telemetry, *, bot_connected: Callable[[], bool] | None = None
+    ) -> None:
+        self.telemetry = telemetry
+        self.bot_connected = bot_connected
+        self.host = socket.gethostname()
+
+    async def check(self) -> Health:
+        checks = []
+        if self.bot_connected is not None:
+            checks.append(self._bot())
+        checks.append(await self._database())
+        checks.append(await self._workers())
+        return Health(checks)
+
+    def _bot(self) -> CheckResult:
+        assert self.bot_connected is not None
+        if self.bot_connected():
+            return CheckResult("bot", True, "connected to Discord")
+        return CheckResult("bot", False, "not connected to Discord")
+
+    async def _database(self) -> CheckResult:
+        try:
+            await asyncio.wait_for(self.telemetry.probe_write(), WRITE_TIMEOUT_S)
+        except Exception as exc:
+            return CheckResult("database", False, f"cannot write: {exc!r}")
+        return CheckResult("database", True, "writable")
+
+    async def _workers(self) -> CheckResult:
+        found = [item.worker for item in await self.telemetry.workers()]
+        alive = [worker for worker in found if self._running(worker)]
+        if not alive:
+            return CheckResult("workers", False, "no worker is alive")
+        names = ", ".join(worker.worker_id for worker in alive)
+        return CheckResult("workers", True, f"{len(alive)} alive: {names}")
+
+    def _running(self, worker: WorkerInfo) -> bool:
+        if worker.host != self.host or worker.pid is None:
+            return True
+        try:
+            os.kill(worker.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True

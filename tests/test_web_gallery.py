@@ -1,0 +1,192 @@
+"""The web gallery in a real browser (headless chromium): clips made through the fake Discord
+appear once their channel is public, newest first; a clip page plays its video and says how it
+was made; search finds clips by a word of their prompt; private channels' and deleted clips
+never show; a prompt full of HTML shows as the text typed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from jobqueue.models import Job
+from tests.bot_harness import Reel
+from tests.conftest import Site
+from tests.fakediscord import Channel
+from tests.web_browser import Browser
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "gallery.png"
+UPDATE_SCREENSHOT = "REELBOT_UPDATE_SCREENSHOT"
+"""Set to 1 to write the README's screenshot (docs/gallery.png) from this test."""
+
+HTML_PROMPT = '<script>window.pwned = 1</script><b>bold</b> <img src=x onerror="pwned=2"> & "q"'
+
+
+@pytest.fixture
+async def making(reel: Reel) -> AsyncIterator[Reel]:
+    """The bot and a tiny-model worker that signs its clips."""
+    async with reel.bot_running(), reel.worker_running(signing=True):
+        yield reel
+
+
+async def make_public(reel: Reel, channel: Channel, *, public: bool = True) -> None:
+    command = "admin gallery allow" if public else "admin gallery deny"
+    handle = await reel.fake.invoke(command, {"channel": channel}, user=reel.fake.carol)
+    answer = await handle.response()
+    assert "web gallery" in answer.content
+
+
+async def clip_in(
+    reel: Reel, prompt: str, channel: Channel | None = None, **options: object
+) -> Job:
+    """A finished, posted clip made with /create in ``channel`` (#general by default)."""
+    handle = await reel.fake.invoke(
+        "create", {"prompt": prompt, **options}, user=reel.fake.alice, channel=channel
+    )
+    job = await reel.job_of(handle)
+    return await reel.delivered(job.id)
+
+
+async def status_of(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status
+
+
+async def tile_prompts(browser: Browser, url: str) -> list[str]:
+    await browser.open(url)
+    return await browser.texts(".tile .prompt")
+
+
+async def test_public_clips_are_listed_newest_first_and_play_on_hover(
+    making: Reel, site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    fake = making.fake
+    await make_public(making, fake.general)
+    first = await clip_in(making, "a red fox running through fresh snow")
+    second = await clip_in(making, "a paper lantern drifting over a dark lake")
+    hidden = await clip_in(making, "a blue whale under the ice", fake.other)
+    last = await clip_in(making, HTML_PROMPT)
+    assert hidden.result_path is not None
+
+    newest_first = [HTML_PROMPT, second.request.prompt, first.request.prompt]
+    assert await tile_prompts(browser, f"{site.url}/") == newest_first
+    # The prompt is text: no element was made from it, no script of it ran.
+    assert await browser.script("return document.querySelectorAll('.tile .prompt *').length") == 0
+    assert await browser.script("return window.pwned === undefined")
+
+    await browser.hover(f".tile[data-job='{last.id}']")
+    playing = f"document.querySelector(\".tile[data-job='{last.id}'] video\")"
+    await browser.wait_until(f"{playing}.currentTime > 0.1 && !{playing}.paused")
+
+    shot = SCREENSHOT if os.environ.get(UPDATE_SCREENSHOT) == "1" else tmp_path / "gallery.png"
+    await browser.screenshot(shot)
+    assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+async def test_a_clip_page_plays_and_says_how_the_clip_was_made(
+    making: Reel, site: Site, browser: Browser
+) -> None:
+    fake = making.fake
+    await make_public(making, fake.general)
+    parent = await clip_in(making, "a paper boat on a rainy street", seed=42)
+    message = await making.clip_message(parent.id)
+    retry = await making.job_of(
+        await fake.click(message, f"job:{parent.id}:retry", user=fake.alice)
+    )
+    child = await making.delivered(retry.id)
+
+    page = f"{site.url}/clips/{parent.id}"
+    await browser.open(page)
+    assert await browser.text(".clip .prompt") == "a paper boat on a rainy street"
+    facts = await browser.text(".facts")
+    assert "Seed\n42" in facts
+    assert "Model\ntiny" in facts
+    assert "112×64" in facts
+    assert "#general on " in facts
+    assert await browser.text(".children") == f"Retry #{child.id}"
+    assert "/create prompt:a paper boat on a rainy street seed:42" in await browser.text(
+        ".variation"
+    )
+    credentials = await browser.text(".credentials")
+    assert "Valid content credentials, signed by this reelbot" in credentials
+    assert "Model: tiny" in credentials
+    assert "Seed: 42" in credentials
+
+    await browser.script("document.querySelector('video.full').play()")
+    await browser.wait_until("document.querySelector('video.full').currentTime > 0.2")
+
+    # A pasted link unfurls as a playable video: the tags point at files that are there.
+    tags = await browser.script(
+        "return Object.fromEntries([...document.querySelectorAll('meta[property^=\"og:\"]')]"
+        ".map(m => [m.getAttribute('property'), m.content]))"
+    )
+    assert tags["og:video"] == f"{site.url}/clips/{parent.id}.mp4"
+    assert tags["og:video:type"] == "video/mp4"
+    assert tags["og:image"] == f"{site.url}/clips/{parent.id}.jpg"
+    assert tags["og:url"] == page
+    async with aiohttp.ClientSession() as session:
+        async with session.get(tags["og:video"]) as video:
+            assert video.content_type == "video/mp4"
+            on_disk = await asyncio.to_thread(Path(parent.result_path or "").read_bytes)
+            assert await video.read() == on_disk
+        async with session.get(tags["og:image"]) as poster:
+            assert poster.content_type == "image/jpeg"
+
+    await browser.open(f"{site.url}/clips/{child.id}")
+    assert await browser.text(".parent") == f"Made from Clip #{parent.id}"
+
+
+async def test_search_finds_clips_by_a_prompt_word_and_private_channels_never_show(
+    making: Reel, site: Site, browser: Browser
+) -> None:
+    fake = making.fake
+    await make_public(making, fake.general)
+    fox = await clip_in(making, "a red fox naps in the sun")
+    await clip_in(making, "a green frog jumps")
+    private = await clip_in(making, "a red fox in a private den", fake.other)
+
+    await browser.open(f"{site.url}/")
+    await browser.type_and_submit("input[name=q]", "fox")
+    await browser.wait_until("location.search.includes('q=fox')")
+    assert await browser.texts(".tile .prompt") == [fox.request.prompt]
+    assert await tile_prompts(browser, f"{site.url}/?q=Red") == [fox.request.prompt]
+
+    assert await status_of(f"{site.url}/clips/{private.id}") == 404
+    assert await status_of(f"{site.url}/clips/{private.id}.mp4") == 404
+    await browser.open(f"{site.url}/clips/{private.id}")
+    assert await browser.text("h1") == "Not found"
+
+    await make_public(making, fake.general, public=False)
+    assert await tile_prompts(browser, f"{site.url}/") == []
+    assert "Nothing is public yet" in await browser.text(".empty")
+
+
+async def test_a_deleted_clip_is_gone_from_the_gallery_and_its_files_are_not_served(
+    making: Reel, site: Site, browser: Browser
+) -> None:
+    fake = making.fake
+    await make_public(making, fake.general)
+    by_admin = await clip_in(making, "a snow globe shaken slowly")
+    by_owner = await clip_in(making, "a kite over the dunes")
+    for job in (by_admin, by_owner):
+        assert await status_of(f"{site.url}/clips/{job.id}.mp4") == 200
+
+    handle = await fake.invoke("admin delete", {"job": by_admin.id}, user=fake.carol)
+    assert "Deleted job" in (await handle.response()).content
+    message = await making.clip_message(by_owner.id)
+    pressed = await fake.click(message, f"job:{by_owner.id}:delete", user=fake.alice)
+    assert "Deleted clip" in (await pressed.response()).content
+
+    for job in (by_admin, by_owner):
+        for path in ("", ".mp4", ".jpg"):
+            assert await status_of(f"{site.url}/clips/{job.id}{path}") == 410
+    # The owner's delete removed the message only: the file is still on disk, yet not served.
+    assert await asyncio.to_thread(Path(by_owner.result_path or "").is_file)
+    assert await tile_prompts(browser, f"{site.url}/") == []
+    await browser.open(f"{site.url}/clips/{by_owner.id}")
+    assert await browser.text(".error p") == "This clip was deleted."
