@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import re
 import statistics
+import sys
 import threading
 import time
 import unicodedata
@@ -37,6 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
+
+# The fake llama.cpp server lives with the tests, which are not an installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.rewrite import Completion, GuardedRewriter, RewriteMode, TextBackend
 from pipeline.rewrite.config import OpenAIApi

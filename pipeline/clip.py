@@ -246,7 +246,9 @@ async def _chosen_prompt(
     rewrite: RewriteResult | None = None
     if rewriter is not None:
         mode: RewriteMode = "i2v" if preset.task == "i2v" else "t2v"
-        rewrite = await rewriter.rewrite(request.prompt, mode=mode, seed=request.seed)
+        rewrite = await rewriter.rewrite(
+            request.prompt, mode=mode, seed=request.seed, image=request.start_image
+        )
     # A language model can write anything, control characters included.
     rewritten = clean_text(rewrite.rewritten) if rewrite is not None and rewrite.enhanced else ""
     verdict = ScreenVerdict()

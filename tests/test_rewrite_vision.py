@@ -1,5 +1,6 @@
 """For /animate and Extend, a vision-language model sees the picture it animates: a tiny random
-LLaVA built offline locally, and the chat API of an endpoint whose model reads images."""
+LLaVA built offline locally (also through ClipMaker on the tiny image-to-video pipeline), and
+the chat API of an endpoint whose model reads images."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
+from pipeline.clip import ClipMaker, ModelChoice
+from pipeline.encode import last_frame
+from pipeline.request import ClipRequest
 from pipeline.rewrite import GuardedRewriter, PromptRewriter, RewriterConfig, build_rewriter
 from pipeline.rewrite.config import OpenAIApi, VisionChoice
 from pipeline.rewrite.local import LocalBackend, LocalModel
@@ -224,3 +228,43 @@ async def test_the_completions_api_never_carries_a_picture(make_endpoint: Any) -
     assert result.enhanced
     [body] = server.bodies("/v1/completions")
     assert "image" not in str(body)
+
+
+# --- the clip path: /animate and Extend hand their start picture to the rewriter ---
+
+
+async def test_animate_and_extend_show_the_rewriter_their_start_picture(
+    vlm: tuple[GuardedRewriter, LocalModel], tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    rewriter, loaded = vlm
+    eyes = ForwardInputs(vision_tower(loaded.model))
+    maker = ClipMaker(
+        ModelChoice(
+            models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
+        )
+    )
+    start = tmp_path / "start.png"
+    picture((200, 30, 30), (160, 90)).save(start)
+    options: dict[str, Any] = {"model": "tiny-i2v", "max_bytes": 10 * 2**20, "rewriter": rewriter}
+    first = await maker.make_clip(
+        ClipRequest("the square spins", seed=1),
+        output=lambda _request: tmp_path / "1.mp4",
+        start_image=start,
+        **options,
+    )
+    await maker.make_clip(
+        ClipRequest("it spins on", seed=2),
+        output=lambda _request: tmp_path / "2.mp4",
+        extend=first.clip.path,
+        **options,
+    )
+    maker.unload()
+    with Image.open(start) as opened:
+        animated = opened.convert("RGB")
+    shown = [
+        loaded.processor(images=[image], return_tensors="pt")["pixel_values"]
+        for image in (animated, last_frame(first.clip.path))
+    ]
+    assert len(eyes.calls) == 2
+    assert torch.equal(eyes.calls[0]["pixel_values"], shown[0])
+    assert torch.equal(eyes.calls[1]["pixel_values"], shown[1])
