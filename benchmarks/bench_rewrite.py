@@ -313,6 +313,8 @@ def report(run: Run) -> None:
     ]
     for label, members in [*categories, ("English", ENGLISH)]:
         chosen = [row for row in rows if row.prompt.category in members]
+        if not chosen:
+            continue
         chosen_used = [row for row in chosen if row.used]
         print(
             f"{label:16} {len(chosen):7d} {len(chosen_used):5d} "

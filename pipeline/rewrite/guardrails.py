@@ -157,8 +157,9 @@ def _first_problem(original: str, text: str, limits: OutputLimits) -> str | None
 
 
 def gives_instructions(prompt: str) -> bool:
-    """True when the prompt addresses the rewriter ("ignore previous instructions and ...")."""
-    return _INJECTION.search(prompt) is not None
+    """True when the prompt addresses the rewriter ("ignore previous instructions and ...") or
+    holds chat-template tokens, which a tokenizer would turn into real turn boundaries."""
+    return _INJECTION.search(prompt) is not None or _TEMPLATE_TOKEN.search(prompt) is not None
 
 
 def clean(answer: str) -> str:
