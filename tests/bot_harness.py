@@ -21,6 +21,7 @@ from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import Moderation
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
+from pipeline.safety import SafetyConfig
 from tests.fakediscord import FakeDiscord, InteractionHandle, Message, User
 
 CLIP_TIMEOUT_S = 120.0
@@ -62,10 +63,11 @@ def probe_mp4(data: bytes, folder: Path) -> VideoFacts:
 
 
 def worker_config(
-    settings: Settings, *, lease_seconds: float = 30.0, signing: bool = False
+    settings: Settings, *, lease_seconds: float = 30.0, signing: bool = False, safety: bool = False
 ) -> WorkerConfig:
     """A worker on the tiny models, polling fast, with prompt rewriting off; with
-    ``signing``, clips carry content credentials signed with the data folder's own key."""
+    ``signing``, clips carry content credentials signed with the data folder's own key; with
+    ``safety``, clips go through the packaged output safety classifiers."""
     return WorkerConfig(
         clips_dir=settings.clips_dir,
         models=ModelChoice(
@@ -75,6 +77,8 @@ def worker_config(
         progress_interval_s=0.2,
         poll_interval_s=0.1,
         signing=settings.signing_identity() if signing else None,
+        safety=SafetyConfig() if safety else None,
+        safety_policy=settings.safety_policy(),
     )
 
 
@@ -104,13 +108,15 @@ class Reel:
 
     @contextlib.asynccontextmanager
     async def worker_running(
-        self, *, lease_seconds: float = 30.0, signing: bool = False
+        self, *, lease_seconds: float = 30.0, signing: bool = False, safety: bool = False
     ) -> AsyncIterator[Worker]:
         """An in-process worker on the tiny models until the block ends (see
-        :func:`worker_config` for ``signing``)."""
+        :func:`worker_config` for ``signing`` and ``safety``)."""
         worker = Worker(
             self.settings.database_path,
-            config=worker_config(self.settings, lease_seconds=lease_seconds, signing=signing),
+            config=worker_config(
+                self.settings, lease_seconds=lease_seconds, signing=signing, safety=safety
+            ),
             worker_id=f"test-worker-{len(self.workers)}",
         )
         self.workers.append(worker)

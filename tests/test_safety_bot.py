@@ -5,15 +5,12 @@ Ordinary clips are posted. With a threshold of 0 (every frame judged unsafe: the
 exercise the path without shipping unsafe pictures) a clip is withheld in an ordinary
 channel: nothing of it is posted, its requester is told privately, and the audit log and the
 mod-log channel get their line. In an age-restricted channel the ``spoiler`` mode posts it as
-a spoiler file. A moderator's release posts it once, also across a restart.
+a spoiler file. A moderator's release posts it once; a withheld clip starts nobody else's Extend.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 
@@ -25,26 +22,13 @@ from jobqueue.models import Job, JobKind, JobRequest
 from jobqueue.moderation import AuditAction
 from jobqueue.safety import PARENT_WITHHELD, HeldState, Verdict
 from jobqueue.worker import Worker
-from pipeline.safety import SafetyConfig
-from tests.bot_harness import CLIP_TIMEOUT_S, Reel, worker_config
+from tests.bot_harness import CLIP_TIMEOUT_S, Reel
 from tests.fakediscord import Channel, FakeDiscord, Message
 
 
-@contextlib.asynccontextmanager
-async def checking_worker(reel: Reel) -> AsyncIterator[Worker]:
+def checking_worker(reel: Reel) -> contextlib.AbstractAsyncContextManager[Worker]:
     """A tiny-model worker whose clips go through the packaged classifiers."""
-    config = replace(
-        worker_config(reel.settings),
-        safety=SafetyConfig(),
-        safety_policy=reel.settings.safety_policy(),
-    )
-    worker = Worker(reel.settings.database_path, config=config, worker_id="checking-worker")
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, CLIP_TIMEOUT_S)
+    return reel.worker_running(safety=True)
 
 
 async def admin(fake: FakeDiscord, command: str, **options: object) -> Message:

@@ -20,8 +20,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -479,34 +479,9 @@ class HeldClips:
     async def release(self, guild_id: int | None, job_id: int, *, actor_id: int) -> Job:
         """Release a withheld clip: the bot posts it (once, as any clip), and the audit log
         names who released it. Raises :class:`ModerationError` with a sentence."""
-        held = await self._withheld(guild_id, job_id)
-        note = AuditNote(
-            actor_id,
-            AuditAction.OUTPUT_RELEASED,
-            target_user_id=held.user_id,
-            target_job_id=held.id,
-            reason=_held_reason(held),
+        return await self._end_withholding(
+            guild_id, job_id, HeldState.RELEASED, AuditAction.OUTPUT_RELEASED, actor_id, _undeliver
         )
-
-        def release(db: sqlite_utils.Database, now: float) -> tuple[Job, list[AuditNote]]:
-            if not _set_state(
-                db, job_id, HeldState.RELEASED, actor_id, now, when_state=HeldState.WITHHELD
-            ):
-                raise ModerationError(f"Clip #{job_id} is not withheld any more.")
-            # Undelivered again, as a change: the bot's delivery posts it like any finished
-            # clip, exactly once, also after a restart. The "withheld" line becomes the
-            # job's status message, which the clip replaces.
-            db.execute(
-                "UPDATE jobs SET delivered_at = NULL, result_message_id = NULL,"
-                " status_message_id = COALESCE(NULLIF(result_message_id, 0), status_message_id),"
-                " updated_at = ?, version = ? WHERE id = ?",
-                [now, next_version(db), job_id],
-            )
-            released = fetch_job(db, job_id)
-            assert released is not None
-            return released, [note]
-
-        return await self.moderation._write_audited(guild_id, release)
 
     async def delete(
         self, guild_id: int | None, job_id: int, clips_dir: Path, *, actor_id: int
@@ -514,26 +489,42 @@ class HeldClips:
         """Delete a withheld clip's files for good (audited)."""
         from jobqueue.clipfiles import job_files
 
+        deleted = await self._end_withholding(
+            guild_id, job_id, HeldState.DELETED, AuditAction.OUTPUT_DELETED, actor_id
+        )
+        for path in await asyncio.to_thread(job_files, clips_dir, job_id):
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        return deleted
+
+    async def _end_withholding(
+        self,
+        guild_id: int | None,
+        job_id: int,
+        state: HeldState,
+        action: AuditAction,
+        actor_id: int,
+        also: Callable[[sqlite_utils.Database, float, int], None] | None = None,
+    ) -> Job:
+        """Move a withheld clip to ``state`` (and do ``also``), audited as ``action``."""
         held = await self._withheld(guild_id, job_id)
         note = AuditNote(
             actor_id,
-            AuditAction.OUTPUT_DELETED,
+            action,
             target_user_id=held.user_id,
             target_job_id=held.id,
             reason=_held_reason(held),
         )
 
-        def delete(db: sqlite_utils.Database, now: float) -> tuple[Job, list[AuditNote]]:
-            if not _set_state(
-                db, job_id, HeldState.DELETED, actor_id, now, when_state=HeldState.WITHHELD
-            ):
+        def change(db: sqlite_utils.Database, now: float) -> tuple[Job, list[AuditNote]]:
+            if not _set_state(db, job_id, state, actor_id, now, when_state=HeldState.WITHHELD):
                 raise ModerationError(f"Clip #{job_id} is not withheld any more.")
-            return replace(held, safety_state=HeldState.DELETED), [note]
+            if also is not None:
+                also(db, now, job_id)
+            changed = fetch_job(db, job_id)
+            assert changed is not None
+            return changed, [note]
 
-        deleted = await self.moderation._write_audited(guild_id, delete)
-        for path in await asyncio.to_thread(job_files, clips_dir, job_id):
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-        return deleted
+        return await self.moderation._write_audited(guild_id, change)
 
     async def _withheld(self, guild_id: int | None, job_id: int) -> Job:
         job = await self.moderation.db.read(lambda db: fetch_job(db, job_id))
@@ -542,6 +533,18 @@ class HeldClips:
         if job.safety_state != HeldState.WITHHELD:
             raise ModerationError(f"Clip #{job_id} is not withheld by the safety check.")
         return job
+
+
+def _undeliver(db: sqlite_utils.Database, now: float, job_id: int) -> None:
+    """Make a job undelivered again, as a change: the bot's delivery posts it like any
+    finished clip, exactly once, also after a restart. The "withheld" line becomes the job's
+    status message, which the clip replaces."""
+    db.execute(
+        "UPDATE jobs SET delivered_at = NULL, result_message_id = NULL,"
+        " status_message_id = COALESCE(NULLIF(result_message_id, 0), status_message_id),"
+        " updated_at = ?, version = ? WHERE id = ?",
+        [now, next_version(db), job_id],
+    )
 
 
 def _guild(guild_id: int | None) -> int:
