@@ -6,8 +6,8 @@ bot posted in the channel. Every write waits for its turn in the channel's budge
 (:mod:`bot.channel_writes`) at the clip's priority, ahead of every status update.
 
 The clip must fit the guild's upload limit: a larger file is re-encoded smaller in a thread
-(``pipeline.encode.fit_clip``); when even the smallest encode is too large the clip is not
-posted and the file stays on disk.
+(``pipeline.provenance.fit_clip_signed``, which keeps its content credentials); when even the
+smallest encode is too large the clip is not posted and the file stays on disk.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ import discord
 from bot.buttons import clip_view
 from bot.channel_writes import Priority, Route
 from bot.render import NO_PINGS, clip_embed
+from bot.web.links import clip_page_url
 from jobqueue.clipfiles import fitted_clip_path
+from jobqueue.gallery import Gallery
 from jobqueue.models import Job
 from jobqueue.safety import HeldState
-from pipeline.encode import ClipTooLarge, fit_clip
+from pipeline.encode import ClipTooLarge
+from pipeline.provenance import fit_clip_signed
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -96,7 +99,7 @@ async def put_clip(bot: ReelBot, job: Job, path: Path, replacing: int | None) ->
 
 async def send_clip(bot: ReelBot, job: Job, path: Path) -> discord.Message:
     return await channel_of(bot, job).send(
-        embed=clip_embed(job),
+        embed=await embed_of(bot, job),
         file=clip_file(job, path),
         view=clip_view(job),
         allowed_mentions=NO_PINGS,
@@ -107,11 +110,17 @@ async def edit_into_clip(bot: ReelBot, job: Job, path: Path, message_id: int) ->
     message = channel_of(bot, job).get_partial_message(message_id)
     return await message.edit(
         content=None,
-        embed=clip_embed(job),
+        embed=await embed_of(bot, job),
         attachments=[clip_file(job, path)],
         view=clip_view(job),
         allowed_mentions=NO_PINGS,
     )
+
+
+async def embed_of(bot: ReelBot, job: Job) -> discord.Embed:
+    """The clip's embed, linking to its page in the web gallery when it has one."""
+    page_url = await clip_page_url(bot.settings.public_url, Gallery(bot.queue.db), job.id)
+    return clip_embed(job, page_url=page_url)
 
 
 def clip_file(job: Job, path: Path) -> discord.File:
@@ -126,7 +135,14 @@ async def fitted(bot: ReelBot, job: Job, path: Path, limit: int) -> Path:
         return path
     out_path = fitted_clip_path(bot.settings.clips_dir, job.id, limit)
     try:
-        clip = await asyncio.to_thread(fit_clip, path, limit, out_path=out_path)
+        # The copy keeps content credentials of its own (signed again, naming the original).
+        clip = await asyncio.to_thread(
+            fit_clip_signed,
+            path,
+            limit,
+            out_path=out_path,
+            identity=bot.settings.signing_identity(),
+        )
     except ClipTooLarge as exc:
         log.warning("clip of job %s cannot fit %d bytes: %s", job.id, limit, exc)
         raise ClipWontFit(exc.best.size_bytes, limit) from exc

@@ -221,13 +221,15 @@ def file_size_words(size: int) -> str:
     return f"{size} bytes"
 
 
-def clip_embed(job: Job) -> discord.Embed:
-    """The embed posted with a finished clip."""
+def clip_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
+    """The embed posted with a finished clip; its title links to ``page_url`` (the clip's
+    page in the web gallery) when there is one."""
     request = job.request
     embed = discord.Embed(
         title=f"{job_label(job).capitalize()}",
         description=shown(request.prompt, PROMPT_IN_CLIP),
         colour=discord.Colour.blurple(),
+        url=page_url,
     )
     if job.rewritten_prompt and job.rewritten_prompt != request.prompt:
         embed.add_field(

@@ -11,6 +11,9 @@ from bot.render import NO_PINGS
 log = logging.getLogger(__name__)
 
 SOMETHING_WRONG = "Something went wrong on my side; the error has been logged."
+ACKNOWLEDGED = "interaction_acknowledged"
+"""The event :func:`acknowledge` dispatches with the interaction and the seconds since it
+was created."""
 
 
 async def reply_privately(interaction: discord.Interaction, sentence: str) -> None:
@@ -35,4 +38,7 @@ async def acknowledge(interaction: discord.Interaction) -> bool:
         # a RESUME: the user has an answer already or cannot get one.
         log.warning("could not acknowledge interaction %s", interaction.id, exc_info=True)
         return False
+    # For the web server's metrics (bot.web.server), when it runs.
+    elapsed = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+    interaction.client.dispatch(ACKNOWLEDGED, interaction, elapsed)
     return True

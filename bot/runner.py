@@ -1,4 +1,5 @@
-"""Running the bot for ``reelbot run``: queue, moderation, the Discord client and workers.
+"""Running the bot for ``reelbot run``: queue, moderation, the Discord client, workers and
+the web server.
 
 The workers are child processes (``jobqueue.supervisor``): one that crashes is restarted
 while the bot keeps answering. The token is checked with Discord (``login``) before any
@@ -20,6 +21,7 @@ from discord.gateway import DiscordWebSocket
 
 from bot.client import ReelBot
 from bot.settings import Settings
+from bot.web.server import beside_bot
 from jobqueue.jobs import JobQueue, QueueLimits
 from jobqueue.moderation import Moderation
 from jobqueue.supervisor import WorkerSupervisor
@@ -51,7 +53,12 @@ async def serve(settings: Settings, *, workers: bool = True) -> None:
             bot = ReelBot(settings, queue=queue, moderation=moderation, session=session)
             async with bot:
                 await bot.login(settings.discord_token)
-                async with worker_processes(settings, enabled=workers):
+                # Made (or the owner's checked) before any worker signs a clip with it.
+                await asyncio.to_thread(settings.signing_identity().ensure)
+                async with (
+                    worker_processes(settings, enabled=workers),
+                    beside_bot(settings, queue, bot),
+                ):
                     await connect_until_stopped(bot)
     finally:
         await queue.close()

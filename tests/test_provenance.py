@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -92,6 +93,32 @@ async def test_a_fresh_clip_says_it_was_made_by_the_model_with_its_seed(
     assert code == 1
     assert "INVALID content credentials" in output
     assert "hash" in output
+
+
+async def test_refitting_to_the_upload_limit_keeps_valid_credentials(
+    signing_reel: Reel, tmp_path: Path
+) -> None:
+    fake = signing_reel.fake
+    _, first = await signing_reel.create(PROMPT, seed=5, duration=5.0)
+    full_size = (await signing_reel.clip_message(first.id)).attachments[0].size
+    limit = full_size * 3 // 4
+
+    fake.set_upload_limit(limit)
+    _, second = await signing_reel.create(PROMPT, seed=5, duration=5.0)
+    posted = (await signing_reel.clip_message(second.id)).attachments[0]
+    assert posted.size <= limit
+    copy = tmp_path / "posted.mp4"
+    await asyncio.to_thread(copy.write_bytes, posted.data)
+
+    code, output = await asyncio.to_thread(
+        verify, copy, data_dir=signing_reel.settings.data_dir, json_lines=True
+    )
+    report = json.loads(output)
+    assert code == 0, output
+    assert report["state"] == "trusted"
+    assert (report["model"], report["seed"], report["ai_generated"]) == ("tiny", 5, True)
+    assert report["re_encoded"] is True
+    assert report["original_valid"] is True
 
 
 def test_the_own_key_is_made_once_even_by_processes_starting_together(tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ def generate_clip(
     models = settings.model_choice()
     model = args.model or models.model_for("i2v" if args.image else "t2v")
     try:
-        made = asyncio.run(_make(ClipMaker(models), args, model, settings, out=out))
+        maker = ClipMaker(models, signing=settings.signing_identity())
+        made = asyncio.run(_make(maker, args, model, settings, out=out))
     except StartImageUnreadable as exc:
         err.write(f"Cannot read the start image {exc.path}: {exc.reason}.\n")
         return EXIT_BAD_REQUEST

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import discord
 
     from bot.runner import serve
+    from pipeline.provenance import ProvenanceError
 
     try:
         asyncio.run(serve(settings, workers=not args.no_workers))
@@ -58,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     except aiohttp.ClientConnectionError as exc:
         sys.stderr.write(f"Could not reach Discord at {settings.discord_api_base}: {exc}.\n")
         return EXIT_FAILED
+    except ProvenanceError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_BAD_REQUEST
     return 0
 
 

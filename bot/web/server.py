@@ -2,8 +2,8 @@
 
 The server is built over the queue's database (:func:`web_context`) and listens until its
 block ends (:class:`WebServer`). Inside the bot process it also reports whether the bot is
-connected and how fast interactions are acknowledged: ``bot.replies.acknowledge``
-dispatches ``interaction_acknowledged`` with the seconds it took, which the metrics hear.
+connected and how fast interactions are acknowledged: :func:`bot.replies.acknowledge`
+dispatches :data:`~bot.replies.ACKNOWLEDGED` with the seconds it took, which the metrics hear.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aiohttp import web
 from discord.ext import commands
 from prometheus_client import CollectorRegistry
 
+from bot.replies import ACKNOWLEDGED
 from bot.web.app import WebContext, make_app
 from bot.web.health import HealthCheck
 from bot.web.metrics import ReelMetrics
@@ -27,8 +28,6 @@ from jobqueue.jobs import JobQueue
 from jobqueue.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-
-ACKNOWLEDGED_EVENT = "interaction_acknowledged"
 
 
 def web_context(
@@ -112,7 +111,7 @@ async def beside_bot(
             )
             yield None
             return
-        bot.add_listener(acknowledged, f"on_{ACKNOWLEDGED_EVENT}")
-        stack.callback(bot.remove_listener, acknowledged, f"on_{ACKNOWLEDGED_EVENT}")
+        bot.add_listener(acknowledged, f"on_{ACKNOWLEDGED}")
+        stack.callback(bot.remove_listener, acknowledged, f"on_{ACKNOWLEDGED}")
         log.info("web gallery, /healthz and /metrics at %s", settings.public_url or server.url)
         yield context

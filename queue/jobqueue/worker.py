@@ -39,6 +39,7 @@ from jobqueue.progress import JobTracker
 from jobqueue.safety import OutputGuard, SafetyPolicy
 from jobqueue.screening import ModerationScreen
 from jobqueue.settings import MIB, CoreSettings
+from jobqueue.telemetry import Telemetry
 from pipeline.clip import ClipMaker, MadeClip, ModelChoice
 from pipeline.errors import ClipFailed, GenerationCancelled
 from pipeline.provenance import SigningIdentity
@@ -137,6 +138,7 @@ class Worker:
         try:
             await self._warm_up(maker, rewriter)
             await queue.register_worker(self.worker_id, model=self.config.models.t2v_model)
+            await Telemetry(queue.db).report_gpu_memory(self.worker_id)
             log.info("worker %s waiting for jobs in %s", self.worker_id, self.database_path)
             run_job = self._job_runner(queue, maker, rewriter)
             await self._loop(queue, run_job, burst=burst)
@@ -196,6 +198,8 @@ class Worker:
                     # job is tried again by the next claim.
                     log.exception("job %d: could not record its outcome", job.id)
                 self.jobs_run += 1
+                # For /metrics: what the models and this job's activations left allocated.
+                await Telemetry(queue.db).report_gpu_memory(self.worker_id)
                 continue
             if burst:
                 return
