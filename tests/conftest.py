@@ -90,6 +90,8 @@ class FakeChatServer:
         text = reply.body
         if text is None:
             user = body["messages"][-1]["content"]
+            if not isinstance(user, str):  # text and image parts
+                user = next(part["text"] for part in user if part["type"] == "text")
             content = reply.content if reply.content is not None else default_scene(user)
             text = json.dumps(
                 {

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot.cli import main
 from pipeline.encode import read_tags
@@ -102,3 +103,29 @@ async def test_generate_with_enhance_renders_the_rewritten_prompt(
     tags = read_tags(tmp_path / "clip.mp4")
     assert tags["title"] == "a cat surfing"
     assert "Rewritten prompt: A cat surfing, seen at golden hour" in tags["comment"]
+
+
+async def test_a_picture_goes_to_a_model_that_reads_images(
+    endpoint: FakeChatServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("REELBOT_OPENAI_VISION", "on")
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "start.png")
+    argv = ("rewrite", "the waves crash", "--mode", "i2v", "--image", "start.png")
+    assert await reelbot(*argv) == 0
+    assert "Rewritten: The waves crash, seen at golden hour" in capsys.readouterr().out
+    [image_part, text_part] = endpoint.requests[0]["messages"][-1]["content"]
+    assert image_part["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert text_part == {"type": "text", "text": "the waves crash"}
+
+
+def test_an_unreadable_picture_is_one_sentence_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a picture")
+    assert main(["rewrite", "the waves crash", "--image", "notes.txt"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("Cannot read the picture notes.txt:")
+    assert captured.err.count("\n") == 1

@@ -10,11 +10,14 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
 from bot.cli import EXIT_BAD_REQUEST, EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from jobqueue.settings import CoreSettings
     from pipeline.rewrite import RewriteMode, RewriterConfig, RewriteResult
     from pipeline.rewrite.config import BackendName
@@ -49,6 +52,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=float,
         help="seconds the rewrite may take (default: REELBOT_REWRITER_TIMEOUT_S)",
     )
+    parser.add_argument(
+        "--image",
+        type=Path,
+        help="the picture an i2v clip starts from; a vision-language model looks at it",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -58,11 +66,23 @@ def run(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         sys.stderr.write('The prompt is empty; try reelbot rewrite "a cat surfing".\n')
         return EXIT_BAD_REQUEST
+    image = None
+    if args.image is not None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(args.image) as opened:
+                image = opened.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            sys.stderr.write(f"Cannot read the picture {args.image}: {exc}\n")
+            return EXIT_BAD_REQUEST
     config = rewriter_config(CoreSettings(), backend=args.backend, model=args.model)
     if args.timeout is not None:
         config = dataclasses.replace(config, timeout_s=args.timeout)
     try:
-        result = asyncio.run(rewrite_once(config, args.prompt, mode=args.mode, seed=args.seed))
+        result = asyncio.run(
+            rewrite_once(config, args.prompt, mode=args.mode, seed=args.seed, image=image)
+        )
     except KeyboardInterrupt:
         sys.stderr.write("Stopped.\n")
         return EXIT_INTERRUPTED
@@ -84,14 +104,19 @@ def rewriter_config(
 
 
 async def rewrite_once(
-    config: RewriterConfig, prompt: str, *, mode: RewriteMode, seed: int
+    config: RewriterConfig,
+    prompt: str,
+    *,
+    mode: RewriteMode,
+    seed: int,
+    image: Image.Image | None = None,
 ) -> RewriteResult:
     from pipeline.rewrite import build_rewriter
 
     rewriter = build_rewriter(config)
     try:
         await rewriter.warm_up()
-        return await rewriter.rewrite(prompt, mode=mode, seed=seed)
+        return await rewriter.rewrite(prompt, mode=mode, seed=seed, image=image)
     finally:
         await rewriter.aclose()
 
