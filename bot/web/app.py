@@ -13,6 +13,7 @@ from bot.web.health import HealthCheck
 from bot.web.metrics import ReelMetrics
 from bot.web.security import SearchLimiter, security_headers
 from jobqueue.gallery import Gallery
+from jobqueue.models import Job
 from pipeline.provenance import ProvenanceReport, SigningIdentity
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -92,13 +93,26 @@ def render(
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
-def error_page(
-    request: web.Request, status: int, title: str, sentence: str, **headers: str
-) -> web.Response:
-    response = render(request, "error.html", status=status, title=title, sentence=sentence)
-    response.headers.update(headers)
-    return response
+def http_error(
+    request: web.Request,
+    kind: type[web.HTTPException],
+    title: str,
+    sentence: str,
+    headers: dict[str, str] | None = None,
+) -> web.HTTPException:
+    """An error answer with a page that says what happened, to raise."""
+    context = request.app[CONTEXT]
+    page = context.templates.get_template("error.html")
+    html = page.render(root=context.root, title=title, sentence=sentence)
+    return kind(text=html, content_type="text/html", headers=headers)
 
 
-NOT_FOUND = "There is no public clip here."
-GONE = "This clip was deleted."
+async def shown_job(request: web.Request) -> Job:
+    """The clip the address names, if the gallery shows it; raises 410 Gone for a deleted
+    one and 404 for any other."""
+    found = await request.app[CONTEXT].gallery.lookup(int(request.match_info["job_id"]))
+    if found.job is not None:
+        return found.job
+    if found.gone:
+        raise http_error(request, web.HTTPGone, "Gone", "This clip was deleted.")
+    raise http_error(request, web.HTTPNotFound, "Not found", "There is no public clip here.")

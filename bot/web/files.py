@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.web.app import CONTEXT, GONE, NOT_FOUND, error_page
+from bot.web.app import CONTEXT, http_error, shown_job
 from jobqueue.clipfiles import clip_path, poster_path
 
 CACHE_SECONDS = 300
@@ -30,16 +30,11 @@ async def poster(request: web.Request) -> web.StreamResponse:
 
 
 async def _serve(request: web.Request, name: Callable[[Path, int], Path]) -> web.StreamResponse:
-    context = request.app[CONTEXT]
-    job_id = int(request.match_info["job_id"])
-    found = await context.gallery.lookup(job_id)
-    if found.job is None:
-        if found.gone:
-            return error_page(request, 410, "Gone", GONE)
-        return error_page(request, 404, "Not found", NOT_FOUND)
-    path = await asyncio.to_thread(_inside, context.clips_dir, name(context.clips_dir, job_id))
+    clips_dir = request.app[CONTEXT].clips_dir
+    job = await shown_job(request)
+    path = await asyncio.to_thread(_inside, clips_dir, name(clips_dir, job.id))
     if path is None:
-        return error_page(request, 404, "Not found", "The file of this clip is missing.")
+        raise http_error(request, web.HTTPNotFound, "Not found", "The clip's file is missing.")
     return web.FileResponse(path, headers={"Cache-Control": f"public, max-age={CACHE_SECONDS}"})
 
 

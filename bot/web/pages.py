@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.render import KIND_NAMES, size_words, taken_words
-from bot.web.app import CONTEXT, GONE, NOT_FOUND, WebContext, error_page, render
+from bot.web.app import CONTEXT, WebContext, http_error, render, shown_job
 from bot.web.security import client_key
 from jobqueue.clipfiles import clip_path
 from jobqueue.gallery import GalleryChannel, GalleryQuery
@@ -110,9 +110,9 @@ async def gallery(request: web.Request) -> web.Response:
     if query.words.strip():
         wait = context.searches.allow(client_key(request))
         if wait > 0:
-            seconds = str(max(1, round(wait)))
-            return error_page(
-                request, 429, "Slow down", TOO_MANY_SEARCHES, **{"Retry-After": seconds}
+            retry = {"Retry-After": str(max(1, round(wait)))}
+            raise http_error(
+                request, web.HTTPTooManyRequests, "Slow down", TOO_MANY_SEARCHES, retry
             )
     found, channels = await asyncio.gather(
         context.gallery.page(query), context.gallery.public_channels()
@@ -171,13 +171,7 @@ def servers(channels: list[GalleryChannel]) -> list[ServerView]:
 
 async def clip_page(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
-    job_id = int(request.match_info["job_id"])
-    found = await context.gallery.lookup(job_id)
-    if found.job is None:
-        if found.gone:
-            return error_page(request, 410, "Gone", GONE)
-        return error_page(request, 404, "Not found", NOT_FOUND)
-    job = found.job
+    job = await shown_job(request)
     family, channels, credentials = await asyncio.gather(
         context.gallery.family(job),
         context.gallery.public_channels(),
@@ -241,10 +235,5 @@ def verify_with(path: Path, signing: SigningIdentity | None) -> ProvenanceReport
 async def player(request: web.Request) -> web.Response:
     """The bare video, for link previews that embed a player (Twitter's card)."""
     context = request.app[CONTEXT]
-    found = await context.gallery.lookup(int(request.match_info["job_id"]))
-    if found.job is None:
-        return error_page(
-            request, 410 if found.gone else 404, "Not found", GONE if found.gone else NOT_FOUND
-        )
-    view = clip_view(found.job, context, context.base_url(request), {})
+    view = clip_view(await shown_job(request), context, context.base_url(request), {})
     return render(request, "player.html", clip=view)
