@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jobqueue.clipfiles import job_files
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus
-from jobqueue.moderation import AuditAction, Moderation
+from jobqueue.moderation import AuditAction, Moderation, ModerationError
 from jobqueue.safety import (
     PARENT_WITHHELD,
     HeldClips,
+    HeldState,
     IfUnchecked,
     SafetyMode,
     SafetyPolicy,
@@ -232,3 +234,19 @@ async def test_a_withheld_clip_is_a_strike_only_where_the_server_says(
         assert AuditAction.STRIKE_BAN in actions
     else:
         assert ban is None
+
+
+async def test_a_withheld_clip_whose_files_are_gone_cannot_be_released(
+    job_queue: JobQueue, config: WorkerConfig, held: HeldClips
+) -> None:
+    await flag_everything(held)
+    job = await submit(job_queue)
+    await run(job_queue, config)
+    done = await finished(job_queue, job.id)
+    assert await held.withhold(done)
+    for path in job_files(config.clips_dir, job.id):  # as /admin delete does
+        path.unlink()
+
+    with pytest.raises(ModerationError, match=f"The files of clip #{job.id} are gone"):
+        await held.release(GUILD, job.id, actor_id=MODERATOR)
+    assert (await finished(job_queue, job.id)).safety_state == HeldState.WITHHELD

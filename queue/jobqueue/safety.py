@@ -479,6 +479,10 @@ class HeldClips:
     async def release(self, guild_id: int | None, job_id: int, *, actor_id: int) -> Job:
         """Release a withheld clip: the bot posts it (once, as any clip), and the audit log
         names who released it. Raises :class:`ModerationError` with a sentence."""
+        held = await self._withheld(guild_id, job_id)
+        clip = Path(held.result_path or "")
+        if not held.result_path or not await asyncio.to_thread(clip.is_file):
+            raise ModerationError(f"The files of clip #{job_id} are gone: nothing to post.")
         return await self._end_withholding(
             guild_id, job_id, HeldState.RELEASED, AuditAction.OUTPUT_RELEASED, actor_id, _undeliver
         )
