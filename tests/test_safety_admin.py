@@ -9,10 +9,13 @@ from jobqueue.safety import IfUnchecked, SafetyMode, SafetyPolicies, SafetyPolic
 from tests.bot_harness import Reel
 from tests.fakediscord import FakeDiscord, Message
 
+ANSWER_TIMEOUT_S = 60.0
+"""Generous: the fake Discord answers late when the machine is busy."""
+
 
 async def admin(fake: FakeDiscord, command: str, **options: object) -> Message:
     handle = await fake.invoke(f"admin safety {command}", dict(options), user=fake.carol)
-    return await handle.response()
+    return await handle.response(timeout=ANSWER_TIMEOUT_S)
 
 
 async def test_show_says_what_the_check_does_by_default(admin_reel: Reel) -> None:
@@ -34,9 +37,12 @@ async def test_show_says_what_the_check_does_by_default(admin_reel: Reel) -> Non
 async def test_off_says_plainly_what_it_means_and_is_logged(admin_reel: Reel) -> None:
     reel, fake = admin_reel, admin_reel.fake
     async with reel.bot_running():
-        await fake.invoke("admin modlog set", {"channel": fake.other}, user=fake.carol)
+        modlog = await fake.invoke("admin modlog set", {"channel": fake.other}, user=fake.carol)
+        await modlog.response(timeout=ANSWER_TIMEOUT_S)
         answer = await admin(fake, "mode", mode="off")
-        line = await fake.wait_for_message(fake.other, lambda m: "safety" in m.content)
+        line = await fake.wait_for_message(
+            fake.other, lambda m: "safety" in m.content, timeout=ANSWER_TIMEOUT_S
+        )
     assert answer.content == (
         "The safety check's mode is off: reelbot does not look at clips in this server:"
         " whatever the model draws is posted, in every channel."
@@ -98,7 +104,7 @@ async def test_only_moderators_may_change_the_policy(admin_reel: Reel) -> None:
         handle = await fake.invoke(
             "admin safety mode", {"mode": "off"}, user=fake.bob, skip_permission_check=True
         )
-        answer = await handle.response()
+        answer = await handle.response(timeout=ANSWER_TIMEOUT_S)
     assert answer.content == NOT_ALLOWED
     assert (await policy_of(reel)).mode is SafetyMode.WITHHOLD
 

@@ -25,6 +25,9 @@ from jobqueue.worker import Worker
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
 from tests.fakediscord import Channel, FakeDiscord, Message
 
+ANSWER_TIMEOUT_S = 60.0
+"""Generous: the fake Discord answers late when the machine is busy."""
+
 
 def checking_worker(reel: Reel) -> contextlib.AbstractAsyncContextManager[Worker]:
     """A tiny-model worker whose clips go through the packaged classifiers."""
@@ -33,7 +36,7 @@ def checking_worker(reel: Reel) -> contextlib.AbstractAsyncContextManager[Worker
 
 async def admin(fake: FakeDiscord, command: str, **options: object) -> Message:
     handle = await fake.invoke(f"admin {command}", dict(options), user=fake.carol)
-    return await handle.response()
+    return await handle.response(timeout=ANSWER_TIMEOUT_S)
 
 
 async def flag_everything(fake: FakeDiscord) -> None:
@@ -67,10 +70,10 @@ async def test_a_flagged_clip_is_withheld_in_an_ordinary_channel(reel: Reel) -> 
         done = await reel.delivered(job.id)
         private = await fake.wait_for(
             lambda: handle.original if "withheld" in handle.original.content else None,
-            timeout=10,
+            timeout=ANSWER_TIMEOUT_S,
         )
         log_line = await fake.wait_for_message(
-            fake.other, lambda message: "withheld" in message.content, timeout=10
+            fake.other, lambda message: "withheld" in message.content, timeout=ANSWER_TIMEOUT_S
         )
         review = await admin(fake, "safety review")
 
@@ -124,7 +127,7 @@ async def test_a_moderators_release_posts_the_clip_once(reel: Reel) -> None:
         clip = await reel.clip_message(job.id)
         again = await admin(fake, "safety release", job=job.id)
         log_line = await fake.wait_for_message(
-            fake.other, lambda message: "released" in message.content, timeout=10
+            fake.other, lambda message: "released" in message.content, timeout=ANSWER_TIMEOUT_S
         )
     assert (
         released.content == f"Released clip #{job.id}: it is being posted in <#{fake.general.id}>."
@@ -186,7 +189,7 @@ async def test_spoiler_mode_posts_a_spoiler_in_an_age_restricted_channel_only(
         )
         await reel.delivered(withheld.id)
         log_line = await fake.wait_for_message(
-            fake.other, lambda message: "spoiler" in message.content, timeout=10
+            fake.other, lambda message: "spoiler" in message.content, timeout=ANSWER_TIMEOUT_S
         )
     assert [a.filename for a in posted.attachments] == [f"SPOILER_reelbot-{spoilered.id}.mp4"]
     assert (await reel.delivered(spoilered.id)).safety_state == HeldState.SPOILERED
