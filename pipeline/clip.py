@@ -2,9 +2,10 @@
 
 :class:`ClipMaker` keeps the video models loaded between clips (at most one text-to-video and
 one image-to-video pipeline) and :meth:`ClipMaker.make_clip` takes one request through every
-step: resolve it for the model, rewrite its prompt with the rewriter it is given, screen the
-prompts with the screen it is given, generate, encode. The queue's worker and ``reelbot
-generate`` call it; it knows nothing of queues, Discord or where moderation keeps its lists.
+step: resolve it for the model, rewrite its prompt with the rewriter it is given (or take the
+scene :func:`write_scene` wrote while the job waited), screen the prompts with the screen it
+is given, generate, encode. The queue's worker and ``reelbot generate`` call it; it knows
+nothing of queues, Discord or where moderation keeps its lists.
 Stages and steps reach the caller through callbacks. A failure the user can act on is a
 :class:`~pipeline.errors.ClipFailed` with a sentence for them; a cancelled generation raises
 :class:`~pipeline.errors.GenerationCancelled`.
@@ -152,6 +153,7 @@ class ClipMaker:
         start_image: Path | None = None,
         extend: Path | None = None,
         rewriter: PromptRewriter | None = None,
+        scene: RewriteResult | None = None,
         screen: PromptScreen | None = None,
         on_stage: StageCallback | None = None,
         on_step: ProgressCallback | None = None,
@@ -161,8 +163,10 @@ class ClipMaker:
 
         ``start_image`` is a picture an image-to-video model starts from; ``extend`` a clip
         to continue: its last frame starts the new part and its frames come first. Without a
-        ``rewriter`` the model gets the user's words. Raises ClipFailed (InvalidRequest,
-        ModelUnavailable, ClipTooLarge, ...) and GenerationCancelled.
+        ``rewriter`` the model gets the user's words. ``scene`` is a rewrite already written
+        (by :func:`write_scene` while the job waited, or by the job's owner): the rewriter is
+        not asked, and the scene is screened like any rewrite. Raises ClipFailed
+        (InvalidRequest, ModelUnavailable, ClipTooLarge, ...) and GenerationCancelled.
         """
         report = on_stage or _ignore_stage
         preset = resolve_preset(model)
@@ -172,7 +176,7 @@ class ClipMaker:
 
         await report(StageChange(ClipStage.REWRITING))
         started = time.perf_counter()
-        prompt = await _chosen_prompt(request, preset, rewriter, screen)
+        prompt = await _chosen_prompt(request, preset, rewriter, scene, screen)
         timings = {"rewrite": time.perf_counter() - started}
 
         await report(StageChange(ClipStage.GENERATING, total_steps=request.steps, prompt=prompt))
@@ -236,18 +240,50 @@ def _start_image(start_image: Path | None, extend: Path | None) -> Image.Image |
         raise StartImageUnreadable(start_image, str(exc)) from exc
 
 
+async def write_scene(
+    asked: ClipRequest,
+    *,
+    model: str,
+    rewriter: PromptRewriter,
+    start_image: Path | None = None,
+    extend: Path | None = None,
+) -> RewriteResult:
+    """The rewrite :meth:`ClipMaker.make_clip` would ask ``rewriter`` for, asked now (while
+    the job waits) and handed to make_clip later as its ``scene``.
+
+    The seed is the one asked for (0 when the clip's seed is left to chance). Raises
+    ClipFailed when the model is unknown or the picture cannot be read.
+    """
+    preset = resolve_preset(model)
+    image = await asyncio.to_thread(_start_image, start_image, extend)
+    return await _rewrite(asked.prompt, preset, rewriter, seed=asked.seed or 0, image=image)
+
+
+async def _rewrite(
+    prompt: str,
+    preset: ModelPreset,
+    rewriter: PromptRewriter,
+    *,
+    seed: int,
+    image: Image.Image | None,
+) -> RewriteResult:
+    mode: RewriteMode = "i2v" if preset.task == "i2v" else "t2v"
+    return await rewriter.rewrite(prompt, mode=mode, seed=seed, image=image)
+
+
 async def _chosen_prompt(
     request: ResolvedRequest,
     preset: ModelPreset,
     rewriter: PromptRewriter | None,
+    scene: RewriteResult | None,
     screen: PromptScreen | None,
 ) -> ChosenPrompt:
-    """The rewrite when there is one and the screen allows it, else the user's words."""
-    rewrite: RewriteResult | None = None
-    if rewriter is not None:
-        mode: RewriteMode = "i2v" if preset.task == "i2v" else "t2v"
-        rewrite = await rewriter.rewrite(
-            request.prompt, mode=mode, seed=request.seed, image=request.start_image
+    """The rewrite (``scene``, else the rewriter's) when there is one and the screen allows
+    it, else the user's words."""
+    rewrite = scene
+    if rewrite is None and rewriter is not None:
+        rewrite = await _rewrite(
+            request.prompt, preset, rewriter, seed=request.seed, image=request.start_image
         )
     # A language model can write anything, control characters included.
     rewritten = clean_text(rewrite.rewritten) if rewrite is not None and rewrite.enhanced else ""

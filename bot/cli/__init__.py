@@ -1,9 +1,9 @@
-"""The ``reelbot`` command: run the bot and workers, run a worker, make a clip, rewrite a prompt,
-serve the web gallery, verify a clip's content credentials.
+"""The ``reelbot`` command: run the bot and workers, run a worker or a scene writer, make a
+clip, rewrite a prompt, serve the web gallery, verify a clip's content credentials.
 
-Each subcommand lives in its own module here (``run``, ``worker``, ``generate``, ``rewrite``,
-``web``, ``verify``) exposing ``add_parser(subparsers)``; heavy imports (torch, discord) happen
-inside the handlers so ``reelbot --help`` stays instant. Every subcommand logs at
+Each subcommand lives in its own module here (``run``, ``worker``, ``rewriter``, ``generate``,
+``rewrite``, ``web``, ``verify``) exposing ``add_parser(subparsers)``; heavy imports (torch,
+discord) happen inside the handlers so ``reelbot --help`` stays instant. Every subcommand logs at
 REELBOT_LOG_LEVEL (from the environment or ``.env``) unless ``-v`` asks for debug messages.
 """
 
@@ -24,7 +24,7 @@ __all__ = [
     "main",
 ]
 
-SUBCOMMANDS = ("run", "worker", "generate", "rewrite", "web", "verify")
+SUBCOMMANDS = ("run", "worker", "rewriter", "generate", "rewrite", "web", "verify")
 EXIT_FAILED = 1
 EXIT_BAD_REQUEST = 2
 """The command was asked for something it cannot do (a bad option or setting)."""

@@ -362,6 +362,46 @@ def gallery_newest_first(db: sqlite_utils.Database) -> None:
     db.execute(f"CREATE INDEX jobs_done_newest ON jobs (finished_at, id) WHERE {IS_DONE}")
 
 
+@MIGRATIONS()
+def add_scenes(db: sqlite_utils.Database) -> None:
+    """Scenes written ahead of the render (see scenes.py).
+
+    ``scenes`` has a row for each job whose scene someone took on (none yet: no row): being
+    written under a lease by ``writer_id``, ready (``scene`` NULL: the user's own words, for
+    ``reason``), edited by the job's owner, or not wanted (the job went ahead without it).
+    ``scene_writers`` holds the processes that write them, alive while their lease is current,
+    so a worker knows whether to wait for a scene.
+    """
+    db.execute(
+        """
+        CREATE TABLE scenes (
+            job_id INTEGER PRIMARY KEY,
+            state TEXT NOT NULL,
+            scene TEXT,
+            reason TEXT,
+            backend TEXT,
+            model TEXT,
+            seconds REAL NOT NULL DEFAULT 0,
+            writer_id TEXT,
+            lease_expires_at REAL,
+            updated_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE scene_writers (
+            writer_id TEXT PRIMARY KEY,
+            pid INTEGER,
+            host TEXT,
+            started_at REAL NOT NULL,
+            lease_expires_at REAL NOT NULL,
+            stopped_at REAL
+        )
+        """
+    )
+
+
 def all_migrations() -> list[sqlite_utils.Migrations]:
     """Every migration set in the shared database file: the queue's, then moderation's."""
     from jobqueue.moderation import MIGRATIONS as moderation_migrations

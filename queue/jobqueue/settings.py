@@ -52,6 +52,7 @@ class CoreSettings(BaseSettings):
     openai_api: Literal["auto", "chat", "completions"] = "auto"
     openai_vision: Literal["auto", "on", "off"] = "auto"
     enhance_default: bool = True
+    rewriters: int = Field(default=1, ge=0)
 
     max_waiting_per_user: int = 5
     max_running_per_user: int = 1

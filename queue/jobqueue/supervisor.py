@@ -6,11 +6,13 @@
         await bot.start(...)
 
 Each worker is a ``python -m jobqueue`` child process with the parent's settings passed in
-its environment. With ``REELBOT_WORKERS=0`` there is one worker per visible GPU, each
-pinned to its GPU with ``CUDA_VISIBLE_DEVICES``, or one worker when there is no GPU. A
-worker that exits unexpectedly is started again after a delay that doubles while it keeps
-failing quickly. Stopping sends SIGTERM (a worker stops its job at the next step and puts it
-back in the queue), then SIGKILL after ``stop_timeout_s``.
+its environment. With ``REELBOT_WORKERS=0`` there is one worker per visible GPU, each pinned
+to its GPU with ``CUDA_VISIBLE_DEVICES``, or one worker when there is no GPU. Beside them
+run ``REELBOT_REWRITERS`` scene writers (``python -m jobqueue.scene_cli``; none when prompts
+are not rewritten), supervised the same way. A worker that exits unexpectedly is started
+again after a delay that doubles while it keeps failing quickly. Stopping sends SIGTERM (a
+worker stops its job at the next step and puts it back in the queue), then SIGKILL after
+``stop_timeout_s``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class SupervisedWorker:
 
     name: str
     env: Mapping[str, str]
+    command: tuple[str, ...]
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
     exit_codes: list[int] = field(default_factory=list)
@@ -87,8 +90,16 @@ class WorkerSupervisor:
         self._tasks: list[asyncio.Task[None]] = []
         base_env = {**os.environ, **settings_environment(settings)}
         self.workers = [
-            SupervisedWorker(name=f"worker-{index}", env={**base_env, **extra})
+            SupervisedWorker(
+                name=f"worker-{index}", env={**base_env, **extra}, command=worker_command(settings)
+            )
             for index, extra in enumerate(worker_environments(settings, count))
+        ]
+        self.scene_writers = [
+            SupervisedWorker(
+                name=f"scene-writer-{index}", env=base_env, command=scene_writer_command(settings)
+            )
+            for index in range(scene_writer_count(settings))
         ]
 
     async def __aenter__(self) -> WorkerSupervisor:
@@ -104,22 +115,29 @@ class WorkerSupervisor:
         await self.stop()
 
     async def start(self) -> None:
-        log.info("starting %d worker process(es)", len(self.workers))
-        for worker in self.workers:
+        log.info(
+            "starting %d worker process(es) and %d scene writer(s)",
+            len(self.workers),
+            len(self.scene_writers),
+        )
+        for worker in self._processes():
             await self._spawn(worker)
             self._tasks.append(asyncio.create_task(self._watch(worker), name=worker.name))
 
     async def stop(self) -> None:
         """SIGTERM every worker, wait for them to put their jobs back, SIGKILL stragglers."""
         self._stopping.set()
-        for worker in self.workers:
+        for worker in self._processes():
             if worker.running and worker.process is not None:
                 worker.process.send_signal(signal.SIGTERM)
-        await asyncio.gather(*(self._reap(worker) for worker in self.workers))
+        await asyncio.gather(*(self._reap(worker) for worker in self._processes()))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    def _processes(self) -> list[SupervisedWorker]:
+        return [*self.workers, *self.scene_writers]
 
     async def _reap(self, worker: SupervisedWorker) -> None:
         process = worker.process
@@ -135,9 +153,7 @@ class WorkerSupervisor:
             await process.wait()
 
     async def _spawn(self, worker: SupervisedWorker) -> None:
-        worker.process = await asyncio.create_subprocess_exec(
-            *worker_command(self._settings), env=dict(worker.env)
-        )
+        worker.process = await asyncio.create_subprocess_exec(*worker.command, env=dict(worker.env))
         worker.starts += 1
         log.info("%s started (pid %d)", worker.name, worker.process.pid)
         await worker.notify()
@@ -163,8 +179,18 @@ class WorkerSupervisor:
             await self._spawn(worker)
 
 
-def worker_command(settings: CoreSettings) -> list[str]:
-    return [sys.executable, "-m", "jobqueue", "--database", str(settings.database_path)]
+def worker_command(settings: CoreSettings) -> tuple[str, ...]:
+    return (sys.executable, "-m", "jobqueue", "--database", str(settings.database_path))
+
+
+def scene_writer_command(settings: CoreSettings) -> tuple[str, ...]:
+    database = str(settings.database_path)
+    return (sys.executable, "-m", "jobqueue.scene_cli", "--database", database)
+
+
+def scene_writer_count(settings: CoreSettings) -> int:
+    """``REELBOT_REWRITERS``, or none when prompts are not rewritten."""
+    return 0 if settings.rewriter == "off" else settings.rewriters
 
 
 def settings_environment(settings: CoreSettings) -> dict[str, str]:

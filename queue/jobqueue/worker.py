@@ -5,9 +5,11 @@ beside the bot. The models load once, before the first claim. Like a saq or arq 
 calling its registered function, the worker claims a job, runs the one pipeline call
 (:meth:`pipeline.clip.ClipMaker.make_clip`, asked in the job's terms by
 :mod:`jobqueue.clipjob`) and records the outcome: done, failed, cancelled or back in the
-queue. Each job runs under a lease kept alive by :class:`~jobqueue.progress.JobTracker`,
-which also carries the pipeline's progress to the queue; a worker that dies simply stops
-renewing it, and the queue gives the job to another worker.
+queue. A job whose scene a scene writer wrote while it waited skips the rewrite
+(:func:`jobqueue.scenes.scene_for_worker`). Each job runs under a lease kept alive by
+:class:`~jobqueue.progress.JobTracker`, which also carries the pipeline's progress to the
+queue; a worker that dies simply stops renewing it, and the queue gives the job to another
+worker.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from jobqueue.models import Job
 from jobqueue.moderation import Moderation
 from jobqueue.progress import JobTracker
 from jobqueue.safety import OutputGuard, SafetyPolicy
+from jobqueue.scenes import Scenes, scene_for_worker
 from jobqueue.screening import ModerationScreen
 from jobqueue.settings import MIB, CoreSettings
 from jobqueue.telemetry import Telemetry
-from pipeline.clip import ClipMaker, MadeClip, ModelChoice
+from pipeline.clip import ClipMaker, ClipStage, MadeClip, ModelChoice, StageChange
 from pipeline.errors import ClipFailed, GenerationCancelled
 from pipeline.provenance import SigningIdentity
 from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
@@ -54,6 +57,8 @@ UNEXPECTED_FAILURE = (
 )
 SEEN_EVERY_S = 10.0
 """How often an idle worker tells the queue it is alive (for /queue stats)."""
+SCENE_WAIT_MARGIN_S = 30.0
+"""How much longer than one rewrite may take a job waits for a scene writer."""
 
 JobRunner = Callable[[Job, JobTracker, Path], Awaitable[MadeClip]]
 """One job's clip, encoded at the given path until it is published."""
@@ -79,6 +84,11 @@ class WorkerConfig:
     """Servers' policy where they have not set their own."""
     signing: SigningIdentity | None = None
     """The key that signs each clip's content credentials; None: clips go unsigned."""
+    rewriter_at_start: bool = True
+    """Load the rewriter before taking jobs. False where scene writers run (REELBOT_REWRITERS):
+    the worker loads it only for a job whose scene it must write itself."""
+    scene_wait_s: float = 90.0
+    """The longest a job waits for a scene writer's scene before its worker writes it."""
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> WorkerConfig:
@@ -98,6 +108,8 @@ class WorkerConfig:
             safety=settings.safety_config(),
             safety_policy=settings.safety_policy(),
             signing=settings.signing_identity(),
+            rewriter_at_start=settings.rewriters == 0,
+            scene_wait_s=settings.rewriter_timeout_s + SCENE_WAIT_MARGIN_S,
         )
 
 
@@ -109,11 +121,18 @@ class Worker:
     """Runs jobs from the queue at ``database_path`` until stopped (or drained, in burst mode)."""
 
     def __init__(
-        self, database_path: Path, *, config: WorkerConfig, worker_id: str | None = None
+        self,
+        database_path: Path,
+        *,
+        config: WorkerConfig,
+        worker_id: str | None = None,
+        rewriter: PromptRewriter | None = None,
     ) -> None:
+        """``rewriter`` replaces the configured one (tests, benchmarks)."""
         self.database_path = database_path
         self.config = config
         self.worker_id = worker_id or default_worker_id()
+        self._given_rewriter = rewriter
         self.jobs_run = 0
         self._stopping = asyncio.Event()
         self._tracker: JobTracker | None = None
@@ -132,7 +151,7 @@ class Worker:
             self.database_path, limits=self.config.limits, max_attempts=self.config.max_attempts
         )
         maker = ClipMaker(self.config.models, signing=self.config.signing)
-        rewriter = build_rewriter(self.config.rewriter)
+        rewriter = self._given_rewriter or build_rewriter(self.config.rewriter)
         if self.config.safety is not None:
             self._guard = OutputGuard(queue.db, self.config.safety, self.config.safety_policy)
         try:
@@ -144,7 +163,8 @@ class Worker:
             await self._loop(queue, run_job, burst=burst)
         finally:
             await _quietly(queue.worker_stopped(self.worker_id), "record that the worker stopped")
-            await _quietly(rewriter.aclose(), "close the prompt rewriter")
+            if self._given_rewriter is None:
+                await _quietly(rewriter.aclose(), "close the prompt rewriter")
             maker.unload()
             await queue.close()
 
@@ -152,7 +172,7 @@ class Worker:
         """Load the default text-to-video model and the rewriter before taking jobs."""
         model = self.config.models.t2v_model
         seconds = await maker.load(model)
-        rewriter_seconds = await rewriter.warm_up()
+        rewriter_seconds = await rewriter.warm_up() if self.config.rewriter_at_start else 0.0
         safety_seconds = await self._guard.load() if self._guard is not None else 0.0
         log.info(
             "ready: %s loaded in %.1f s, rewriter in %.1f s, safety check in %.1f s",
@@ -165,12 +185,22 @@ class Worker:
     def _job_runner(self, queue: JobQueue, maker: ClipMaker, rewriter: PromptRewriter) -> JobRunner:
         """The one function each job runs: the pipeline's make_clip, asked in the job's terms."""
         moderation = Moderation(queue.db)
+        scenes = Scenes(queue.db)
         clips_dir = self.config.clips_dir
 
         async def run_job(job: Job, tracker: JobTracker, partial: Path) -> MadeClip:
             if self._guard is not None:
                 await self._guard.refuse_withheld_parent(job)
-            return await maker.make_clip(
+            started = time.perf_counter()
+            scene = await scene_for_worker(
+                scenes,
+                job,
+                wait_s=self.config.scene_wait_s,
+                should_stop=tracker.should_stop,
+                on_wait=lambda: tracker.stage_changed(StageChange(ClipStage.REWRITING)),
+            )
+            waited = time.perf_counter() - started
+            made = await maker.make_clip(
                 job.request.as_asked(),
                 model=job_model(job, self.config.models),
                 output=lambda _request: partial,
@@ -178,11 +208,15 @@ class Worker:
                 start_image=start_image(job),
                 extend=clip_to_extend(job, clips_dir),
                 rewriter=rewriter if job.request.enhance else None,
+                scene=scene,
                 screen=ModerationScreen(moderation, job),
                 on_stage=tracker.stage_changed,
                 on_step=tracker.step,
                 should_cancel=tracker.should_stop,
             )
+            # Waiting for a scene writer's scene is this job's rewrite, as far as time goes.
+            made.timings["rewrite"] = made.timings.get("rewrite", 0.0) + waited
+            return made
 
         return run_job
 
