@@ -190,3 +190,21 @@ async def test_a_deleted_clip_is_gone_from_the_gallery_and_its_files_are_not_ser
     assert await tile_prompts(browser, f"{site.url}/") == []
     await browser.open(f"{site.url}/clips/{by_owner.id}")
     assert await browser.text(".error p") == "This clip was deleted."
+
+
+async def test_a_clips_embed_in_discord_links_to_its_page_when_the_gallery_shows_it(
+    reel: Reel,
+) -> None:
+    reel.settings = reel.settings.model_copy(update={"public_url": "https://clips.example.com"})
+    async with reel.bot_running(), reel.worker_running():
+        await make_public(reel, reel.fake.general)
+        shown = await clip_in(reel, "a windmill at dusk")
+        private = await clip_in(reel, "a windmill in a private channel", reel.fake.other)
+        embed = (await reel.clip_message(shown.id)).embeds[0]
+        assert embed["url"] == f"https://clips.example.com/clips/{shown.id}"
+        (unlinked,) = [
+            message
+            for message in reel.fake.channel_messages(reel.fake.other)
+            if f"job:{private.id}:retry" in message.custom_ids()
+        ]
+        assert "url" not in unlinked.embeds[0]
