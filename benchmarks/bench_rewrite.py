@@ -42,17 +42,16 @@ import torch
 # The fake llama.cpp server lives with the tests, which are not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.rewrite import Completion, GuardedRewriter, RewriteMode, TextBackend
+from pipeline.rewrite import GuardedRewriter, RewriteMode, TextBackend
 from pipeline.rewrite.config import OpenAIApi
 from pipeline.rewrite.guardrails import kept_share, review
 from pipeline.rewrite.local import LocalBackend, LocalModel, ModelPrompt, SamplingSettings
 from pipeline.rewrite.openai_compat import OpenAICompatBackend
 from tests.fakellm import FakeLlamaServer, Generation, Writer, serving
+from tests.recording_backend import RecordingBackend
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-    from PIL import Image
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "models"
 
@@ -163,63 +162,25 @@ class Run:
     rows: list[Row] = field(default_factory=list)
 
 
-class Recorder:
-    """Passes calls to a backend, keeping the last raw answer and how long it took."""
-
-    def __init__(self, inner: TextBackend) -> None:
-        self.inner = inner
-        self.last: Completion | None = None
-        self.seconds = 0.0
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def sees_images(self) -> bool:
-        return self.inner.sees_images
-
-    async def warm_up(self) -> float:
-        return await self.inner.warm_up()
-
-    async def complete(
-        self, prompt: str, *, mode: RewriteMode, seed: int, image: Image.Image | None = None
-    ) -> Completion:
-        started = time.perf_counter()
-        try:
-            self.last = await self.inner.complete(prompt, mode=mode, seed=seed, image=image)
-        finally:
-            self.seconds = time.perf_counter() - started
-        return self.last
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 async def run_prompts(name: str, backend: TextBackend, prompts: list[BenchPrompt]) -> Run:
-    recorder = Recorder(backend)
+    recorder = RecordingBackend(backend)
     rewriter = GuardedRewriter(recorder, timeout_s=1800)
     await rewriter.warm_up()
     run = Run(name)
     for prompt in prompts:
-        recorder.last, recorder.seconds = None, 0.0
+        answered = len(recorder.completions)
         result = await rewriter.rewrite(prompt.text, mode=prompt.mode, seed=0)
-        answer = recorder.last.text if recorder.last is not None else ""
-        kept = kept_share(prompt.text, review(prompt.text, answer).text)
-        tokens = recorder.last.tokens or 0 if recorder.last is not None else 0
+        asked = len(recorder.completions) > answered
+        answer = recorder.completions[-1].text if asked else ""
         run.rows.append(
             Row(
                 prompt,
                 answer,
-                kept,
+                kept_share(prompt.text, review(prompt.text, answer).text),
                 result.enhanced,
                 result.fallback_reason,
-                tokens,
-                recorder.seconds,
+                (recorder.completions[-1].tokens or 0) if asked else 0,
+                recorder.seconds[-1] if asked else 0.0,
             )
         )
         used = result.rewritten if result.enhanced else "(fell back)"

@@ -22,6 +22,7 @@ from jobqueue.moderation import Moderation
 from pipeline.tiny import ensure_tiny_pipeline
 from tests.bot_harness import Reel
 from tests.fakediscord import FakeDiscord
+from tests.fakellm import listening
 from tests.web_browser import Browser, missing_browser, start_chromium
 
 # --- pipeline (pipeline engineer) ---
@@ -128,15 +129,12 @@ def default_scene(idea: str) -> str:
 async def chat_server() -> AsyncIterator[FakeChatServer]:
     """A ``FakeChatServer`` on 127.0.0.1 at a free port; use ``chat_server.base_url``."""
     server = FakeChatServer()
-    runner = web.AppRunner(server.app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.base_url = f"http://{host}:{port}/v1"
-    yield server
-    server.release.set()
-    await runner.cleanup()
+    async with listening(server.app) as base_url:
+        server.base_url = base_url
+        try:
+            yield server
+        finally:
+            server.release.set()
 
 
 # --- moderation (moderation engineer) ---

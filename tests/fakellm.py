@@ -231,16 +231,25 @@ async def _send(request: web.Request, reply: Reply) -> web.StreamResponse:
 
 
 @asynccontextmanager
-async def serving(server: FakeLlamaServer) -> AsyncIterator[FakeLlamaServer]:
-    """``server`` on 127.0.0.1 at a free port; its ``base_url`` ends in ``/v1``."""
-    runner = web.AppRunner(server.app)
+async def listening(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on 127.0.0.1 at a free port; yields its OpenAI-style base URL (``.../v1``)."""
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    server.base_url = f"http://{host}:{port}/v1"
     try:
-        yield server
+        yield f"http://{host}:{port}/v1"
     finally:
-        server.release.set()
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serving(server: FakeLlamaServer) -> AsyncIterator[FakeLlamaServer]:
+    """``server`` listening; a request left hanging is released when it stops."""
+    async with listening(server.app) as base_url:
+        server.base_url = base_url
+        try:
+            yield server
+        finally:
+            server.release.set()

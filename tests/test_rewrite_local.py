@@ -12,50 +12,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from transformers import AutoTokenizer
 
-from pipeline.rewrite import Completion, GuardedRewriter, RewriteMode
+from pipeline.rewrite import GuardedRewriter, RewriteMode
 from pipeline.rewrite.gemma import packaged_gemma_dir
 from pipeline.rewrite.guardrails import OutputLimits, keeps_subject
 from pipeline.rewrite.local import LocalBackend, LocalModel, SamplingSettings
+from tests.recording_backend import RecordingBackend
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "models"
 TOKEN_CAP = 140
 WORD_CAP = 40
-
-
-class RecordingBackend:
-    """Hands every call to the real backend and keeps its raw answers for inspection."""
-
-    def __init__(self, backend: LocalBackend) -> None:
-        self.inner = backend
-        self.completions: list[Completion] = []
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def sees_images(self) -> bool:
-        return self.inner.sees_images
-
-    async def warm_up(self) -> float:
-        return await self.inner.warm_up()
-
-    async def complete(
-        self, prompt: str, *, mode: RewriteMode, seed: int, image: Image.Image | None = None
-    ) -> Completion:
-        completion = await self.inner.complete(prompt, mode=mode, seed=seed, image=image)
-        self.completions.append(completion)
-        return completion
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @pytest.fixture(scope="session")
