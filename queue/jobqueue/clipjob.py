@@ -1,21 +1,83 @@
 """A job in the pipeline's terms, and the pipeline's clip as the job's result.
 
-The worker hands each job to :meth:`pipeline.clip.ClipMaker.make_clip`; these small functions
-say what to ask it for (the model for the job's task, the picture to start from
-or the clip to extend) and turn what it made into the job's :class:`~jobqueue.models.JobResult`
-with the clip files under their final names.
+Every worker, on the bot's host or on another one behind the broker, hands each job to
+:meth:`pipeline.clip.ClipMaker.make_clip` through :func:`make_job_clip`; the small functions
+here say what to ask it for (the model for the job's task, the picture to start from or the
+clip to extend) and turn what it made into the job's :class:`~jobqueue.models.JobResult` with
+the clip files under their final names.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from jobqueue.clipfiles import clip_path, poster_path
 from jobqueue.eta import shape_key
 from jobqueue.models import Job, JobKind, JobResult
-from pipeline.clip import MadeClip, ModelChoice
+from pipeline.clip import ClipMaker, MadeClip, ModelChoice, PromptScreen, StageChange
 from pipeline.encode import poster_beside
+from pipeline.rewrite import PromptRewriter, RewriteResult
+
+
+class JobProgress(Protocol):
+    """Where a running job's stages and steps go, and whether it should stop (the queue's
+    :class:`~jobqueue.progress.JobTracker` on every host)."""
+
+    async def stage_changed(self, change: StageChange) -> None: ...
+
+    def step(self, step: int, total_steps: int) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """The files a job starts from, wherever they lie on the host that makes the clip."""
+
+    start_image: Path | None = None
+    extend: Path | None = None
+
+    @classmethod
+    def on_bot_host(cls, job: Job, clips_dir: Path) -> JobInputs:
+        """The uploaded picture and the parent clip where the bot keeps them."""
+        return cls(start_image(job), clip_to_extend(job, clips_dir))
+
+
+async def make_job_clip(
+    maker: ClipMaker,
+    job: Job,
+    *,
+    model: str,
+    inputs: JobInputs,
+    output: Path,
+    max_bytes: int,
+    rewriter: PromptRewriter | None,
+    scene: RewriteResult | None,
+    screen: PromptScreen,
+    progress: JobProgress,
+) -> MadeClip:
+    """The one pipeline call of ``job``: the same on the bot's host and on a remote worker.
+
+    ``scene`` is the rewrite written while the job waited (the rewriter is then not asked);
+    without one, the job's own ``enhance`` decides whether ``rewriter`` rewrites the prompt.
+    """
+    return await maker.make_clip(
+        job.request.as_asked(),
+        model=model,
+        output=lambda _request: output,
+        max_bytes=max_bytes,
+        start_image=inputs.start_image,
+        extend=inputs.extend,
+        rewriter=rewriter if job.request.enhance else None,
+        scene=scene,
+        screen=screen,
+        on_stage=progress.stage_changed,
+        on_step=progress.step,
+        should_cancel=progress.should_stop,
+    )
 
 
 def job_model(job: Job, models: ModelChoice) -> str:

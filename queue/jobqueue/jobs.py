@@ -28,6 +28,7 @@ from jobqueue.leases import (
     back_in_queue,
     claim_next,
     finish,
+    give_up,
     live_workers,
     register_worker,
     renew,
@@ -319,8 +320,17 @@ class JobQueue:
     async def worker_stopped(self, worker_id: str) -> None:
         await self.db.write(lambda db: worker_stopped(db, worker_id, now=time.time()))
 
-    async def claim(self, worker_id: str, *, lease_seconds: float) -> Job | None:
-        """Start the next job in the fair order, leased to ``worker_id``; None if none may start."""
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        can_run: Callable[[Job], bool] | None = None,
+    ) -> Job | None:
+        """Start the next job in the fair order, leased to ``worker_id``; None if none may start.
+
+        ``can_run`` limits the choice to the jobs a worker can run (its models and sizes).
+        """
 
         def claim(db: sqlite_utils.Database) -> Job | None:
             return claim_next(
@@ -329,6 +339,7 @@ class JobQueue:
                 lease_seconds=lease_seconds,
                 server_running_limit=server_running_limit(db, self.default_limits),
                 now=time.time(),
+                can_run=can_run,
             )
 
         return await self.db.write(claim)
@@ -401,6 +412,13 @@ class JobQueue:
         """Record that a worker stopped a job whose cancellation was requested."""
         return await self.db.write(
             lambda db: finish(db, job_id, worker_id, JobStatus.CANCELLED, {}, now=time.time())
+        )
+
+    async def abandon(self, job_id: int, worker_id: str, *, detail: str) -> bool:
+        """Give up a job whose worker stopped answering (a remote host that died): it waits
+        for another worker, this attempt counted, or fails once it has had them all."""
+        return await self.db.write(
+            lambda db: give_up(db, job_id, worker_id, detail, now=time.time())
         )
 
     async def release(self, job_id: int, worker_id: str, *, reason: str) -> bool:

@@ -10,6 +10,7 @@ can never overwrite, or complete, a job another worker has taken since.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -41,12 +42,14 @@ def claim_next(
     lease_seconds: float,
     server_running_limit: int,
     now: float,
+    can_run: Callable[[Job], bool] | None = None,
 ) -> Job | None:
-    """Start the next job in the fair order for ``worker_id``, or return None."""
+    """Start the next job in the fair order for ``worker_id`` (of those it ``can_run``), or
+    return None."""
     requeue_expired(db, now=now)
     if is_paused(db):
         return None
-    row = pick_next(db, server_running_limit=server_running_limit)
+    row = pick_next(db, server_running_limit=server_running_limit, can_run=can_run)
     if row is None:
         return None
     mark_served(db, row["user_id"], now=now)
@@ -80,6 +83,25 @@ def requeue_expired(db: sqlite_utils.Database, *, now: float) -> list[int]:
         detail = f"worker {row['worker_id']} stopped heartbeating (attempt {row['attempts']})"
         update_job(db, row["id"], _after_lost_lease(row, detail, now=now), now=now)
     return [row["id"] for row in expired]
+
+
+def give_up(
+    db: sqlite_utils.Database, job_id: int, worker_id: str, detail: str, *, now: float
+) -> bool:
+    """End ``worker_id``'s lease now, as if it had run out (its worker stopped answering):
+    the job waits again, or ends once it has used all its attempts. False if not held."""
+    found = rows(
+        db,
+        "SELECT id, attempts, max_attempts, cancel_requested, worker_id FROM jobs"
+        f" WHERE id = :job_id AND {OWNED}",
+        {"job_id": job_id, "worker_id": worker_id},
+    )
+    if not found:
+        return False
+    values = _after_lost_lease(found[0], detail, now=now)
+    return update_job(
+        db, job_id, values, now=now, only_if=OWNED, only_if_params={"worker_id": worker_id}
+    )
 
 
 def _after_lost_lease(row: dict[str, Any], detail: str, *, now: float) -> dict[str, Any]:
@@ -227,10 +249,14 @@ def worker_stopped(db: sqlite_utils.Database, worker_id: str, *, now: float) -> 
 def live_workers(db: sqlite_utils.Database, *, now: float) -> list[WorkerInfo]:
     found = rows(
         db,
-        "SELECT worker_id, pid, host, model, started_at, last_seen,"
+        "SELECT worker_id, pid, host, model, started_at, last_seen, kind, models,"
+        " max_video_pixels, gpu_total_bytes,"
         f" (SELECT id FROM jobs WHERE {IS_RUNNING} AND jobs.worker_id = workers.worker_id"
         "  LIMIT 1) AS job_id"
         " FROM workers WHERE stopped_at IS NULL AND last_seen > ? ORDER BY started_at",
         [now - WORKER_SEEN_WITHIN_S],
     )
-    return [WorkerInfo(**row) for row in found]
+    return [
+        WorkerInfo(**{**row, "models": json.loads(row["models"]) if row["models"] else None})
+        for row in found
+    ]

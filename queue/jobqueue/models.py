@@ -146,6 +146,8 @@ class Job:
     """The clip must not be posted in an ordinary channel (the check held it back)."""
     safety_state: str | None = None
     """What became of a held clip (see jobqueue.safety.HeldState)."""
+    wait_note: str | None = None
+    """Why a waiting job does not start (no worker serves its model, the broker is down)."""
 
     @property
     def percent(self) -> int:
@@ -209,3 +211,10 @@ class WorkerInfo:
     started_at: float
     last_seen: float
     job_id: int | None
+    kind: str = "local"
+    """``local`` (beside the bot, on its SQLite file) or ``remote`` (through the broker)."""
+    models: list[str] | None = None
+    """The models it serves; None: any model (a local worker loads what a job asks for)."""
+    max_video_pixels: int | None = None
+    """The largest clip it takes, width x height x frames; None: any size."""
+    gpu_total_bytes: int | None = None

@@ -18,13 +18,34 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-from jobqueue.jobs import JobQueue, LeaseState
+from jobqueue.leases import LeaseState
 from jobqueue.models import Stage
 from pipeline.clip import StageChange
 
 log = logging.getLogger(__name__)
+
+
+class LeaseKeeper(Protocol):
+    """Where a job's heartbeats and progress go: the queue itself, or, on a worker behind the
+    broker, the broker's job (:class:`~jobqueue.broker.remote_worker.BrokerLease`)."""
+
+    async def heartbeat(self, job_id: int, worker_id: str, *, lease_seconds: float) -> LeaseState:
+        ...
+
+    async def report_progress(
+        self,
+        job_id: int,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        stage: Stage | None = None,
+        step: int | None = None,
+        total_steps: int | None = None,
+        rewritten_prompt: str | None = None,
+        rewrite_note: str | None = None,
+    ) -> LeaseState: ...
 
 
 @dataclass(frozen=True)
@@ -39,7 +60,7 @@ class JobTracker:
 
     def __init__(
         self,
-        queue: JobQueue,
+        queue: LeaseKeeper,
         job_id: int,
         worker_id: str,
         *,

@@ -227,13 +227,15 @@ def _write_policy(db: sqlite_utils.Database, guild_id: int, column: str, value: 
     db.execute(f"UPDATE safety_policies SET {column} = ? WHERE guild_id = ?", [value, guild_id])
 
 
-class OutputGuard:
-    """The worker's side: the classifiers, loaded once, and the verdict of each clip."""
+class ClipJudge:
+    """The classifiers, loaded once, and the verdict on a clip under a given policy.
 
-    def __init__(self, db: Database, config: SafetyConfig, defaults: SafetyPolicy) -> None:
-        self.db = db
+    It needs no database: a worker on another host judges its clips with the policy the bot
+    sent along with the job.
+    """
+
+    def __init__(self, config: SafetyConfig) -> None:
         self.config = config
-        self.policies = SafetyPolicies(db, defaults)
         self.check: SafetyCheck | None = None
         self.load_error: str | None = None
 
@@ -249,27 +251,19 @@ class OutputGuard:
         except SafetyUnavailable as exc:
             self.load_error = str(exc)
             log.exception("the output safety check could not load; clips stay unchecked")
-        status = {
+        return time.perf_counter() - started
+
+    def status(self) -> dict[str, Any]:
+        """Which classifiers run (``classifiers``, ``thresholds``, ``error``), for /admin."""
+        return {
             "classifiers": [] if self.check is None else list(self.config.classifiers),
             "thresholds": {} if self.check is None else self.check.default_thresholds,
             "error": self.load_error,
         }
-        await self.db.write(lambda db: write_state(db, CHECK_STATUS_KEY, json.dumps(status)))
-        return time.perf_counter() - started
 
-    async def refuse_withheld_parent(self, job: Job) -> None:
-        """Fail an Extend whose clip to continue was withheld and is not its requester's."""
-        if job.kind is not JobKind.EXTEND or job.parent_id is None:
-            return
-        parent_id = job.parent_id
-        parent = await self.db.read(lambda db: fetch_job(db, parent_id))
-        if parent is not None and not may_extend(parent, job.user_id):
-            raise ClipFailed(PARENT_WITHHELD, f"parent job {parent.id} is withheld")
-
-    async def judge(self, job: Job, clip: EncodedClip) -> OutputVerdict:
-        """The verdict on ``job``'s finished clip under its server's policy. Never raises for
+    async def judge(self, job_id: int, clip: EncodedClip, policy: SafetyPolicy) -> OutputVerdict:
+        """The verdict on job ``job_id``'s finished clip under ``policy``. Never raises for
         the classifier's sake: a failure to look is an unchecked verdict."""
-        policy = await self.policies.policy(job.guild_id)
         if policy.mode is SafetyMode.OFF:
             return OutputVerdict(Verdict.OFF, detail="the server turned the check off")
         if self.check is None:
@@ -284,18 +278,52 @@ class OutputGuard:
                 size=(clip.width, clip.height),
             )
         except SafetyUnavailable as exc:
-            log.warning("job %d: the safety check could not look at the clip: %s", job.id, exc)
+            log.warning("job %d: the safety check could not look at the clip: %s", job_id, exc)
             return unchecked(policy, str(exc))
         verdict = judge(policy, scores, check.default_thresholds)
         log.info(
             "job %d: safety %s in %.2f s over %d frames (%s)",
-            job.id,
+            job_id,
             verdict.verdict,
             scores.seconds,
             scores.frames_checked,
             verdict.detail,
         )
         return verdict
+
+
+class OutputGuard:
+    """The worker's side on the bot's host: the classifiers (a :class:`ClipJudge`), each
+    server's policy, and the verdict stored with each job."""
+
+    def __init__(self, db: Database, config: SafetyConfig, defaults: SafetyPolicy) -> None:
+        self.db = db
+        self.policies = SafetyPolicies(db, defaults)
+        self.clips = ClipJudge(config)
+
+    async def load(self) -> float:
+        """Load the classifiers and tell /admin which run; the seconds it took."""
+        seconds = await self.clips.load()
+        await self.report_status(self.clips.status())
+        return seconds
+
+    async def report_status(self, status: dict[str, Any]) -> None:
+        """Record which classifiers the workers run (a remote worker's, told by the broker)."""
+        await self.db.write(lambda db: write_state(db, CHECK_STATUS_KEY, json.dumps(status)))
+
+    async def refuse_withheld_parent(self, job: Job) -> None:
+        """Fail an Extend whose clip to continue was withheld and is not its requester's."""
+        if job.kind is not JobKind.EXTEND or job.parent_id is None:
+            return
+        parent_id = job.parent_id
+        parent = await self.db.read(lambda db: fetch_job(db, parent_id))
+        if parent is not None and not may_extend(parent, job.user_id):
+            raise ClipFailed(PARENT_WITHHELD, f"parent job {parent.id} is withheld")
+
+    async def judge(self, job: Job, clip: EncodedClip) -> OutputVerdict:
+        """The verdict on ``job``'s finished clip under its server's policy."""
+        policy = await self.policies.policy(job.guild_id)
+        return await self.clips.judge(job.id, clip, policy)
 
     async def record(self, job_id: int, worker_id: str, verdict: OutputVerdict) -> bool:
         """Store ``verdict`` with the job, if ``worker_id`` still runs it (before it is done,

@@ -18,6 +18,7 @@ Triggers keep each user's best waiting job (``head_priority``, ``head_id``) on t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,22 +28,42 @@ from jobqueue.models import Job
 from jobqueue.sql import IS_QUEUED
 from jobqueue.store import rows
 
+_USERS_IN_TURN = """
+    SELECT u.head_id, u.user_id FROM queue_users u
+    LEFT JOIN queue_limits l ON l.user_id = u.user_id
+    WHERE u.waiting > 0 AND u.running < COALESCE(l.running, :server_running)
+    ORDER BY u.served_seq, u.head_priority DESC, u.head_id
+"""
 
-def pick_next(db: sqlite_utils.Database, *, server_running_limit: int) -> dict[str, Any] | None:
-    """The row of the job that should start next, or None if nothing may start."""
-    turn = db.execute(
-        """
-        SELECT u.head_id FROM queue_users u
-        LEFT JOIN queue_limits l ON l.user_id = u.user_id
-        WHERE u.waiting > 0 AND u.running < COALESCE(l.running, :server_running)
-        ORDER BY u.served_seq, u.head_priority DESC, u.head_id LIMIT 1
-        """,
-        {"server_running": server_running_limit},
-    ).fetchone()
-    if turn is None:
-        return None
-    found = rows(db, "SELECT * FROM jobs WHERE id = ?", [turn[0]])
-    return found[0] if found else None
+
+def pick_next(
+    db: sqlite_utils.Database,
+    *,
+    server_running_limit: int,
+    can_run: Callable[[Job], bool] | None = None,
+) -> dict[str, Any] | None:
+    """The row of the job that should start next, or None if nothing may start.
+
+    With ``can_run`` (a worker that serves some models only), the next job that worker can
+    run: the first user in turn with such a job gives their best one.
+    """
+    params = {"server_running": server_running_limit}
+    if can_run is None:
+        turn = db.execute(f"{_USERS_IN_TURN} LIMIT 1", params).fetchone()
+        if turn is None:
+            return None
+        found = rows(db, "SELECT * FROM jobs WHERE id = ?", [turn[0]])
+        return found[0] if found else None
+    for _, user_id in db.execute(_USERS_IN_TURN, params).fetchall():
+        waiting = rows(
+            db,
+            f"SELECT * FROM jobs WHERE {IS_QUEUED} AND user_id = ? ORDER BY priority DESC, id",
+            [user_id],
+        )
+        for row in waiting:
+            if can_run(Job.from_row(row)):
+                return row
+    return None
 
 
 def mark_served(db: sqlite_utils.Database, user_id: int, *, now: float) -> None:

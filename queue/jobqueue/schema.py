@@ -402,6 +402,45 @@ def add_scenes(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def add_remote_workers(db: sqlite_utils.Database) -> None:
+    """Workers on other hosts, the attempts sent to them through the broker, and why a job
+    waits.
+
+    ``workers.kind`` is ``local`` (a process on the bot's host, on this file) or ``remote``
+    (registered with the broker; the bot's dispatcher keeps its row). ``models`` lists the
+    models a worker serves (JSON; NULL: any), ``max_video_pixels`` the largest clip it takes
+    (width x height x frames; NULL: any size) and ``gpu_total_bytes`` its card's memory.
+    ``broker_dispatches`` holds a row per attempt sent through the broker: the SAQ queue and
+    job key it went out under and whether it is still the job's current attempt (``live``) or
+    one whose late answer must be thrown away (``stale``). ``jobs.wait_note`` tells the
+    requester why a waiting job does not start; ``unserved_since`` is when it was first seen
+    with no live worker able to run it.
+    """
+    for statement in (
+        "ALTER TABLE workers ADD COLUMN kind TEXT NOT NULL DEFAULT 'local'",
+        "ALTER TABLE workers ADD COLUMN models TEXT",
+        "ALTER TABLE workers ADD COLUMN max_video_pixels INTEGER",
+        "ALTER TABLE workers ADD COLUMN gpu_total_bytes INTEGER",
+        "ALTER TABLE jobs ADD COLUMN wait_note TEXT",
+        "ALTER TABLE jobs ADD COLUMN unserved_since REAL",
+        """
+        CREATE TABLE broker_dispatches (
+            job_id INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            worker_id TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            PRIMARY KEY (job_id, attempt)
+        )
+        """,
+        "CREATE INDEX broker_dispatches_state ON broker_dispatches (state)",
+    ):
+        db.execute(statement)
+
+
 def all_migrations() -> list[sqlite_utils.Migrations]:
     """Every migration set in the shared database file: the queue's, then moderation's."""
     from jobqueue.moderation import MIGRATIONS as moderation_migrations

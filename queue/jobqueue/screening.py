@@ -11,18 +11,37 @@ was queued) fails the job.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from jobqueue.models import Job
-from jobqueue.moderation import Moderation
+from jobqueue.moderation import BlockHit
 from pipeline.clip import ScreenVerdict
 
 log = logging.getLogger(__name__)
 
 
+class PromptRules(Protocol):
+    """A server's blocklist as the screen uses it: :class:`~jobqueue.moderation.Moderation`
+    on the bot's host, the copy sent with the job on a remote worker."""
+
+    async def check_prompts(
+        self,
+        guild_id: int | None,
+        *,
+        prompt: str,
+        negative_prompt: str = "",
+        rewritten_prompt: str | None = None,
+    ) -> BlockHit | None: ...
+
+    async def record_rewrite_block(
+        self, guild_id: int | None, user_id: int, hit: BlockHit, *, job_id: int
+    ) -> None: ...
+
+
 class ModerationScreen:
     """The pipeline's prompt screen for one job, backed by its server's moderation blocklist."""
 
-    def __init__(self, moderation: Moderation, job: Job) -> None:
+    def __init__(self, moderation: PromptRules, job: Job) -> None:
         self._moderation = moderation
         self._job = job
 

@@ -6,10 +6,11 @@ calling its registered function, the worker claims a job, runs the one pipeline 
 (:meth:`pipeline.clip.ClipMaker.make_clip`, asked in the job's terms by
 :mod:`jobqueue.clipjob`) and records the outcome: done, failed, cancelled or back in the
 queue. A job whose scene a scene writer wrote while it waited skips the rewrite
-(:func:`jobqueue.scenes.scene_for_worker`). Each job runs under a lease kept alive by
+(:func:`jobqueue.runs.before_clip`). Each job runs under a lease kept alive by
 :class:`~jobqueue.progress.JobTracker`, which also carries the pipeline's progress to the
-queue; a worker that dies simply stops renewing it, and the queue gives the job to another
-worker.
+queue (:class:`jobqueue.runs.JobRuns`, shared with the broker's dispatcher, whose workers on
+other hosts make the same pipeline call); a worker that dies simply stops renewing it, and the
+queue gives the job to another worker.
 """
 
 from __future__ import annotations
@@ -20,48 +21,32 @@ import logging
 import os
 import socket
 import time
-import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobqueue.clipfiles import partial_clip_path
-from jobqueue.clipjob import (
-    clip_to_extend,
-    discard,
-    job_model,
-    job_result,
-    publish,
-    start_image,
-)
+from jobqueue.clipjob import JobInputs, job_model, make_job_clip
 from jobqueue.jobs import JobQueue, QueueLimits
 from jobqueue.models import Job
 from jobqueue.moderation import Moderation
 from jobqueue.progress import JobTracker
+from jobqueue.runs import JobRunner, JobRuns, before_clip
 from jobqueue.safety import OutputGuard, SafetyPolicy
-from jobqueue.scenes import Scenes, scene_for_worker
+from jobqueue.scenes import Scenes
 from jobqueue.screening import ModerationScreen
 from jobqueue.settings import MIB, CoreSettings
 from jobqueue.telemetry import Telemetry
-from pipeline.clip import ClipMaker, ClipStage, MadeClip, ModelChoice, StageChange
-from pipeline.errors import ClipFailed, GenerationCancelled
+from pipeline.clip import ClipMaker, MadeClip, ModelChoice
 from pipeline.provenance import SigningIdentity
 from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
 from pipeline.safety import SafetyConfig
 
 log = logging.getLogger(__name__)
 
-UNEXPECTED_FAILURE = (
-    "Something went wrong while making this clip; the server's owner can find the details"
-    " in the worker's log."
-)
 SEEN_EVERY_S = 10.0
 """How often an idle worker tells the queue it is alive (for /queue stats)."""
 SCENE_WAIT_MARGIN_S = 30.0
 """How much longer than one rewrite may take a job waits for a scene writer."""
-
-JobRunner = Callable[[Job, JobTracker, Path], Awaitable[MadeClip]]
-"""One job's clip, encoded at the given path until it is published."""
 
 
 @dataclass(frozen=True)
@@ -135,15 +120,15 @@ class Worker:
         self._given_rewriter = rewriter
         self.jobs_run = 0
         self._stopping = asyncio.Event()
-        self._tracker: JobTracker | None = None
+        self._runs: JobRuns | None = None
         self._guard: OutputGuard | None = None
 
     def stop(self) -> None:
         """Stop soon: a running job is stopped at its next step and goes back to the queue."""
         log.info("worker %s stopping", self.worker_id)
         self._stopping.set()
-        if self._tracker is not None:
-            self._tracker.stop()
+        if self._runs is not None:
+            self._runs.stop()
 
     async def run(self, *, burst: bool = False) -> None:
         """Take jobs until :meth:`stop`; with ``burst``, return once none is left to start."""
@@ -159,8 +144,18 @@ class Worker:
             await queue.register_worker(self.worker_id, model=self.config.models.t2v_model)
             await Telemetry(queue.db).report_gpu_memory(self.worker_id)
             log.info("worker %s waiting for jobs in %s", self.worker_id, self.database_path)
+            self._runs = JobRuns(
+                queue,
+                self.worker_id,
+                clips_dir=self.config.clips_dir,
+                lease_seconds=self.config.lease_seconds,
+                progress_interval_s=self.config.progress_interval_s,
+                guard=self._guard,
+            )
+            if self._stopping.is_set():
+                self._runs.stop()
             run_job = self._job_runner(queue, maker, rewriter)
-            await self._loop(queue, run_job, burst=burst)
+            await self._loop(queue, self._runs, run_job, burst=burst)
         finally:
             await _quietly(queue.worker_stopped(self.worker_id), "record that the worker stopped")
             if self._given_rewriter is None:
@@ -189,44 +184,35 @@ class Worker:
         clips_dir = self.config.clips_dir
 
         async def run_job(job: Job, tracker: JobTracker, partial: Path) -> MadeClip:
-            if self._guard is not None:
-                await self._guard.refuse_withheld_parent(job)
-            started = time.perf_counter()
-            scene = await scene_for_worker(
-                scenes,
+            ready = await before_clip(
+                job, tracker, guard=self._guard, scenes=scenes, wait_s=self.config.scene_wait_s
+            )
+            made = await make_job_clip(
+                maker,
                 job,
-                wait_s=self.config.scene_wait_s,
-                should_stop=tracker.should_stop,
-                on_wait=lambda: tracker.stage_changed(StageChange(ClipStage.REWRITING)),
-            )
-            waited = time.perf_counter() - started
-            made = await maker.make_clip(
-                job.request.as_asked(),
                 model=job_model(job, self.config.models),
-                output=lambda _request: partial,
+                inputs=JobInputs.on_bot_host(job, clips_dir),
+                output=partial,
                 max_bytes=self.config.max_upload_bytes,
-                start_image=start_image(job),
-                extend=clip_to_extend(job, clips_dir),
-                rewriter=rewriter if job.request.enhance else None,
-                scene=scene,
+                rewriter=rewriter,
+                scene=ready.scene,
                 screen=ModerationScreen(moderation, job),
-                on_stage=tracker.stage_changed,
-                on_step=tracker.step,
-                should_cancel=tracker.should_stop,
+                progress=tracker,
             )
-            # Waiting for a scene writer's scene is this job's rewrite, as far as time goes.
-            made.timings["rewrite"] = made.timings.get("rewrite", 0.0) + waited
+            ready.add_wait(made)
             return made
 
         return run_job
 
-    async def _loop(self, queue: JobQueue, run_job: JobRunner, *, burst: bool) -> None:
+    async def _loop(
+        self, queue: JobQueue, runs: JobRuns, run_job: JobRunner, *, burst: bool
+    ) -> None:
         last_seen = time.monotonic()
         while not self._stopping.is_set():
             job = await queue.claim(self.worker_id, lease_seconds=self.config.lease_seconds)
             if job is not None:
                 try:
-                    await self._process(queue, run_job, job)
+                    await runs.run(job, run_job)
                 except Exception:
                     # The queue could not record the outcome; the lease runs out and the
                     # job is tried again by the next claim.
@@ -242,88 +228,6 @@ class Worker:
                 last_seen = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.poll_interval_s)
-
-    async def _process(self, queue: JobQueue, run_job: JobRunner, job: Job) -> None:
-        log.info(
-            "job %d (%s, user %d, attempt %d) started", job.id, job.kind, job.user_id, job.attempts
-        )
-        partial = partial_clip_path(self.config.clips_dir, job.id, self.worker_id)
-        async with JobTracker(
-            queue,
-            job.id,
-            self.worker_id,
-            lease_seconds=self.config.lease_seconds,
-            progress_interval_s=self.config.progress_interval_s,
-        ) as tracker:
-            self._tracker = tracker
-            if self._stopping.is_set():
-                tracker.stop()
-            try:
-                await self._run_and_record(queue, run_job, job, tracker, partial)
-            finally:
-                self._tracker = None
-                # A published clip was renamed away; anything left here is unwanted.
-                discard(partial)
-
-    async def _run_and_record(
-        self, queue: JobQueue, run_job: JobRunner, job: Job, tracker: JobTracker, partial: Path
-    ) -> None:
-        try:
-            made = await run_job(job, tracker, partial)
-        except GenerationCancelled:
-            await self._after_stop(queue, job, tracker)
-        except ClipFailed as failure:
-            log.info("job %d failed: %s (%s)", job.id, failure.sentence, failure.detail)
-            await queue.fail(
-                job.id, self.worker_id, error=failure.sentence, error_detail=failure.detail
-            )
-        except Exception:
-            log.exception("job %d failed unexpectedly", job.id)
-            await queue.fail(
-                job.id,
-                self.worker_id,
-                error=UNEXPECTED_FAILURE,
-                error_detail=traceback.format_exc(limit=20),
-            )
-        else:
-            await self._deliver(queue, job, tracker, made)
-
-    async def _deliver(
-        self, queue: JobQueue, job: Job, tracker: JobTracker, made: MadeClip
-    ) -> None:
-        if tracker.cancel_requested or tracker.lease_lost:
-            await self._after_stop(queue, job, tracker)
-            return
-        if not await self._check_output(job, made):
-            log.warning("job %d: lease lost during the safety check; clip discarded", job.id)
-            return
-        clips_dir = self.config.clips_dir
-        result = job_result(made, clips_dir, job.id)
-        if await queue.complete(
-            job.id, self.worker_id, result, publish=lambda: publish(made, clips_dir, job.id)
-        ):
-            log.info("job %d done: %s", job.id, result.result_path)
-        else:
-            log.warning("job %d finished after its lease was lost; the clip is discarded", job.id)
-
-    async def _check_output(self, job: Job, made: MadeClip) -> bool:
-        """Look at the finished clip and store the verdict with the job before it is done;
-        False if the job is no longer this worker's."""
-        if self._guard is None:
-            return True
-        verdict = await self._guard.judge(job, made.clip)
-        made.timings["safety"] = verdict.seconds
-        return await self._guard.record(job.id, self.worker_id, verdict)
-
-    async def _after_stop(self, queue: JobQueue, job: Job, tracker: JobTracker) -> None:
-        if tracker.lease_lost:
-            log.info("job %d abandoned: its lease was lost", job.id)
-        elif tracker.cancel_requested:
-            await queue.mark_cancelled(job.id, self.worker_id)
-            log.info("job %d cancelled", job.id)
-        else:
-            await queue.release(job.id, self.worker_id, reason=f"worker {self.worker_id} stopped")
-            log.info("job %d returned to the queue: the worker is stopping", job.id)
 
 
 async def _quietly(awaitable: Awaitable[None], what: str) -> None:

@@ -276,13 +276,13 @@ class Moderation:
     ) -> BlockHit | None:
         """The first blocked text among the prompt, the negative prompt and the rewrite."""
         blocklist = await self._blocklist(_guild(guild_id))
-        fields: list[tuple[PromptField, str]] = [
-            ("prompt", prompt),
-            ("negative prompt", negative_prompt),
-        ]
-        if rewritten_prompt is not None:
-            fields.append(("rewritten prompt", rewritten_prompt))
-        return await asyncio.to_thread(_first_hit, blocklist, fields)
+        return await asyncio.to_thread(
+            prompt_hit,
+            blocklist,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            rewritten_prompt=rewritten_prompt,
+        )
 
     async def blocklist_list(self, guild_id: int | None) -> list[BlockRule]:
         guild = _guild(guild_id)
@@ -420,6 +420,20 @@ class Moderation:
 
 def _guild(guild_id: int | None) -> int:
     return DM_GUILD_ID if guild_id is None else guild_id
+
+
+def prompt_hit(
+    blocklist: Blocklist, *, prompt: str, negative_prompt: str, rewritten_prompt: str | None
+) -> BlockHit | None:
+    """The first blocked text among the prompt, the negative prompt and the rewrite (blocking:
+    the matcher runs regexes; call it in a thread)."""
+    fields: list[tuple[PromptField, str]] = [
+        ("prompt", prompt),
+        ("negative prompt", negative_prompt),
+    ]
+    if rewritten_prompt is not None:
+        fields.append(("rewritten prompt", rewritten_prompt))
+    return _first_hit(blocklist, fields)
 
 
 def _first_hit(blocklist: Blocklist, fields: Sequence[tuple[PromptField, str]]) -> BlockHit | None:
