@@ -21,6 +21,7 @@ from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import Moderation
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
+from pipeline.rewrite.config import RewriterConfig
 from pipeline.safety import SafetyConfig
 from tests.fakediscord import FakeDiscord, InteractionHandle, Message, User
 
@@ -63,11 +64,17 @@ def probe_mp4(data: bytes, folder: Path) -> VideoFacts:
 
 
 def worker_config(
-    settings: Settings, *, lease_seconds: float = 30.0, signing: bool = False, safety: bool = False
+    settings: Settings,
+    *,
+    lease_seconds: float = 30.0,
+    signing: bool = False,
+    safety: bool = False,
+    rewriter: RewriterConfig | None = None,
 ) -> WorkerConfig:
-    """A worker on the tiny models, polling fast, with prompt rewriting off; with
-    ``signing``, clips carry content credentials signed with the data folder's own key; with
-    ``safety``, clips go through the packaged output safety classifiers."""
+    """A worker on the tiny models, polling fast, with prompt rewriting off unless
+    ``rewriter`` says how; with ``signing``, clips carry content credentials signed with the
+    data folder's own key; with ``safety``, clips go through the packaged output safety
+    classifiers."""
     return WorkerConfig(
         clips_dir=settings.clips_dir,
         models=ModelChoice(
@@ -79,6 +86,7 @@ def worker_config(
         signing=settings.signing_identity() if signing else None,
         safety=SafetyConfig() if safety else None,
         safety_policy=settings.safety_policy(),
+        rewriter=rewriter or RewriterConfig(backend="off"),
     )
 
 
@@ -108,15 +116,25 @@ class Reel:
 
     @contextlib.asynccontextmanager
     async def worker_running(
-        self, *, lease_seconds: float = 30.0, signing: bool = False, safety: bool = False
+        self,
+        *,
+        lease_seconds: float = 30.0,
+        signing: bool = False,
+        safety: bool = False,
+        rewriter: RewriterConfig | None = None,
     ) -> AsyncIterator[Worker]:
         """An in-process worker on the tiny models until the block ends (see
-        :func:`worker_config` for ``signing`` and ``safety``)."""
+        :func:`worker_config` for ``signing``, ``safety`` and ``rewriter``)."""
+        config = worker_config(
+            self.settings,
+            lease_seconds=lease_seconds,
+            signing=signing,
+            safety=safety,
+            rewriter=rewriter,
+        )
         worker = Worker(
             self.settings.database_path,
-            config=worker_config(
-                self.settings, lease_seconds=lease_seconds, signing=signing, safety=safety
-            ),
+            config=config,
             worker_id=f"test-worker-{len(self.workers)}",
         )
         self.workers.append(worker)

@@ -5,13 +5,12 @@ way ``reelbot run`` serves them, beside the bot."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,10 +21,9 @@ from bot.client import ReelBot
 from bot.web.metrics import fallback_reason
 from bot.web.server import beside_bot
 from jobqueue.telemetry import Telemetry
-from jobqueue.worker import Worker
 from pipeline.clip import REWRITE_BLOCKED_NOTE
 from pipeline.rewrite.config import RewriterConfig
-from tests.bot_harness import CLIP_TIMEOUT_S, Reel, worker_config
+from tests.bot_harness import CLIP_TIMEOUT_S, Reel
 from tests.conftest import ChatReply, FakeChatServer, Site
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -109,9 +107,11 @@ async def test_metrics_move_when_a_job_runs(served: Served) -> None:
     assert value(again, "reelbot_stage_seconds_count", stage="post") == 1
 
 
-@contextlib.asynccontextmanager
-async def rewriting_worker(reel: Reel, chat_server: FakeChatServer) -> AsyncIterator[Worker]:
-    """A tiny-model worker whose prompts are rewritten by the fake chat endpoint."""
+async def test_rewrite_fallbacks_are_counted_by_reason(
+    served: Served, chat_server: FakeChatServer
+) -> None:
+    reel = served.reel
+    chat_server.script(ChatReply(content=""), ChatReply())
     rewriter = RewriterConfig(
         backend="openai",
         openai_base_url=chat_server.base_url,
@@ -120,22 +120,7 @@ async def rewriting_worker(reel: Reel, chat_server: FakeChatServer) -> AsyncIter
         openai_vision="off",
         timeout_s=30,
     )
-    config = replace(worker_config(reel.settings), rewriter=rewriter)
-    worker = Worker(reel.settings.database_path, config=config, worker_id="rewriting")
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, CLIP_TIMEOUT_S)
-
-
-async def test_rewrite_fallbacks_are_counted_by_reason(
-    served: Served, chat_server: FakeChatServer
-) -> None:
-    reel = served.reel
-    chat_server.script(ChatReply(content=""), ChatReply())
-    async with rewriting_worker(reel, chat_server):
+    async with reel.worker_running(rewriter=rewriter):
         _, fallen_back = await reel.create("a snail racing a leaf", enhance=True)
         fallen_back = await reel.delivered(fallen_back.id)
         _, rewritten = await reel.create("a kite over the sea", enhance=True)
