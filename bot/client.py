@@ -15,6 +15,7 @@ from bot.invite import invite_url
 from bot.private_replies import PrivateReplies
 from bot.render import NO_PINGS
 from bot.replies import SOMETHING_WRONG, reply_privately
+from bot.scene import EditSceneButton
 from bot.settings import Settings
 from bot.store import BotStore
 from jobqueue.errors import QueueError
@@ -134,7 +135,7 @@ class ReelBot(commands.Bot):
         self.writes.start()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.add_dynamic_items(JobButton)
+        self.add_dynamic_items(JobButton, EditSceneButton)
         await self.sync_commands()
 
     async def sync_commands(self) -> None:

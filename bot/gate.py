@@ -24,8 +24,10 @@ async def admit_user(
     channel_id: int | None,
     user_id: int,
     request: JobRequest,
+    what: str | None = None,
 ) -> str | None:
-    """The same checks from plain ids, for actions that are not interactions (reactions)."""
+    """The same checks from plain ids, for actions that are not interactions (reactions);
+    ``what`` names the request's prompt in a refusal (a "scene" someone wrote)."""
     if guild_id is None or channel_id is None:
         return "Clips can only be made in a server channel."
     moderation = bot.moderation
@@ -42,7 +44,7 @@ async def admit_user(
     )
     if hit is None:
         return None
-    refusal = f"Your {hit.field} was refused: it matches blocked content ({hit.category})."
+    refusal = f"Your {what or hit.field} was refused: it matches blocked content ({hit.category})."
     new_ban = await moderation.record_refusal(guild_id, user_id, hit)
     return refusal if new_ban is None else f"{refusal} {ban_sentence(new_ban)}"
 

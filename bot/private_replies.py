@@ -5,7 +5,8 @@ The reply is edited through the interaction's token, which Discord limits per to
 edits per 2 s) and not per channel, so keeping a hundred requesters informed costs the busy
 channel nothing. A token lives 15 minutes: a minute before that the reply says it stops
 updating and where to look instead (the queue board, /queue). Tokens are kept in memory only;
-after a restart the queue board and status messages are what requesters see.
+after a restart the queue board and status messages are what requesters see. While the job
+waits with its scene written, the reply carries the Edit scene button (:mod:`bot.scene`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import discord
 from bot import render
 from bot.channel_writes import ChannelWrites, Priority, Route
 from bot.render import NO_PINGS
+from bot.scene import scene_view
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class PrivateReply:
     shown: str
     updated_at: float
     closing: bool = False
+    button_shown: bool = False
+    """It carries the Edit scene button."""
 
 
 class PrivateReplies:
@@ -56,9 +60,12 @@ class PrivateReplies:
         now = self.clock()
         self.replies[job_id] = PrivateReply(interaction, now, shown, now)
 
-    def update(self, job_id: int, text: str, *, news: bool = False) -> None:
-        """Show ``text`` if it changed and the reply was not edited in the last interval
-        (``news``, a change of state, does not wait for the interval)."""
+    def update(
+        self, job_id: int, text: str, *, news: bool = False, edit_scene: bool = False
+    ) -> None:
+        """Show ``text`` (with the Edit scene button if ``edit_scene``) if it changed and the
+        reply was not edited in the last interval (``news``, a change of state, does not wait
+        for the interval)."""
         reply = self.replies.get(job_id)
         if reply is None or reply.closing:
             return
@@ -66,10 +73,11 @@ class PrivateReplies:
         if now - reply.opened_at >= TOKEN_LIFETIME_S - STOP_BEFORE_EXPIRY_S:
             self.finish(job_id, render.private_handoff(text))
             return
-        if text == reply.shown or (now - reply.updated_at < self.interval_s and not news):
+        unchanged = (text, edit_scene) == (reply.shown, reply.button_shown)
+        if unchanged or (now - reply.updated_at < self.interval_s and not news):
             return
         reply.updated_at = now
-        self.offer(job_id, reply, text, Priority.UPDATE)
+        self.offer(job_id, reply, text, Priority.UPDATE, edit_scene=edit_scene)
 
     def finish(self, job_id: int, text: str) -> None:
         """Show the job's outcome (or the hand-off before the token expires), then let go."""
@@ -79,16 +87,29 @@ class PrivateReplies:
         reply.closing = True
         self.offer(job_id, reply, text, Priority.FINAL)
 
-    def offer(self, job_id: int, reply: PrivateReply, text: str, priority: Priority) -> None:
+    def offer(
+        self,
+        job_id: int,
+        reply: PrivateReply,
+        text: str,
+        priority: Priority,
+        *,
+        edit_scene: bool = False,
+    ) -> None:
         async def edit() -> None:
-            await self.edit(job_id, reply, text)
+            await self.edit(job_id, reply, text, edit_scene=edit_scene)
 
         token = reply.interaction.token
         self.writes.offer(token, Route.PRIVATE, priority, ("private", job_id), edit)
 
-    async def edit(self, job_id: int, reply: PrivateReply, text: str) -> None:
+    async def edit(
+        self, job_id: int, reply: PrivateReply, text: str, *, edit_scene: bool = False
+    ) -> None:
+        view = scene_view(job_id) if edit_scene else None
         try:
-            await reply.interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+            await reply.interaction.edit_original_response(
+                content=text, view=view, allowed_mentions=NO_PINGS
+            )
         except discord.HTTPException as exc:
             if exc.status == 429:
                 raise  # the scheduler puts it back in line
@@ -96,6 +117,6 @@ class PrivateReplies:
             log.info("stopped updating the private reply of job %s: %s", job_id, exc)
             self.replies.pop(job_id, None)
             return
-        reply.shown = text
+        reply.shown, reply.button_shown = text, edit_scene
         if reply.closing:
             self.replies.pop(job_id, None)

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 import discord
 
 from jobqueue.models import Job, JobKind, JobStatus, Stage
+from jobqueue.scenes import SceneState
 
 if TYPE_CHECKING:
     from jobqueue.jobs import QueuePosition
+    from jobqueue.scenes import Scene
 
 NO_PINGS = discord.AllowedMentions.none()
 
@@ -23,6 +25,9 @@ CONTENT_LIMIT = 2000
 EMBED_DESCRIPTION_LIMIT = 4096
 EMBED_FIELD_LIMIT = 1024
 PROMPT_IN_STATUS = 200
+SCENE_IN_STATUS = 700
+SCENE_IN_PRIVATE = 1200
+REASON_IN_STATUS = 200
 PROMPT_IN_CLIP = 1500
 # The details DM shows three long texts; 3000 + 2 x 1024 leaves room under the 6000 total.
 PROMPT_IN_DETAILS = 3000
@@ -103,10 +108,10 @@ PRIVATE_HANDOFF = (
 )
 
 
-def private_line(job: Job, position: QueuePosition | None) -> str:
-    """The requester's private reply while the job waits or runs."""
+def private_line(job: Job, position: QueuePosition | None, scene: Scene | None = None) -> str:
+    """The requester's private reply while the job waits (with its scene) or runs."""
     if job.status is JobStatus.QUEUED:
-        return queued_ack(job, position)
+        return queued_ack(job, position) + scene_lines(scene, SCENE_IN_PRIVATE)
     return f"Your {job_label(job)} is being made: {progress_words(job)}."
 
 
@@ -144,11 +149,12 @@ def running_eta(job: Job) -> float | None:
     return elapsed * (job.total_steps - job.step) / job.step
 
 
-def status_line(job: Job, position: QueuePosition | None = None) -> str:
-    """The public status message of a job that is waiting or running."""
+def status_line(job: Job, position: QueuePosition | None = None, scene: Scene | None = None) -> str:
+    """The public status message of a job that is waiting (with its scene) or running."""
     head = f"{job_label(job)} for {mention(job.user_id)}"
     prompt = f"\n> {shown(job.request.prompt, PROMPT_IN_STATUS)}"
     if job.status is JobStatus.QUEUED:
+        prompt += scene_lines(scene, SCENE_IN_STATUS)
         if position is None:
             return f"⏳ {head} is queued.{prompt}"
         place = (
@@ -162,6 +168,20 @@ def status_line(job: Job, position: QueuePosition | None = None) -> str:
         return f"🛑 {head} is stopping.{prompt}"
     ending = "" if progress_words(job).endswith("…") else "."
     return f"🎨 {head}: {progress_words(job)}{ending}{prompt}"
+
+
+def scene_lines(scene: Scene | None, limit: int) -> str:
+    """What a waiting job's messages say of its scene, on lines of their own (nothing until
+    a scene writer takes it on); the scene is cut to ``limit`` characters."""
+    if scene is None or scene.state is SceneState.NOT_WANTED:
+        return ""
+    if scene.state is SceneState.WRITING:
+        return "\n✍️ Writing the scene…"
+    if scene.text is None:
+        why = f" ({shown(scene.reason, REASON_IN_STATUS)})" if scene.reason else ""
+        return f"\n🎬 Scene: the prompt as written{why}."
+    label = "Scene, as its owner wrote it" if scene.edited else "Scene"
+    return f"\n🎬 {label}:\n> {shown(scene.text, limit)}"
 
 
 BOARD_WAITING_SHOWN = 5

@@ -24,7 +24,7 @@ from pipeline.errors import GenerationCancelled
 from pipeline.rewrite import RewriterConfig, RewriteResult
 from tests.conftest import ManualClock
 from tests.fakellm import FakeLlamaServer, scene_for, serving
-from tests.slow_rewriter import SlowRewriter
+from tests.scene_writing import SlowRewriter
 
 GUILD = 1
 LEASE = 30.0

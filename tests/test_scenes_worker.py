@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,14 +15,13 @@ import pytest
 
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus
-from jobqueue.scene_writer import SceneWriter, SceneWriterConfig
+from jobqueue.scene_writer import SceneWriter
 from jobqueue.scenes import Scenes, SceneState
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
 from pipeline.encode import read_frames, read_tags
-from pipeline.rewrite import RewriterConfig
 from tests.fakellm import scene_for
-from tests.slow_rewriter import SlowRewriter
+from tests.scene_writing import SlowRewriter, scene_writer_running
 
 USER = 7
 SLOW_S = 2.0
@@ -46,28 +44,12 @@ def worker_config(tmp_path: Path, tiny_models_dir: Path) -> WorkerConfig:
     )
 
 
-@contextlib.asynccontextmanager
-async def scene_writer(
+def scene_writer(
     queue: JobQueue, config: WorkerConfig, rewriter: SlowRewriter
-) -> AsyncIterator[SceneWriter]:
-    """A scene writer in this process with ``rewriter``, until the block ends."""
-    writer = SceneWriter(
-        queue.db.path,
-        config=SceneWriterConfig(
-            clips_dir=config.clips_dir,
-            models=config.models,
-            rewriter=RewriterConfig(backend="off"),
-            poll_interval_s=0.05,
-        ),
-        rewriter=rewriter,
-        writer_id="test-scenes",
+) -> contextlib.AbstractAsyncContextManager[SceneWriter]:
+    return scene_writer_running(
+        queue.db.path, clips_dir=config.clips_dir, models=config.models, rewriter=rewriter
     )
-    task = asyncio.create_task(writer.run())
-    try:
-        yield writer
-    finally:
-        writer.stop()
-        await asyncio.wait_for(task, WAIT_S)
 
 
 async def submit(queue: JobQueue, prompt: str, *, seed: int | None = None) -> Job:

@@ -9,7 +9,9 @@ While a job waits and runs:
   (:mod:`bot.private_replies`; the interaction token's budget, not the channel's);
 - in a quiet channel the job has a public status message, edited at most every
   ``progress_edit_seconds``; from ``queue_board_from_jobs`` jobs in a channel on, new jobs are
-  listed on the channel's one queue board instead (:mod:`bot.queue_board`).
+  listed on the channel's one queue board instead (:mod:`bot.queue_board`);
+- once a scene writer has written the scene of a waiting job, its status message and the
+  private reply show it, with the owner's Edit scene button (:mod:`bot.scene`).
 
 When it ends, the clip is posted (the status message becomes the clip when it is the newest
 message the bot posted there, else the clip is a new message and the status message is
@@ -43,8 +45,10 @@ from bot.output_safety import Disposition
 from bot.posting import ClipWontFit, channel_of, find_posted_clip, offer_reactions, post_clip
 from bot.queue_board import QueueBoards
 from bot.render import NO_PINGS
+from bot.scene import can_edit, scene_view
 from jobqueue.jobs import QueuePosition
 from jobqueue.models import NO_MESSAGE, Job, JobStatus
+from jobqueue.scenes import Scenes
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -71,6 +75,9 @@ class StatusMessage:
     message_id: int | None
     wanted: str = ""
     shown: str = ""
+    button_wanted: bool = False
+    """With the Edit scene button."""
+    button_shown: bool = False
     edited_at: float = -math.inf
     posted_at: float | None = None
     gone: bool = False
@@ -90,6 +97,7 @@ class Delivery(commands.Cog):
             lambda channel_id: bot.get_partial_messageable(channel_id),
             interval_s=bot.settings.queue_board_seconds,
         )
+        self.scenes = Scenes(bot.queue.db)
         self.statuses: dict[int, StatusMessage] = {}
         self.on_board: set[int] = set()
         self.deliveries: dict[int, asyncio.Task[None]] = {}
@@ -172,15 +180,19 @@ class Delivery(commands.Cog):
         jobs = [job for job in await self.bot.queue.active_jobs() if job.channel_id is not None]
         waiting = [job.id for job in jobs if job.status is JobStatus.QUEUED]
         positions = await self.bot.queue.positions(waiting)
+        scenes = await self.scenes.of_jobs(waiting)
         by_channel: dict[int, list[Job]] = defaultdict(list)
         for job in jobs:
             by_channel[job.channel_id or 0].append(job)
         for channel_id, its_jobs in by_channel.items():
             for job in its_jobs:
-                position = positions.get(job.id)
+                position, scene = positions.get(job.id), scenes.get(job.id)
+                button = can_edit(job, scene)
                 if self.has_own_status(job, len(its_jobs)):
-                    self.show_status(job, render.status_line(job, position))
-                self.bot.private_replies.update(job.id, render.private_line(job, position))
+                    self.show_status(job, render.status_line(job, position, scene), button=button)
+                self.bot.private_replies.update(
+                    job.id, render.private_line(job, position, scene), edit_scene=button
+                )
             listed = any(job.id in self.on_board for job in its_jobs)
             self.boards.show(channel_id, board_text(its_jobs, positions) if listed else None)
         for channel_id in self.boards.channels() - by_channel.keys():
@@ -198,16 +210,18 @@ class Delivery(commands.Cog):
         self.on_board.add(job.id)
         return False
 
-    def show_status(self, job: Job, text: str) -> None:
+    def show_status(self, job: Job, text: str, *, button: bool = False) -> None:
+        """Show ``text`` (and the Edit scene ``button``) in the job's status message."""
         status = self.statuses[job.id]
         if status.gone or status.final:
             return
-        status.wanted = text
+        status.wanted, status.button_wanted = text, button
         channel_id, key = job.channel_id or 0, ("status", job.id)
+        changed = (text, button) != (status.shown, status.button_shown)
         if status.message_id is None:
             action = self.status_poster(job, status)
             self.writes.offer(channel_id, Route.SEND, Priority.NEW_STATUS, key, action)
-        elif text != status.shown and time.monotonic() - status.edited_at >= self.interval:
+        elif changed and time.monotonic() - status.edited_at >= self.interval:
             action = self.status_editor(job, status)
             self.writes.offer(channel_id, Route.EDIT, Priority.UPDATE, key, action)
 
@@ -216,17 +230,18 @@ class Delivery(commands.Cog):
             async with status.lock:
                 if status.final or status.message_id is not None:
                     return NOT_SENT
-                text = status.wanted
+                text, button = status.wanted, status.button_wanted
                 channel = channel_of(self.bot, job)
+                view = scene_view(job.id) if button else discord.utils.MISSING
                 try:
-                    message = await channel.send(text, allowed_mentions=NO_PINGS)
+                    message = await channel.send(text, view=view, allowed_mentions=NO_PINGS)
                 except (discord.NotFound, discord.Forbidden) as exc:
                     # The channel is gone or closed to the bot; the clip will find out too.
                     log.info("cannot post the status of job %s: %s", job.id, exc)
                     status.gone = True
                     return None
                 self.writes.sent(channel.id, message.id)
-                status.message_id, status.shown = message.id, text
+                status.message_id, status.shown, status.button_shown = message.id, text, button
                 status.edited_at = status.posted_at = time.monotonic()
                 await self.bot.queue.set_status_message(job.id, message.id)
                 return message
@@ -236,26 +251,27 @@ class Delivery(commands.Cog):
     def status_editor(self, job: Job, status: StatusMessage) -> StatusWrite:
         async def edit() -> object:
             async with status.lock:
-                if status.final or status.gone or status.wanted == status.shown:
+                wanted = (status.wanted, status.button_wanted)
+                if status.final or status.gone or wanted == (status.shown, status.button_shown):
                     return NOT_SENT
-                text = status.wanted
-                await self.edit_status(job, status, text)
+                await self.edit_status(job, status, *wanted)
                 return None
 
         return edit
 
-    async def edit_status(self, job: Job, status: StatusMessage, text: str) -> None:
+    async def edit_status(self, job: Job, status: StatusMessage, text: str, button: bool) -> None:
         if status.message_id is None:
             return
         message = channel_of(self.bot, job).get_partial_message(status.message_id)
+        view = scene_view(job.id) if button else None
         try:
-            await message.edit(content=text, allowed_mentions=NO_PINGS)
+            await message.edit(content=text, view=view, allowed_mentions=NO_PINGS)
         except (discord.NotFound, discord.Forbidden):
             # Someone deleted the status message (10008): stop updating it, never re-post it.
             log.info("status message of job %s is gone", job.id)
             status.gone = True
             return
-        status.shown, status.edited_at = text, time.monotonic()
+        status.shown, status.button_shown, status.edited_at = text, button, time.monotonic()
 
     # --- when jobs end ---
 
@@ -374,7 +390,8 @@ class Delivery(commands.Cog):
                     channel.id,
                     Route.EDIT,
                     Priority.FINAL,
-                    lambda: message.edit(content=sentence, allowed_mentions=NO_PINGS),
+                    # No Edit scene button stays under an outcome.
+                    lambda: message.edit(content=sentence, view=None, allowed_mentions=NO_PINGS),
                 )
             except (discord.NotFound, discord.Forbidden):
                 log.info("status message of job %s is gone; posting its outcome", job.id)
