@@ -120,10 +120,25 @@ def workers_text(workers: Sequence[WorkerInfo], *, now: float | None = None) -> 
 
 
 def worker_line(worker: WorkerInfo, now: float) -> str:
+    """One worker: its name, where it runs, what it serves, what it does, when last heard."""
+    where = [worker.kind, shown(worker.host, 40)] if worker.host else [worker.kind]
+    if worker.gpu_total_bytes:
+        where.append(f"{worker.gpu_total_bytes / 2**30:.0f} GB GPU")
     doing = f"making job #{worker.job_id}" if worker.job_id is not None else "idle"
-    model = f", {shown(worker.model, 40)}" if worker.model else ""
     seen = max(0, round(now - worker.last_seen))
-    return f"• {shown(worker.worker_id, 60)}{model}: {doing} (seen {seen} s ago)"
+    return (
+        f"• {shown(worker.worker_id, 60)} ({', '.join(where)}): {models_words(worker)}"
+        f" · {doing} · heartbeat {seen} s ago"
+    )
+
+
+def models_words(worker: WorkerInfo) -> str:
+    if worker.models is None:
+        return "any model"
+    served = ", ".join(shown(model, 40) for model in worker.models) or "no model"
+    if worker.max_video_pixels is not None:
+        served += f" (up to {worker.max_video_pixels / 1e6:.0f} Mpx a clip)"
+    return served
 
 
 def limits_sentence(limits: QueueLimits, *, user_id: int | None) -> str:

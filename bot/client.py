@@ -99,6 +99,7 @@ class ReelBot(commands.Bot):
         moderation: Moderation,
         session: aiohttp.ClientSession | None = None,
         guild_ready_timeout: float = 2.0,
+        shard_count: int | None = None,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -108,6 +109,7 @@ class ReelBot(commands.Bot):
             tree_cls=ReelTree,
             guild_ready_timeout=guild_ready_timeout,
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
+            shard_count=shard_count,
         )
         self.settings = settings
         self.writes = channel_writes(settings)
@@ -176,3 +178,29 @@ class ReelBot(commands.Bot):
         await super().close()
         if self._owns_session and self._session is not None:
             await self._session.close()
+
+
+class ShardedReelBot(ReelBot, commands.AutoShardedBot):
+    """reelbot on a sharded gateway: discord.py runs every shard's connection in this one
+    process (``AutoShardedBot``); commands, buttons, delivery and the queue are unchanged."""
+
+
+def make_bot(
+    settings: Settings,
+    *,
+    queue: JobQueue,
+    moderation: Moderation,
+    session: aiohttp.ClientSession | None = None,
+) -> ReelBot:
+    """The bot ``reelbot run`` connects: sharded when ``DISCORD_SHARD_COUNT`` is set (``auto``:
+    as many shards as Discord recommends for the bot's servers)."""
+    count = settings.discord_shard_count
+    if count is None:
+        return ReelBot(settings, queue=queue, moderation=moderation, session=session)
+    return ShardedReelBot(
+        settings,
+        queue=queue,
+        moderation=moderation,
+        session=session,
+        shard_count=None if count == "auto" else count,
+    )

@@ -28,6 +28,7 @@ PROMPT_IN_STATUS = 200
 SCENE_IN_STATUS = 700
 SCENE_IN_PRIVATE = 1200
 REASON_IN_STATUS = 200
+WAIT_NOTE_IN_STATUS = 300
 PROMPT_IN_CLIP = 1500
 # The details DM shows three long texts; 3000 + 2 x 1024 leaves room under the 6000 total.
 PROMPT_IN_DETAILS = 3000
@@ -111,7 +112,7 @@ PRIVATE_HANDOFF = (
 def private_line(job: Job, position: QueuePosition | None, scene: Scene | None = None) -> str:
     """The requester's private reply while the job waits (with its scene) or runs."""
     if job.status is JobStatus.QUEUED:
-        return queued_ack(job, position) + scene_lines(scene, SCENE_IN_PRIVATE)
+        return queued_ack(job, position) + wait_line(job) + scene_lines(scene, SCENE_IN_PRIVATE)
     return f"Your {job_label(job)} is being made: {progress_words(job)}."
 
 
@@ -154,7 +155,7 @@ def status_line(job: Job, position: QueuePosition | None = None, scene: Scene | 
     head = f"{job_label(job)} for {mention(job.user_id)}"
     prompt = f"\n> {shown(job.request.prompt, PROMPT_IN_STATUS)}"
     if job.status is JobStatus.QUEUED:
-        prompt += scene_lines(scene, SCENE_IN_STATUS)
+        prompt = wait_line(job) + prompt + scene_lines(scene, SCENE_IN_STATUS)
         if position is None:
             return f"⏳ {head} is queued.{prompt}"
         place = (
@@ -168,6 +169,14 @@ def status_line(job: Job, position: QueuePosition | None = None, scene: Scene | 
         return f"🛑 {head} is stopping.{prompt}"
     ending = "" if progress_words(job).endswith("…") else "."
     return f"🎨 {head}: {progress_words(job)}{ending}{prompt}"
+
+
+def wait_line(job: Job) -> str:
+    """Why a waiting job does not start, on a line of its own (no GPU worker can take it)."""
+    if not job.wait_note:
+        return ""
+    note = f"{job.wait_note[0].upper()}{job.wait_note[1:]}"
+    return f"\n🕓 {shown(note, WAIT_NOTE_IN_STATUS)}."
 
 
 def scene_lines(scene: Scene | None, limit: int) -> str:
@@ -199,7 +208,10 @@ def queue_board(running: list[Job], waiting: list[tuple[Job, QueuePosition | Non
         lines.append(f"🎨 {board_head(job)}: {progress_words(job)}")
     for job, position in waiting[:BOARD_WAITING_SHOWN]:
         starts = "soon" if position is None else f"in {duration_words(position.eta_seconds)}"
-        lines.append(f"⏳ {board_head(job)}: starts {starts}")
+        if job.wait_note:
+            lines.append(f"🕓 {board_head(job)}: {shown(job.wait_note, WAIT_NOTE_IN_STATUS)}")
+        else:
+            lines.append(f"⏳ {board_head(job)}: starts {starts}")
     hidden = len(waiting) - BOARD_WAITING_SHOWN + max(0, len(running) - BOARD_RUNNING_SHOWN)
     if hidden > 0:
         lines.append(f"+{hidden} more")

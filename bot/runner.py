@@ -2,8 +2,10 @@
 the web server.
 
 The workers are child processes (``jobqueue.supervisor``): one that crashes is restarted
-while the bot keeps answering. The token is checked with Discord (``login``) before any
-worker starts, so a wrong token costs a second, not a model load.
+while the bot keeps answering. With ``REELBOT_BROKER_URL`` set, a dispatcher in this process
+also sends jobs to workers on other hosts (``jobqueue.broker``). The token is checked with
+Discord (``login``) before any worker starts, so a wrong token costs a second, not a model
+load.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from bot.client import ReelBot
+from bot.client import make_bot
 from bot.settings import Settings
 from bot.web.server import beside_bot
+from jobqueue.broker.dispatcher import DispatchConfig, Dispatcher
 from jobqueue.jobs import JobQueue, QueueLimits
 from jobqueue.moderation import Moderation
 from jobqueue.supervisor import WorkerSupervisor
@@ -50,13 +53,14 @@ async def serve(settings: Settings, *, workers: bool = True) -> None:
     try:
         async with aiohttp.ClientSession() as session:
             moderation = moderation_for(settings, queue)
-            bot = ReelBot(settings, queue=queue, moderation=moderation, session=session)
+            bot = make_bot(settings, queue=queue, moderation=moderation, session=session)
             async with bot:
                 await bot.login(settings.discord_token)
                 # Made (or the owner's checked) before any worker signs a clip with it.
                 await asyncio.to_thread(settings.signing_identity().ensure)
                 async with (
                     worker_processes(settings, enabled=workers),
+                    remote_workers(settings, queue, moderation),
                     beside_bot(settings, queue, bot),
                 ):
                     await connect_until_stopped(bot)
@@ -76,6 +80,16 @@ def moderation_for(settings: Settings, queue: JobQueue) -> Moderation:
 
 def worker_processes(settings: Settings, *, enabled: bool) -> AbstractAsyncContextManager[object]:
     return WorkerSupervisor(settings) if enabled else contextlib.nullcontext()
+
+
+def remote_workers(
+    settings: Settings, queue: JobQueue, moderation: Moderation
+) -> AbstractAsyncContextManager[object]:
+    """The dispatcher to workers on other hosts, when a broker is configured."""
+    if not settings.broker_url:
+        return contextlib.nullcontext()
+    config = DispatchConfig.from_settings(settings)
+    return Dispatcher(queue, settings.broker_url, config=config, moderation=moderation)
 
 
 async def connect_until_stopped(bot: discord.Client) -> None:

@@ -3,7 +3,7 @@ to answer."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
@@ -39,6 +39,9 @@ class Settings(WebSettings):
     discord_allowed_channel_ids: IdList = Field(
         default_factory=list, validation_alias=_discord_env("DISCORD_ALLOWED_CHANNEL_IDS")
     )
+    discord_shard_count: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        default=None, validation_alias=_discord_env("DISCORD_SHARD_COUNT")
+    )
 
     progress_edit_seconds: float = 3.0
     # Discord's per-channel write limits as the bot paces itself (commonly 5 new messages and
@@ -55,7 +58,7 @@ class Settings(WebSettings):
     strike_ban_hours: float = 24.0
     mod_log_channel_id: int | None = None
 
-    @field_validator("mod_log_channel_id", mode="before")
+    @field_validator("mod_log_channel_id", "discord_shard_count", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         """An empty ``NAME=`` line in .env means "not set"."""

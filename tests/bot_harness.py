@@ -16,6 +16,7 @@ import imageio_ffmpeg
 
 from bot.client import ReelBot
 from bot.settings import Settings
+from jobqueue.broker.remote_worker import RemoteWorker
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import Moderation
@@ -23,6 +24,7 @@ from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
 from pipeline.rewrite.config import RewriterConfig
 from pipeline.safety import SafetyConfig
+from tests.broker_harness import remote_capacity
 from tests.fakediscord import FakeDiscord, InteractionHandle, Message, User
 
 CLIP_TIMEOUT_S = 120.0
@@ -99,7 +101,9 @@ class Reel:
     queue: JobQueue
     moderation: Moderation
     bot: ReelBot | None = None
-    workers: list[Worker] = field(default_factory=list)
+    workers: list[Worker | RemoteWorker] = field(default_factory=list)
+    broker_url: str | None = None
+    """Set: workers run on "another host", through the broker (tests/broker_harness.py)."""
 
     @contextlib.asynccontextmanager
     async def bot_running(self) -> AsyncIterator[ReelBot]:
@@ -122,9 +126,10 @@ class Reel:
         signing: bool = False,
         safety: bool = False,
         rewriter: RewriterConfig | None = None,
-    ) -> AsyncIterator[Worker]:
+    ) -> AsyncIterator[Worker | RemoteWorker]:
         """An in-process worker on the tiny models until the block ends (see
-        :func:`worker_config` for ``signing``, ``safety`` and ``rewriter``)."""
+        :func:`worker_config` for ``signing``, ``safety`` and ``rewriter``); with a broker, a
+        remote worker with its own data folder and the dispatcher that feeds it."""
         config = worker_config(
             self.settings,
             lease_seconds=lease_seconds,
@@ -132,6 +137,19 @@ class Reel:
             safety=safety,
             rewriter=rewriter,
         )
+        if self.broker_url is not None:
+            worker_id = f"remote-worker-{len(self.workers)}"
+            async with remote_capacity(
+                self.queue,
+                self.moderation,
+                self.broker_url,
+                config,
+                worker_id=worker_id,
+                worker_dir=self.settings.data_dir.parent / worker_id,
+            ) as remote:
+                self.workers.append(remote)
+                yield remote
+            return
         worker = Worker(
             self.settings.database_path,
             config=config,

@@ -21,8 +21,10 @@ from jobqueue.moderation import MIGRATIONS as MODERATION_MIGRATIONS
 from jobqueue.moderation import Moderation
 from pipeline.tiny import ensure_tiny_pipeline
 from tests.bot_harness import Reel
+from tests.broker_harness import BROKER, SINGLE_HOST
 from tests.fakediscord import FakeDiscord
 from tests.fakellm import listening
+from tests.redis_server import RedisServer, missing_redis
 from tests.web_browser import Browser, missing_browser, start_chromium
 
 # --- pipeline (pipeline engineer) ---
@@ -205,12 +207,19 @@ def reel_settings(data_dir: Path, fake_discord: FakeDiscord) -> Settings:
 
 
 @pytest.fixture
-async def reel(reel_settings: Settings, fake_discord: FakeDiscord) -> AsyncIterator[Reel]:
+async def reel(
+    reel_settings: Settings,
+    fake_discord: FakeDiscord,
+    reel_mode: str,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Reel]:
     """The fake Discord plus reelbot's queue and moderation on a tmp SQLite file; start the
-    bot and workers with ``reel.bot_running()`` / ``reel.worker_running()``."""
+    bot and workers with ``reel.bot_running()`` / ``reel.worker_running()`` (workers on
+    another host, through a real Redis, where the test runs in ``reel_mode`` broker)."""
     queue = await JobQueue.open(reel_settings.database_path)
+    broker_url = request.getfixturevalue("broker_url") if reel_mode == BROKER else None
     try:
-        yield Reel(fake_discord, reel_settings, queue, Moderation(queue.db))
+        yield Reel(fake_discord, reel_settings, queue, Moderation(queue.db), broker_url=broker_url)
     finally:
         await queue.close()
 
@@ -272,3 +281,37 @@ async def site(reel: Reel) -> AsyncIterator[Site]:
     context = web_context(reel.settings, reel.queue)
     async with WebServer(make_app(context), host="127.0.0.1", port=0) as server:
         yield Site(server.url, context)
+
+
+# --- more than one machine (broker engineer) ---
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free port in a temp folder, started once per session."""
+    problem = missing_redis()
+    if problem is not None:
+        pytest.fail(problem)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def broker_url(redis_server: RedisServer) -> str:
+    """The session's Redis as a broker, emptied for this test (and running again if a test
+    took it away)."""
+    if redis_server.process is None:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def reel_mode(request: pytest.FixtureRequest) -> str:
+    """Where ``reel``'s workers run: beside the bot (``single-host``) unless a test is
+    parametrized over ``BOTH_MODES`` (``indirect=True``)."""
+    return str(getattr(request, "param", SINGLE_HOST))

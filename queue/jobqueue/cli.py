@@ -2,7 +2,9 @@
 
 Both take the same options (added by :func:`add_worker_arguments`) and run
 :func:`run_worker`: settings from the environment and ``.env``, then the options on top.
-SIGTERM and Ctrl-C stop the worker cleanly: a running job goes back to the queue.
+SIGTERM and Ctrl-C stop the worker cleanly: a running job goes back to the queue. With
+``--broker`` the worker runs on another host than the bot and takes its jobs through the
+broker (:mod:`jobqueue.broker.remote_worker`); without it, from the bot's SQLite file.
 """
 
 from __future__ import annotations
@@ -12,19 +14,27 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from jobqueue.settings import CoreSettings
 
 if TYPE_CHECKING:
-    from jobqueue.worker import Worker
+    from jobqueue.broker.remote_worker import RemoteConfig
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOG_LEVEL = "INFO"
 EXIT_INTERRUPTED = 130
 """What a shell reports for a command stopped by Ctrl-C (128 + SIGINT)."""
+EXIT_BAD_OPTIONS = 2
+FROM_SETTINGS = "settings"
+"""``--broker`` given without an address: the address is REELBOT_BROKER_URL."""
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +53,25 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lease-seconds", type=float, help="seconds a claim lasts without a heartbeat"
     )
+    parser.add_argument(
+        "--broker",
+        nargs="?",
+        const=FROM_SETTINGS,
+        metavar="URL",
+        help="take jobs through this broker (redis://... or postgresql://...) from a bot on"
+        " another host; alone, the address in REELBOT_BROKER_URL",
+    )
+    parser.add_argument(
+        "--models",
+        help="with --broker: models this worker serves, comma-separated"
+        " (default: REELBOT_WORKER_MODELS, else --model and --i2v-model)",
+    )
+    parser.add_argument(
+        "--max-size",
+        metavar="WxHxF",
+        help="with --broker: the largest clip it takes, width x height x frames"
+        " (default: REELBOT_WORKER_MAX_SIZE, else any)",
+    )
 
 
 def settings_with_overrides(settings: CoreSettings, args: argparse.Namespace) -> CoreSettings:
@@ -51,31 +80,84 @@ def settings_with_overrides(settings: CoreSettings, args: argparse.Namespace) ->
         "model": args.model,
         "i2v_model": args.i2v_model,
         "lease_seconds": args.lease_seconds,
+        "worker_models": getattr(args, "models", None),
+        "worker_max_size": getattr(args, "max_size", None),
     }
     given = {name: value for name, value in overrides.items() if value is not None}
-    return settings.model_copy(update=given)
+    return settings.model_validate({**settings.model_dump(), **given})
 
 
 def run_worker(args: argparse.Namespace, settings: CoreSettings, *, err: TextIO) -> int:
     """Run one worker until it is stopped (or, with ``--burst``, the queue is drained)."""
+    from pydantic import ValidationError
+
+    try:
+        settings = settings_with_overrides(settings, args)
+    except ValidationError as exc:
+        err.write(f"{exc.errors()[0]['msg']}.\n")
+        return EXIT_BAD_OPTIONS
+    if getattr(args, "broker", None) is not None:
+        return _run_remote_worker(args, settings, err=err)
     from jobqueue.worker import Worker, WorkerConfig
 
-    settings = settings_with_overrides(settings, args)
     config = WorkerConfig.from_settings(settings)
     worker = Worker(settings.database_path, config=config, worker_id=args.worker_id)
+    return _until_stopped(worker, worker.run(burst=args.burst), err=err)
+
+
+def _run_remote_worker(args: argparse.Namespace, settings: CoreSettings, *, err: TextIO) -> int:
+    url = settings.broker_url if args.broker == FROM_SETTINGS else args.broker.strip()
+    if not url:
+        err.write("--broker needs an address (redis://host:6379/0), or REELBOT_BROKER_URL.\n")
+        return EXIT_BAD_OPTIONS
+    if args.burst or args.database is not None:
+        err.write("--burst and --database work on the bot's host only, not with --broker.\n")
+        return EXIT_BAD_OPTIONS
     try:
-        asyncio.run(_run_until_signalled(worker, burst=args.burst))
+        url = type(settings).model_validate({**settings.model_dump(), "broker_url": url}).broker_url
+    except ValueError:
+        err.write(f"{url!r} is not a broker address: use redis://... or postgresql://...\n")
+        return EXIT_BAD_OPTIONS
+    from jobqueue.broker.remote_worker import RemoteWorker
+
+    worker = RemoteWorker(url, config=remote_config(settings), worker_id=args.worker_id)
+    return _until_stopped(worker, worker.run(), err=err)
+
+
+def remote_config(settings: CoreSettings) -> RemoteConfig:
+    """A remote worker's settings: what it serves, its card, the broker's byte cap."""
+    from jobqueue.broker.remote_worker import RemoteConfig, gpu_total_memory
+    from jobqueue.broker.routing import Capability
+    from jobqueue.settings import parse_video_size, split_list
+    from jobqueue.worker import WorkerConfig
+
+    models = split_list(settings.worker_models) or [settings.model, settings.i2v_model]
+    capability = Capability.serving(
+        models,
+        max_video_pixels=parse_video_size(settings.worker_max_size),
+        gpu_total_bytes=gpu_total_memory(),
+    )
+    return RemoteConfig(
+        worker=WorkerConfig.from_settings(settings),
+        capability=capability,
+        max_transfer_bytes=settings.broker_max_bytes,
+    )
+
+
+def _until_stopped(worker: Stoppable, running: Coroutine[Any, Any, None], *, err: TextIO) -> int:
+    try:
+        asyncio.run(_run_until_signalled(worker, running))
     except KeyboardInterrupt:
         err.write("Stopped.\n")
         return EXIT_INTERRUPTED
     return 0
 
 
-async def _run_until_signalled(worker: Worker, *, burst: bool) -> None:
+async def _run_until_signalled(worker: Stoppable, running: Coroutine[Any, Any, None]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stop)
-    await worker.run(burst=burst)
+    await running
 
 
 def main(argv: list[str] | None = None) -> int:

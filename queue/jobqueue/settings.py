@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pipeline.safety import SafetyConfig
 
 MIB = 1024 * 1024
+BROKER_SCHEMES = ("redis://", "rediss://", "postgres://", "postgresql://")
 
 
 class CoreSettings(BaseSettings):
@@ -62,6 +63,12 @@ class CoreSettings(BaseSettings):
     max_attempts: int = 3
     workers: int = 0
 
+    broker_url: str = Field(default="", repr=False)
+    broker_max_bytes: int = Field(default=64 * MIB, ge=MIB)
+    unserved_wait_minutes: float = Field(default=30.0, ge=0)
+    worker_models: str = ""
+    worker_max_size: str = ""
+
     safety_mode: Literal["withhold", "spoiler", "off"] = "withhold"
     safety_classifiers: str = "nudenet,opennsfw"
     safety_frames: int = Field(default=12, ge=1, le=81)
@@ -85,6 +92,20 @@ class CoreSettings(BaseSettings):
                 "set both REELBOT_PROVENANCE_KEY and REELBOT_PROVENANCE_CERT, or neither"
             )
         return self
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.lower().startswith(BROKER_SCHEMES):
+            raise ValueError("use a redis:// or postgresql:// address, or leave it empty")
+        return value
+
+    @field_validator("worker_max_size")
+    @classmethod
+    def _size_reads(cls, value: str) -> str:
+        parse_video_size(value)
+        return value
 
     @field_validator("safety_classifiers")
     @classmethod
@@ -172,6 +193,18 @@ class CoreSettings(BaseSettings):
             device=self.rewriter_device,
             max_new_tokens=self.rewriter_max_tokens,
         )
+
+
+def parse_video_size(value: str) -> int | None:
+    """``"832x480x81"`` (width x height x frames) as its pixel count over all frames; None
+    for an empty value (any size)."""
+    if not value.strip():
+        return None
+    parts = value.lower().replace(" ", "").split("x")
+    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(f"{value!r} is not like 832x480x81 (width x height x frames)")
+    width, height, frames = (int(part) for part in parts)
+    return width * height * frames
 
 
 def split_list(value: str) -> list[str]:
