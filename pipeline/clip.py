@@ -4,11 +4,13 @@
 one image-to-video pipeline) and :meth:`ClipMaker.make_clip` takes one request through every
 step: resolve it for the model, rewrite its prompt with the rewriter it is given (or take the
 scene :func:`write_scene` wrote while the job waited), screen the prompts with the screen it
-is given, generate, encode. The queue's worker and ``reelbot generate`` call it; it knows
-nothing of queues, Discord or where moderation keeps its lists.
-Stages and steps reach the caller through callbacks. A failure the user can act on is a
-:class:`~pipeline.errors.ClipFailed` with a sentence for them; a cancelled generation raises
-:class:`~pipeline.errors.GenerationCancelled`.
+is given, generate, encode. :meth:`ClipMaker.make_drafts` makes four quick drafts of a
+request (or, ``near`` one draft, four new ones: Vary) and ``make_clip(from_draft=...)`` renders
+one of them at full quality, keeping its composition and motion (Render). The queue's worker
+and ``reelbot generate`` call it; it knows nothing of queues, Discord or where moderation
+keeps its lists. Stages, steps and live previews reach the caller through callbacks. A
+failure the user can act on is a :class:`~pipeline.errors.ClipFailed` with a sentence for
+them; a cancelled generation raises :class:`~pipeline.errors.GenerationCancelled`.
 """
 
 from __future__ import annotations
@@ -28,10 +30,29 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.drafts import (
+    DRAFT_COUNT,
+    DraftClip,
+    DraftLatents,
+    as_draft,
+    check_drafts,
+    draft_seeds,
+    encode_drafts,
+    load_latents,
+    shaped_like,
+)
 from pipeline.encode import ClipMetadata, EncodedClip, encode_mp4, last_frame, read_frames
 from pipeline.errors import ClipFailed, StartImageUnreadable
-from pipeline.generator import GenerationResult, ProgressCallback, VideoGenerator
+from pipeline.generator import (
+    GenerationResult,
+    ProgressCallback,
+    StartLatents,
+    VideoGenerator,
+    steps_run,
+)
+from pipeline.levers import LeverSettings
 from pipeline.presets import ModelPreset, resolve_preset
+from pipeline.preview import PreviewCallback, PreviewOptions
 from pipeline.provenance import ClipFacts, SigningIdentity, credit
 from pipeline.request import ClipRequest, ResolvedRequest, resolve_request
 from pipeline.rewrite import PromptRewriter, RewriteMode, RewriteResult
@@ -108,10 +129,23 @@ class ModelChoice:
     i2v_model: str
     device: str = "auto"
     cpu_offload: bool = False
+    levers: LeverSettings = field(default_factory=LeverSettings)
 
     def model_for(self, task: str) -> str:
         """The configured model for ``task`` (``"t2v"`` or ``"i2v"``)."""
         return self.i2v_model if task == "i2v" else self.t2v_model
+
+    def preset_for(self, model: str) -> ModelPreset:
+        """``model``'s preset with the server's speed levers (and LoRA, for the text-to-video
+        model) over its own."""
+        preset = resolve_preset(model)
+        loras = self.levers.loras() if preset.task == "t2v" else None
+        return replace(
+            preset,
+            levers=self.levers.applied_to(preset.levers),
+            loras=preset.loras if loras is None else loras,
+            fuse_loras=preset.fuse_loras or self.levers.fuse_lora,
+        )
 
 
 @dataclass(frozen=True)
@@ -126,18 +160,40 @@ class MadeClip:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class MadeDrafts:
+    """Four drafts: the labelled grid, each draft (number N is ``drafts[N - 1]``, its latents
+    beside it for Render and Vary), their seeds, the request as resolved from the user's words
+    at full size (what Render N makes), the prompt the model got, and seconds per stage."""
+
+    grid: EncodedClip
+    drafts: tuple[EncodedClip, ...]
+    seeds: tuple[int, ...]
+    request: ResolvedRequest
+    prompt: ChosenPrompt
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 class ClipMaker:
     """Makes clips with models that stay loaded from one clip to the next."""
 
-    def __init__(self, models: ModelChoice, *, signing: SigningIdentity | None = None) -> None:
-        """``signing``: the key that signs each clip's content credentials (None: unsigned)."""
+    def __init__(
+        self,
+        models: ModelChoice,
+        *,
+        signing: SigningIdentity | None = None,
+        preview: PreviewOptions | None = None,
+    ) -> None:
+        """``signing``: the key that signs each clip's content credentials (None: unsigned);
+        ``preview``: how often and how big live previews are."""
         self.models = models
         self.signing = signing
+        self.preview = preview or PreviewOptions()
         self._generators: dict[str, VideoGenerator] = {}
 
     async def load(self, model: str) -> float:
         """Load ``model`` now rather than for its first clip; the seconds it took."""
-        return await asyncio.to_thread(self._generator_for(resolve_preset(model)).load)
+        return await asyncio.to_thread(self._generator_for(self.models.preset_for(model)).load)
 
     def unload(self) -> None:
         self._generators.clear()
@@ -155,8 +211,10 @@ class ClipMaker:
         rewriter: PromptRewriter | None = None,
         scene: RewriteResult | None = None,
         screen: PromptScreen | None = None,
+        from_draft: Path | None = None,
         on_stage: StageCallback | None = None,
         on_step: ProgressCallback | None = None,
+        on_preview: PreviewCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> MadeClip:
         """Make the clip ``asked`` for with ``model`` and encode it within ``max_bytes``.
@@ -165,25 +223,39 @@ class ClipMaker:
         to continue: its last frame starts the new part and its frames come first. Without a
         ``rewriter`` the model gets the user's words. ``scene`` is a rewrite already written
         (by :func:`write_scene` while the job waited, or by the job's owner): the rewriter is
-        not asked, and the scene is screened like any rewrite. Raises ClipFailed
+        not asked, and the scene is screened like any rewrite. ``from_draft`` is a draft from
+        :meth:`make_drafts` to render at full quality (Render): the clip keeps its
+        composition, motion, length and aspect. ``on_preview`` gets a small animated WebP of
+        the clip forming every few steps (from the preview thread). Raises ClipFailed
         (InvalidRequest, ModelUnavailable, ClipTooLarge, ...) and GenerationCancelled.
         """
         report = on_stage or _ignore_stage
-        preset = resolve_preset(model)
+        preset = self.models.preset_for(model)
+        draft = await _draft(preset, from_draft)
+        if draft is not None:
+            asked = shaped_like(asked, draft)
         image = await asyncio.to_thread(_start_image, start_image, extend)
         request = resolve_request(preset, asked, image=image)
         generator = self._generator_for(preset)
+        prompt, timings = await _prompt(request, preset, rewriter, scene, screen, report)
 
-        await report(StageChange(ClipStage.REWRITING))
-        started = time.perf_counter()
-        prompt = await _chosen_prompt(request, preset, rewriter, scene, screen)
-        timings = {"rewrite": time.perf_counter() - started}
-
-        await report(StageChange(ClipStage.GENERATING, total_steps=request.steps, prompt=prompt))
-        generated = await _generate(
+        start = None if draft is None else _start(draft, preset.render_strength)
+        strength = 1.0 if start is None else start.strength
+        steps = steps_run(request.steps, strength)
+        await report(StageChange(ClipStage.GENERATING, total_steps=steps, prompt=prompt))
+        prompted = replace(request, prompt=prompt.text)
+        (generated,) = await _generate(
             generator,
-            replace(request, prompt=prompt.text),
-            on_step=on_step,
+            lambda stop: [
+                generator.generate(
+                    prompted,
+                    start=start,
+                    on_step=on_step,
+                    on_preview=on_preview,
+                    preview=self.preview,
+                    should_cancel=stop,
+                )
+            ],
             should_cancel=should_cancel,
             timings=timings,
         )
@@ -204,9 +276,92 @@ class ClipMaker:
             clip = await asyncio.to_thread(credit, clip, facts, self.signing)
         return MadeClip(clip=clip, request=request, prompt=prompt, timings=timings)
 
+    async def make_drafts(
+        self,
+        asked: ClipRequest,
+        *,
+        model: str,
+        output: OutputPath,
+        max_bytes: int,
+        near: Path | None = None,
+        count: int = DRAFT_COUNT,
+        start_image: Path | None = None,
+        rewriter: PromptRewriter | None = None,
+        scene: RewriteResult | None = None,
+        screen: PromptScreen | None = None,
+        on_stage: StageCallback | None = None,
+        on_step: ProgressCallback | None = None,
+        on_preview: PreviewCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> MadeDrafts:
+        """Make ``count`` quick drafts of the clip ``asked`` for, in one batch: a labelled
+        grid at the path ``output`` gives, each draft beside it (``draft_beside``) with its
+        latents. ``near`` is a draft to vary (Vary): the new drafts start from it, with new
+        seeds. The other arguments are :meth:`make_clip`'s; previews show the drafts 2x2.
+        Raises ClipFailed (also for a model that cannot make drafts) and GenerationCancelled.
+        """
+        report = on_stage or _ignore_stage
+        preset = self.models.preset_for(model)
+        check_drafts(preset)
+        draft = await _draft(preset, near)
+        if draft is not None:
+            asked = shaped_like(asked, draft)
+        image = await asyncio.to_thread(_start_image, start_image, None)
+        request = resolve_request(preset, asked, image=image)
+        generator = self._generator_for(preset)
+        prompt, timings = await _prompt(request, preset, rewriter, scene, screen, report)
+
+        start = None if draft is None else _start(draft, preset.vary_strength)
+        drafted = replace(as_draft(preset, request), prompt=prompt.text)
+        seeds = draft_seeds(request.seed, count)
+        steps = steps_run(drafted.steps, 1.0 if start is None else start.strength)
+        await report(StageChange(ClipStage.GENERATING, total_steps=steps, prompt=prompt))
+        generated = await _generate(
+            generator,
+            lambda stop: generator.generate_batch(
+                drafted,
+                seeds,
+                start=start,
+                on_step=on_step,
+                on_preview=on_preview,
+                preview=self.preview,
+                should_cancel=stop,
+            ),
+            should_cancel=should_cancel,
+            timings=timings,
+        )
+
+        await report(StageChange(ClipStage.ENCODING))
+        started = time.perf_counter()
+        grid, drafts = await asyncio.to_thread(
+            encode_drafts,
+            [DraftClip(g.seed, g.frames, _latents(g)) for g in generated],
+            drafted,
+            output(request),
+            ClipMetadata(request.prompt, request.seed, request.model, prompt.rewritten),
+            max_bytes,
+        )
+        timings["encode"] = time.perf_counter() - started
+        if self.signing is not None:
+            grid, drafts = await asyncio.to_thread(self._signed_drafts, grid, drafts, request)
+        return MadeDrafts(grid, drafts, seeds, request, prompt, timings)
+
+    def _signed_drafts(
+        self, grid: EncodedClip, drafts: tuple[EncodedClip, ...], request: ResolvedRequest
+    ) -> tuple[EncodedClip, tuple[EncodedClip, ...]]:
+        assert self.signing is not None
+        seeds = draft_seeds(request.seed, len(drafts))
+
+        def signed(clip: EncodedClip, seed: int) -> EncodedClip:
+            facts = ClipFacts.of(model=request.model, seed=seed, prompt=request.prompt)
+            assert self.signing is not None
+            return credit(clip, facts, self.signing)
+
+        return signed(grid, request.seed), tuple(map(signed, drafts, seeds))
+
     def _generator_for(self, preset: ModelPreset) -> VideoGenerator:
         current = self._generators.get(preset.task)
-        if current is not None and current.preset.source == preset.source:
+        if current is not None and current.preset.load_key == preset.load_key:
             return current
         if current is not None:
             log.info("replacing %s with %s", current.preset.name, preset.name)
@@ -271,6 +426,40 @@ async def _rewrite(
     return await rewriter.rewrite(prompt, mode=mode, seed=seed, image=image)
 
 
+async def _draft(preset: ModelPreset, path: Path | None) -> DraftLatents | None:
+    """The draft at ``path`` to start from (None for none); ClipFailed when it is gone or
+    the model cannot render drafts."""
+    if path is None:
+        return None
+    check_drafts(preset)
+    return await asyncio.to_thread(load_latents, path)
+
+
+def _start(draft: DraftLatents, strength: float) -> StartLatents:
+    return StartLatents(torch.from_numpy(draft.latents), strength)
+
+
+def _latents(generated: GenerationResult) -> np.ndarray:
+    if generated.latents is None:
+        raise RuntimeError("a finished draft has no latents")
+    return generated.latents
+
+
+async def _prompt(
+    request: ResolvedRequest,
+    preset: ModelPreset,
+    rewriter: PromptRewriter | None,
+    scene: RewriteResult | None,
+    screen: PromptScreen | None,
+    report: StageCallback,
+) -> tuple[ChosenPrompt, dict[str, float]]:
+    """The rewriting stage: the prompt the model gets, and the seconds it took."""
+    await report(StageChange(ClipStage.REWRITING))
+    started = time.perf_counter()
+    prompt = await _chosen_prompt(request, preset, rewriter, scene, screen)
+    return prompt, {"rewrite": time.perf_counter() - started}
+
+
 async def _chosen_prompt(
     request: ResolvedRequest,
     preset: ModelPreset,
@@ -308,12 +497,12 @@ def _fallback_note(rewrite: RewriteResult | None) -> str | None:
 
 async def _generate(
     generator: VideoGenerator,
-    request: ResolvedRequest,
+    run: Callable[[Callable[[], bool]], list[GenerationResult]],
     *,
-    on_step: ProgressCallback | None,
     should_cancel: Callable[[], bool] | None,
     timings: dict[str, float],
-) -> GenerationResult:
+) -> list[GenerationResult]:
+    """``run(stop)`` in a thread once the model is loaded; ``stop`` says when to stop."""
     abandoned = threading.Event()
 
     def stop() -> bool:
@@ -321,9 +510,7 @@ async def _generate(
 
     try:
         timings["load"] = await asyncio.to_thread(generator.load)
-        generated = await asyncio.to_thread(
-            generator.generate, request, on_step=on_step, should_cancel=stop
-        )
+        generated = await asyncio.to_thread(run, stop)
     except asyncio.CancelledError:
         # The thread cannot be cancelled; stop it at its next step rather than let it finish
         # a clip nobody waits for (Ctrl-C would otherwise wait for the whole generation).
@@ -332,7 +519,7 @@ async def _generate(
     except torch.cuda.OutOfMemoryError as exc:
         _release_memory()
         raise ClipFailed(OUT_OF_MEMORY, repr(exc)) from exc
-    timings.update(generated.timings)
+    timings.update(generated[0].timings)
     return generated
 
 

@@ -9,17 +9,24 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
+
+from pipeline.levers import LoraWeights, SpeedLevers
 
 log = logging.getLogger(__name__)
 
 ASPECTS = ("16:9", "9:16", "1:1")
 TINY_SOURCE_PREFIX = "tiny:"
+# Sizes are multiples of this (Wan's VAE downsamples by 8, its transformer patches by 2).
+SIZE_MULTIPLE = 16
 
 Task = Literal["t2v", "i2v"]
+Sampler = Literal["default", "lcm"]
+"""``lcm``: predict the clean clip and add fresh noise at each step, as step-distilled models
+expect (diffusers' FlowMatchEulerDiscreteScheduler with stochastic sampling)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,12 @@ class ModelPreset:
     ``sizes`` and ``hd_sizes`` map each aspect in ``ASPECTS`` to ``(width, height)``; valid
     frame counts are ``1 + k * frame_step`` between ``min_frames`` and ``max_frames``.
     ``hd_flow_shift`` replaces ``flow_shift`` for HD renders (larger sizes want more shift).
+
+    Drafts are made at ``draft_scale`` of the size with ``draft_steps`` steps; Render re-runs
+    the last ``render_strength`` of the schedule from a draft upscaled to full size, Vary the
+    last ``vary_strength`` of the draft schedule from a draft. ``mag_ratios`` are the model's
+    MagCache magnitude ratios per step (None: MagCache cannot run). ``levers``, ``loras`` and
+    ``fuse_loras`` say how the pipeline runs.
     """
 
     name: str
@@ -48,10 +61,34 @@ class ModelPreset:
     guidance: float
     flow_shift: float | None
     hd_flow_shift: float | None = None
+    sampler: Sampler = "default"
+    draft_scale: float = 0.5
+    draft_steps: int = 6
+    render_strength: float = 0.5
+    vary_strength: float = 0.7
+    mag_ratios: tuple[float, ...] | None = None
+    levers: SpeedLevers = field(default_factory=SpeedLevers)
+    loras: tuple[LoraWeights, ...] = ()
+    fuse_loras: bool = False
 
     @property
     def is_tiny(self) -> bool:
         return self.source.startswith(TINY_SOURCE_PREFIX)
+
+    @property
+    def load_key(self) -> tuple[object, ...]:
+        """What the loaded pipeline depends on: another key needs another load."""
+        return (self.source, self.loras, self.fuse_loras, self.levers)
+
+    @property
+    def makes_drafts(self) -> bool:
+        """Whether drafts, Render and Vary work with this model (Wan's latents and flow
+        matching; others render straight away)."""
+        return self.pipeline_class.startswith("Wan")
+
+    def draft_size_for(self, aspect: str) -> tuple[int, int]:
+        width, height = self.size_for(aspect)
+        return _scaled(width, self.draft_scale), _scaled(height, self.draft_scale)
 
     def size_for(self, aspect: str, *, hd: bool = False) -> tuple[int, int]:
         return (self.hd_sizes if hd else self.sizes)[aspect]
@@ -65,13 +102,36 @@ class ModelPreset:
         return range(self.min_frames, self.max_frames + 1, self.frame_step)
 
 
+def _scaled(length: int, scale: float) -> int:
+    return max(SIZE_MULTIPLE, round(length * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+
 def _sizes(landscape: tuple[int, int], square: tuple[int, int]) -> Mapping[str, tuple[int, int]]:
     width, height = landscape
     return MappingProxyType({"16:9": landscape, "9:16": (height, width), "1:1": square})
 
 
+# MagCache's magnitude ratios per step for Wan 2.1, as its authors measured them
+# (github.com/Zehong-Ma/MagCache, MagCache4Wan2.1; the conditional pass of each step).
+WAN_T2V_1_3B_MAG_RATIOS = (
+    1.0, 1.0124, 1.00166, 0.99791, 0.99682, 0.99634, 0.99567, 0.99416, 0.99578, 0.9957,
+    0.99511, 0.99535, 0.99552, 0.99541, 0.9954, 0.99489, 0.99518, 0.99484, 0.99481, 0.99415,
+    0.99419, 0.99396, 0.99388, 0.99349, 0.99309, 0.9927, 0.99228, 0.99171, 0.99137, 0.99068,
+    0.99005, 0.98944, 0.98849, 0.98758, 0.98644, 0.98504, 0.9836, 0.98202, 0.97977, 0.97717,
+    0.9741, 0.97003, 0.96538, 0.9593, 0.95086, 0.94013, 0.92402, 0.90241, 0.86821, 0.81838,
+)  # fmt: skip
+WAN_I2V_480P_MAG_RATIOS = (
+    1.0, 0.98783, 0.97559, 0.98311, 0.98202, 0.9888, 0.98762, 0.98957, 0.99052, 0.99383,
+    0.98857, 0.99065, 0.98845, 0.99057, 0.98957, 0.98601, 0.98823, 0.98756, 0.98808,
+    0.98721, 0.98571, 0.98543, 0.98157, 0.98411, 0.97952, 0.98149, 0.9774, 0.97825, 0.97355,
+    0.97085, 0.97056, 0.96588, 0.96113, 0.9567, 0.94961, 0.93973, 0.93217, 0.91878, 0.90955,
+    0.92617,
+)  # fmt: skip
+
 # Wan 2.1 at 480p: its sizes, 4k+1 frames at 16 fps, and the flow shift its authors use
-# (5.0 at 720p).
+# (5.0 at 720p). Four drafts at half the size with 6 steps cost about 6 % of one render's
+# transformer compute (pipeline.drafts.draft_cost); Render re-runs the last half of the
+# schedule (from noise level 0.75), Vary the last 70 % of a draft's.
 WAN_T2V = ModelPreset(
     name="wan2.1-t2v-1.3b",
     source="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
@@ -90,6 +150,32 @@ WAN_T2V = ModelPreset(
     guidance=5.0,
     flow_shift=3.0,
     hd_flow_shift=5.0,
+    mag_ratios=WAN_T2V_1_3B_MAG_RATIOS,
+    # Four drafts decode one at a time: a quarter of the peak memory, the same speed.
+    levers=SpeedLevers(vae_slicing=True),
+)
+
+# The fast preset: Self-Forcing's step-distilled Wan 2.1 1.3B as a LoRA (Kijai's extraction),
+# fused into the weights: 4 steps without guidance, sampled as it was trained (fresh noise
+# each step, flow shift 8). Four drafts take one step each.
+SELF_FORCING_LORA = LoraWeights(
+    "Kijai/WanVideo_comfy",
+    weight_name="LoRAs/Wan2_1_self_forcing_1_3B/Wan2_1_self_forcing_dmd_1_3B_lora_rank_32_fp16.safetensors",
+)
+WAN_T2V_FAST = replace(
+    WAN_T2V,
+    name="wan2.1-t2v-1.3b-fast",
+    steps=4,
+    max_steps=8,
+    hd_steps=4,
+    guidance=1.0,
+    flow_shift=8.0,
+    hd_flow_shift=8.0,
+    sampler="lcm",
+    draft_steps=1,
+    mag_ratios=None,
+    loras=(SELF_FORCING_LORA,),
+    fuse_loras=True,
 )
 
 # The 480p image-to-video model: HD means more steps, not a size it was not trained for.
@@ -102,6 +188,7 @@ WAN_I2V = replace(
     hd_sizes=WAN_T2V.sizes,
     steps=40,
     hd_flow_shift=None,
+    mag_ratios=WAN_I2V_480P_MAG_RATIOS,
 )
 
 # LTX-Video: sizes in multiples of 32, 8k+1 frames at 24 fps (5 s by default); its scheduler
@@ -144,6 +231,11 @@ TINY = ModelPreset(
     hd_steps=3,
     guidance=5.0,
     flow_shift=3.0,
+    # Random weights pull a render away from its draft at every step (a trained model pulls it
+    # towards a clean clip that agrees with the draft): renders start at noise 0.56, not 0.75.
+    render_strength=0.3,
+    # Random weights have no ratios of their own: Wan's let MagCache run on them in tests.
+    mag_ratios=WAN_T2V_1_3B_MAG_RATIOS,
 )
 
 TINY_I2V = replace(
@@ -155,7 +247,7 @@ TINY_I2V = replace(
 )
 
 PRESETS: Mapping[str, ModelPreset] = MappingProxyType(
-    {preset.name: preset for preset in (WAN_T2V, WAN_I2V, LTX_VIDEO, TINY, TINY_I2V)}
+    {preset.name: preset for preset in (WAN_T2V, WAN_T2V_FAST, WAN_I2V, LTX_VIDEO, TINY, TINY_I2V)}
 )
 DEFAULT_PRESET = WAN_T2V.name
 
