@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from jobqueue.models import JobKind
 from tests.bot_harness import Reel, probe_mp4
+from tests.broker_harness import BOTH_MODES
 from tests.fakediscord import FileUpload
 
 
@@ -18,6 +20,7 @@ def picture(width: int = 96, height: int = 64) -> FileUpload:
     return FileUpload("sunset.png", buffer.getvalue(), "image/png", width, height)
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_animate_makes_a_clip_from_the_picture(running_reel: Reel, tmp_path: Path) -> None:
     fake = running_reel.fake
     handle = await fake.invoke(

@@ -8,6 +8,7 @@ import pytest
 
 from jobqueue.models import Job, JobKind
 from tests.bot_harness import Reel, probe_mp4
+from tests.broker_harness import BOTH_MODES
 from tests.fakediscord import Message
 
 
@@ -25,6 +26,7 @@ async def click_for_job(reel: Reel, message: Message, action: str, parent: Job) 
     return child
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_retry_makes_a_new_clip_with_a_new_seed(
     running_reel: Reel, posted: tuple[Job, Message]
 ) -> None:
@@ -49,6 +51,7 @@ async def test_hd_keeps_the_seed_and_renders_larger(
     assert f"job:{child.id}:hd" not in clip.custom_ids()
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_extend_joins_new_frames_to_the_clip(
     running_reel: Reel, posted: tuple[Job, Message], tmp_path: Path
 ) -> None:

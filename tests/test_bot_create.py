@@ -6,10 +6,14 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from jobqueue.models import JobKind, JobRequest
 from tests.bot_harness import Reel, probe_mp4
+from tests.broker_harness import BOTH_MODES
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_create_posts_a_playable_clip_with_buttons(
     running_reel: Reel, tmp_path: Path
 ) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlite_utils
 
 from jobqueue.models import JobKind, JobStatus
 from tests.bot_harness import Reel
+from tests.broker_harness import BOTH_MODES
 
 
 def clips_of(reel: Reel, job_id: int) -> list[int]:
     return [m.id for m in reel.clip_messages() if f"job:{job_id}:retry" in m.custom_ids()]
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_buttons_work_after_a_restart_and_nothing_is_replayed(reel: Reel) -> None:
     fake = reel.fake
     async with reel.worker_running():
@@ -67,6 +70,7 @@ def forget_delivery(db: sqlite_utils.Database, job_id: int) -> None:
     db.execute("UPDATE jobs SET delivered_at = NULL WHERE id = ?", [job_id])
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_a_running_jobs_status_message_is_resumed(reel: Reel) -> None:
     fake = reel.fake
     async with reel.bot_running():
