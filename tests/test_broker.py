@@ -372,6 +372,23 @@ async def test_the_broker_going_away_and_coming_back_loses_nothing(
         assert clips_of(reel, job.id) == 1
 
 
+async def test_a_restarted_bot_host_picks_up_the_job_its_worker_is_making(
+    reel: Reel, broker_url: str, tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    config = dispatch_config(reel.settings.clips_dir, tiny_models_dir, lease_seconds=LEASE_S)
+    async with reel_remote(reel, broker_url, tmp_path, tiny_models_dir):
+        async with Dispatcher(reel.queue, broker_url, config=config):
+            job = await submit_long(reel, "a crane lifting a boat")
+            await job_change(reel.queue, generating(job.id))
+        # The bot host is down; the clip goes on being made elsewhere.
+        async with Dispatcher(reel.queue, broker_url, config=config):
+            done = await job_change(
+                reel.queue, lambda j: j.id == job.id and j.status is JobStatus.DONE
+            )
+    assert (done.attempts, done.worker_id) == (1, "remote")
+    assert await asyncio.to_thread(Path(done.result_path or "").is_file)
+
+
 async def test_inputs_over_the_brokers_cap_fail_with_a_sentence(
     reel: Reel, broker_url: str, tmp_path: Path, tiny_models_dir: Path
 ) -> None:

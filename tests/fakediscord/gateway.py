@@ -190,7 +190,15 @@ class Gateway:
         session.connection = connection
         self.sessions[session.id] = session
         guilds = [g for g in self.world.guilds.values() if self.world.bot.id in g.members]
-        session.dispatch("READY", self._ready_payload(session, [g.id for g in guilds]))
+        shard = data.get("shard")
+        if shard is not None:
+            # A sharded client gets its shard's guilds only (Discord's rule), and READY says
+            # which shard it is.
+            guilds = [g for g in guilds if (g.id >> 22) % shard[1] == shard[0]]
+        ready = self._ready_payload(session, [g.id for g in guilds])
+        if shard is not None:
+            ready["shard"] = list(shard)
+        session.dispatch("READY", ready)
         for guild in guilds:
             session.dispatch("GUILD_CREATE", guild.payload())
         return session
