@@ -52,7 +52,7 @@ from pipeline.generator import (
 )
 from pipeline.levers import LeverSettings
 from pipeline.presets import ModelPreset, resolve_preset
-from pipeline.preview import PreviewCallback, PreviewOptions
+from pipeline.preview import DEFAULT_PREVIEW, PreviewCallback, PreviewOptions
 from pipeline.provenance import ClipFacts, SigningIdentity, credit
 from pipeline.request import ClipRequest, ResolvedRequest, resolve_request
 from pipeline.rewrite import PromptRewriter, RewriteMode, RewriteResult
@@ -182,13 +182,14 @@ class ClipMaker:
         models: ModelChoice,
         *,
         signing: SigningIdentity | None = None,
-        preview: PreviewOptions | None = None,
+        preview: PreviewOptions | None = DEFAULT_PREVIEW,
     ) -> None:
         """``signing``: the key that signs each clip's content credentials (None: unsigned);
-        ``preview``: how often and how big live previews are."""
+        ``preview``: how often and how big live previews are (None: no previews, whatever
+        ``on_preview`` callbacks are given)."""
         self.models = models
         self.signing = signing
-        self.preview = preview or PreviewOptions()
+        self.preview = preview
         self._generators: dict[str, VideoGenerator] = {}
 
     async def load(self, model: str) -> float:
@@ -251,7 +252,7 @@ class ClipMaker:
                     prompted,
                     start=start,
                     on_step=on_step,
-                    on_preview=on_preview,
+                    on_preview=on_preview if self.preview else None,
                     preview=self.preview,
                     should_cancel=stop,
                 )
@@ -323,7 +324,7 @@ class ClipMaker:
                 seeds,
                 start=start,
                 on_step=on_step,
-                on_preview=on_preview,
+                on_preview=on_preview if self.preview else None,
                 preview=self.preview,
                 should_cancel=stop,
             ),

@@ -61,6 +61,9 @@ class PreviewOptions:
     width: int = 320
 
 
+DEFAULT_PREVIEW = PreviewOptions()
+
+
 def project_to_rgb(latents: torch.Tensor) -> torch.Tensor:
     """(B, 16, F, h, w) Wan latents to (B, F, h, w, 3) uint8 on the same device."""
     factors = torch.tensor(WAN21_LATENT_RGB, device=latents.device, dtype=torch.float32)

@@ -118,3 +118,97 @@ def test_the_default_model_offline_fails_in_one_sentence(tmp_path: Path) -> None
     assert "--model tiny" in lines[0]
     assert result.stdout == ""
     assert list(tmp_path.glob("*.mp4")) == []
+
+
+def test_drafts_write_a_grid_and_four_draft_files(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["generate", "a red balloon over a city", "--model", "tiny", "--seed", "5"]
+    code = main([*argv, "--drafts", "4", "--no-safety", "-o", "grid.mp4"])
+    out = capsys.readouterr().out
+    assert code == 0
+    grid = probe_mp4(tmp_path / "grid.mp4")
+    assert (grid.width, grid.height, grid.frames) == (128, 64, 9)  # 2x2 drafts of 64x32
+    for number, seed in zip((1, 2, 3, 4), (5, 6, 7, 8), strict=True):
+        draft = tmp_path / f"grid-{number}.mp4"
+        info = probe_mp4(draft)
+        assert (info.width, info.height, info.frames) == (64, 32, 9)
+        assert (tmp_path / f"grid-{number}.latents.npz").exists()
+        assert f"draft {number}: {draft} (seed {seed})" in out
+    assert f"grid: {tmp_path / 'grid.mp4'}" in out
+    assert f"--from-draft {tmp_path / 'grid-1.mp4'} 'a red balloon over a city'" in out
+
+
+def test_a_draft_renders_at_full_size_and_vary_makes_new_drafts(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt = ["generate", "a red balloon over a city", "--model", "tiny", "--no-safety"]
+    assert main([*prompt, "--seed", "5", "--frames", "13", "--drafts", "4", "-o", "g.mp4"]) == 0
+    assert main([*prompt, "--from-draft", "g-3.mp4", "--steps", "4", "-o", "clip.mp4"]) == 0
+    info = probe_mp4(tmp_path / "clip.mp4")
+    assert (info.width, info.height, info.frames) == (112, 64, 13)
+    assert main([*prompt, "--vary", "g-3.mp4", "--seed", "9", "-o", "v.mp4"]) == 0
+    assert probe_mp4(tmp_path / "v-4.mp4").frames == 13
+    assert "(seed 12)" in capsys.readouterr().out
+
+
+def test_preview_keeps_the_latest_preview_while_it_renders(data_dir: Path, tmp_path: Path) -> None:
+    argv = ["generate", "waves", "--model", "tiny", "--seed", "1", "--steps", "6", "--no-safety"]
+    assert main([*argv, "--preview", "live/preview.webp", "-o", "clip.mp4"]) == 0
+    with Image.open(tmp_path / "live" / "preview.webp") as preview:
+        assert (preview.format, preview.width) == ("WEBP", 320)
+    assert [path.name for path in (tmp_path / "live").iterdir()] == ["preview.webp"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--from-draft", "d.mp4", "--frames", "13"], "--from-draft keeps the draft's length"),
+        (["--from-draft", "d.mp4", "--aspect", "1:1"], "--from-draft keeps the draft's length"),
+        (["--from-draft", "d.mp4", "--drafts", "4"], "Give one of --drafts/--vary and"),
+        (["--drafts", "5"], "usage:"),
+    ],
+)
+def test_draft_options_that_do_not_go_together(
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    try:
+        code = main(["generate", "waves", "--model", "tiny", *options])
+    except SystemExit as exit_:  # argparse's own refusal
+        code = int(str(exit_.code))
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_draft_without_its_latents_fails_in_one_sentence(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image.fromarray(np.zeros((32, 64, 3), dtype=np.uint8)).save(tmp_path / "not-a-draft.png")
+    code = main(["generate", "waves", "--model", "tiny", "--from-draft", "not-a-draft.png"])
+    assert code == 1
+    assert capsys.readouterr().err == "This draft is no longer available; make the drafts again.\n"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "words"),
+    [
+        ("REELBOT_COMPILE", "true", "Compiling the model (REELBOT_COMPILE) needs a CUDA GPU"),
+        ("REELBOT_ATTENTION", "sage", "The sage attention backend (REELBOT_ATTENTION)"),
+    ],
+)
+def test_a_speed_lever_this_machine_lacks_is_one_sentence_and_exit_1(
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    setting: str,
+    value: str,
+    words: str,
+) -> None:
+    monkeypatch.setenv(setting, value)
+    assert main(["generate", "waves", "--model", "tiny", "-o", "clip.mp4"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(words)
+    assert err.count("\n") == 1

@@ -1,9 +1,10 @@
 """``reelbot generate "prompt"``: one clip from the command line, without Discord or a queue.
 
-The same pipeline call the worker makes (:meth:`pipeline.clip.ClipMaker.make_clip`), for
-trying a model or a GPU. Prints the clip's path, its seed and where the time went, then what
-the output safety check finds in it (the worker's classifiers and thresholds; ``--no-safety``
-skips it). The clip is written whatever the verdict: it is the user's own terminal.
+The same pipeline calls the worker makes (:meth:`pipeline.clip.ClipMaker.make_clip`, and
+:meth:`~pipeline.clip.ClipMaker.make_drafts` for ``--drafts`` and ``--vary``), for trying a
+model or a GPU. Prints the clip's path, its seed and where the time went, then what the output
+safety check finds in it (the worker's classifiers and thresholds; ``--no-safety`` skips it).
+The clip is written whatever the verdict: it is the user's own terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -22,9 +24,16 @@ if TYPE_CHECKING:
 
     from jobqueue.safety import OutputVerdict
     from jobqueue.settings import CoreSettings
-    from pipeline.clip import ClipMaker, MadeClip, StageChange
+    from pipeline.clip import ClipMaker, MadeClip, MadeDrafts, StageChange
+    from pipeline.encode import EncodedClip
+    from pipeline.preview import PreviewCallback
     from pipeline.request import ClipRequest, ResolvedRequest
     from pipeline.rewrite import PromptRewriter
+
+DRAFTS_KEEP_SHAPE = (
+    "--from-draft keeps the draft's length and aspect; leave out --aspect, --frames and --duration."
+)
+ONE_KIND = "Give one of --drafts/--vary and --from-draft, not both."
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +47,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("prompt", help="what the clip should show")
     parser.add_argument(
         "--model",
-        help="preset (wan2.1-t2v-1.3b, wan2.1-i2v-14b-480p, ltx-video, tiny, tiny-i2v), "
+        help="preset (wan2.1-t2v-1.3b, wan2.1-t2v-1.3b-fast, wan2.1-i2v-14b-480p, ltx-video, "
+        "tiny, tiny-i2v), "
         "diffusers model id or local folder (default: REELBOT_MODEL, or REELBOT_I2V_MODEL "
         "with --image)",
     )
     parser.add_argument("--seed", type=int, help="random seed (default: a random one, printed)")
-    parser.add_argument("--aspect", default="16:9", help="16:9, 9:16 or 1:1 (default: 16:9)")
+    parser.add_argument("--aspect", help="16:9, 9:16 or 1:1 (default: 16:9)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="frame count (default: the model's)")
     length.add_argument("--duration", type=float, help="length in seconds")
@@ -61,6 +71,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "-o", "--output", type=Path, help="where to write the MP4 (default: reelbot-<seed>.mp4)"
+    )
+    parser.add_argument(
+        "--drafts",
+        type=int,
+        choices=range(1, 5),
+        metavar="N",
+        help="make N quick drafts (1-4) instead: a labelled grid at -o, each draft beside it "
+        "(<name>-1.mp4, ...)",
+    )
+    parser.add_argument(
+        "--vary",
+        type=Path,
+        metavar="DRAFT",
+        help="make new drafts near the draft at DRAFT (four, or --drafts N)",
+    )
+    parser.add_argument(
+        "--from-draft",
+        type=Path,
+        metavar="DRAFT",
+        help="render the draft at DRAFT at full quality, keeping its composition and motion",
+    )
+    parser.add_argument(
+        "--preview",
+        type=Path,
+        metavar="PATH",
+        help="keep the latest live preview (an animated WebP) at PATH while it renders",
     )
     parser.add_argument(
         "--no-safety",
@@ -88,14 +124,23 @@ def generate_clip(
     args: argparse.Namespace, settings: CoreSettings, *, out: TextIO, err: TextIO
 ) -> int:
     """Make the clip; failures the user can act on become one line on ``err``."""
-    from pipeline.clip import ClipMaker
+    from pipeline.clip import ClipMaker, MadeClip
     from pipeline.encode import ClipTooLarge
     from pipeline.errors import ClipFailed, InvalidRequest, StartImageUnreadable
+    from pipeline.preview import DEFAULT_PREVIEW
 
+    if (args.drafts or args.vary) and args.from_draft:
+        err.write(f"{ONE_KIND}\n")
+        return EXIT_BAD_REQUEST
+    if args.from_draft and (args.aspect or args.frames or args.duration):
+        err.write(f"{DRAFTS_KEEP_SHAPE}\n")
+        return EXIT_BAD_REQUEST
     models = settings.model_choice()
     model = args.model or models.model_for("i2v" if args.image else "t2v")
+    # --preview asks for previews even where the setting leaves them off.
+    preview = settings.preview_options() or (DEFAULT_PREVIEW if args.preview else None)
     try:
-        maker = ClipMaker(models, signing=settings.signing_identity())
+        maker = ClipMaker(models, signing=settings.signing_identity(), preview=preview)
         made = asyncio.run(_make(maker, args, model, settings, out=out))
     except StartImageUnreadable as exc:
         err.write(f"Cannot read the start image {exc.path}: {exc.reason}.\n")
@@ -110,15 +155,20 @@ def generate_clip(
         log.debug("making the clip failed: %s", exc.detail)
         err.write(f"{exc}\n")
         return EXIT_FAILED
-    _report(out, made)
+    if isinstance(made, MadeClip):
+        _report(out, made)
+        checked = made.clip
+    else:
+        _report_drafts(out, made, args.prompt)
+        checked = made.grid
     if args.safety:
-        _report_safety(out, _safety_verdict(settings, made))
+        _report_safety(out, _safety_verdict(settings, checked))
     return 0
 
 
 async def _make(
     maker: ClipMaker, args: argparse.Namespace, model: str, settings: CoreSettings, *, out: TextIO
-) -> MadeClip:
+) -> MadeClip | MadeDrafts:
     from bot.cli.rewrite import print_result
 
     rewriter = _rewriter(settings) if args.enhance else None
@@ -129,6 +179,20 @@ async def _make(
             print_result(change.prompt.rewrite, out=out)
 
     try:
+        if args.drafts or args.vary:
+            return await maker.make_drafts(
+                _request_from(args),
+                model=model,
+                output=lambda request: _output_path(args, request),
+                max_bytes=settings.max_upload_bytes,
+                near=args.vary,
+                count=args.drafts or 4,
+                start_image=args.image,
+                rewriter=rewriter,
+                on_stage=on_stage,
+                on_step=progress.step,
+                on_preview=_preview_writer(args.preview),
+            )
         return await maker.make_clip(
             _request_from(args),
             model=model,
@@ -136,8 +200,10 @@ async def _make(
             max_bytes=settings.max_upload_bytes,
             start_image=args.image,
             rewriter=rewriter,
+            from_draft=args.from_draft,
             on_stage=on_stage,
             on_step=progress.step,
+            on_preview=_preview_writer(args.preview),
         )
     finally:
         progress.close()
@@ -151,13 +217,30 @@ def _rewriter(settings: CoreSettings) -> PromptRewriter:
     return build_rewriter(settings.rewriter_config())
 
 
+def _preview_writer(path: Path | None) -> PreviewCallback | None:
+    """Writes each preview over the last at ``path`` (whole files only: a viewer never sees
+    half a preview)."""
+    if path is None:
+        return None
+    target = path
+
+    def write(data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(data)
+        partial.replace(target)
+
+    return write
+
+
 def _request_from(args: argparse.Namespace) -> ClipRequest:
+    from pipeline.presets import ASPECTS
     from pipeline.request import ClipRequest
 
     return ClipRequest(
         prompt=args.prompt,
         negative_prompt=args.negative,
-        aspect=args.aspect,
+        aspect=args.aspect or ASPECTS[0],
         frames=args.frames,
         duration_s=args.duration,
         fps=args.fps,
@@ -206,17 +289,48 @@ def _report(out: TextIO, made: MadeClip) -> None:
     timings = dict(made.timings)
     if made.prompt.rewrite is None:
         del timings["rewrite"]  # no rewriter ran
+    _report_time(out, timings)
+
+
+def _report_drafts(out: TextIO, made: MadeDrafts, prompt: str) -> None:
+    from pipeline.encode import format_bytes
+
+    request, first = made.request, made.drafts[0]
+    out.write(f"grid: {made.grid.path.resolve()}\n")
+    for number, (draft, seed) in enumerate(zip(made.drafts, made.seeds, strict=True), start=1):
+        out.write(f"draft {number}: {draft.path.resolve()} (seed {seed})\n")
+    out.write(f"seed: {request.seed}\n")
+    out.write(
+        f"model: {request.model}, {len(made.drafts)} drafts of {first.width}x{first.height}, "
+        f"{first.frames} frames at {first.fps} fps, guidance {request.guidance:g}, grid "
+        f"{format_bytes(made.grid.size_bytes)}\n"
+    )
+    timings = dict(made.timings)
+    if made.prompt.rewrite is None:
+        del timings["rewrite"]
+    _report_time(out, timings)
+    command = [
+        "reelbot",
+        "generate",
+        "--model",
+        request.model,
+        "--from-draft",
+        str(first.path.resolve()),
+    ]
+    out.write(f"render one: {shlex.join([*command, prompt])}\n")
+
+
+def _report_time(out: TextIO, timings: dict[str, float]) -> None:
     out.write("time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     out.write("\n")
 
 
-def _safety_verdict(settings: CoreSettings, made: MadeClip) -> OutputVerdict:
-    """The worker's check on the clip, with the settings' thresholds."""
+def _safety_verdict(settings: CoreSettings, clip: EncodedClip) -> OutputVerdict:
+    """The worker's check on the clip (for drafts, their grid), with the settings' thresholds."""
     from jobqueue.safety import judge, unchecked
     from pipeline.safety import SafetyCheck, SafetyUnavailable
 
     policy = settings.safety_policy()
-    clip = made.clip
     try:
         check = SafetyCheck.load(settings.safety_config())
         scores = check.check_clip(

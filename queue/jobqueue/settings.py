@@ -18,6 +18,7 @@ from pipeline.rewrite.config import RewriterConfig
 if TYPE_CHECKING:
     from jobqueue.safety import SafetyPolicy
     from pipeline.clip import ModelChoice
+    from pipeline.preview import PreviewOptions
     from pipeline.provenance import SigningIdentity
     from pipeline.safety import SafetyConfig
 
@@ -41,6 +42,19 @@ class CoreSettings(BaseSettings):
     device: str = "auto"
     cpu_offload: bool = False
     max_upload_bytes: int = 10 * MIB
+
+    step_cache: Literal["preset", "off", "first-block", "taylorseer", "mag"] = "preset"
+    attention: Literal["preset", "native", "flash", "flash3", "sage", "cudnn"] = "preset"
+    compile: bool = False
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    group_offload: bool = False
+    lora: str = ""
+    lora_scale: float = 1.0
+    fuse_lora: bool = False
+    previews: bool = True
+    preview_every_steps: int = Field(default=2, ge=1)
+    preview_width: int = Field(default=320, ge=64, le=1024)
 
     rewriter: Literal["local", "openai", "off"] = "local"
     rewriter_model: str = "auto"
@@ -140,6 +154,7 @@ class CoreSettings(BaseSettings):
         """The video models these settings name, and where they run."""
         # Imported here: pipeline.clip brings torch, which reading settings does not need.
         from pipeline.clip import ModelChoice
+        from pipeline.levers import LeverSettings
 
         return ModelChoice(
             models_dir=self.models_dir,
@@ -147,7 +162,26 @@ class CoreSettings(BaseSettings):
             i2v_model=self.i2v_model,
             device=self.device,
             cpu_offload=self.cpu_offload,
+            levers=LeverSettings(
+                step_cache=self.step_cache,
+                attention=self.attention,
+                compile=self.compile,
+                vae_tiling=self.vae_tiling,
+                vae_slicing=self.vae_slicing,
+                group_offload=self.group_offload,
+                lora=self.lora,
+                lora_scale=self.lora_scale,
+                fuse_lora=self.fuse_lora,
+            ),
         )
+
+    def preview_options(self) -> PreviewOptions | None:
+        """How live previews are made, or None when they are off."""
+        from pipeline.preview import PreviewOptions
+
+        if not self.previews:
+            return None
+        return PreviewOptions(every_steps=self.preview_every_steps, width=self.preview_width)
 
     def signing_identity(self) -> SigningIdentity:
         """The key and certificate clips are signed with: the owner's, or reelbot's own
