@@ -23,7 +23,7 @@ from pipeline.tiny import ensure_tiny_pipeline
 from tests.bot_harness import Reel
 from tests.broker_harness import BROKER, SINGLE_HOST
 from tests.fakediscord import FakeDiscord
-from tests.fakellm import listening
+from tests.fakellm import serving
 from tests.redis_server import RedisServer, missing_redis
 from tests.web_browser import Browser, missing_browser, start_chromium
 
@@ -130,13 +130,8 @@ def default_scene(idea: str) -> str:
 @pytest.fixture
 async def chat_server() -> AsyncIterator[FakeChatServer]:
     """A ``FakeChatServer`` on 127.0.0.1 at a free port; use ``chat_server.base_url``."""
-    server = FakeChatServer()
-    async with listening(server.app) as base_url:
-        server.base_url = base_url
-        try:
-            yield server
-        finally:
-            server.release.set()
+    async with serving(FakeChatServer()) as server:
+        yield server
 
 
 # --- moderation (moderation engineer) ---

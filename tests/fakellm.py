@@ -19,7 +19,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -244,8 +244,19 @@ async def listening(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+class Endpoint(Protocol):
+    """A fake server: its app, the base URL it is reached at, the event that ends a hang."""
+
+    app: web.Application
+    base_url: str
+    release: asyncio.Event
+
+
+E = TypeVar("E", bound=Endpoint)
+
+
 @asynccontextmanager
-async def serving(server: FakeLlamaServer) -> AsyncIterator[FakeLlamaServer]:
+async def serving(server: E) -> AsyncIterator[E]:
     """``server`` listening; a request left hanging is released when it stops."""
     async with listening(server.app) as base_url:
         server.base_url = base_url
