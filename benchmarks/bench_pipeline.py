@@ -31,23 +31,6 @@ from pipeline.request import ClipRequest, resolve_request
 
 PROMPT = "a red balloon floating over a city at sunset, cinematic"
 
-# Wan-AI/Wan2.1-T2V-1.3B-Diffusers transformer/config.json.
-WAN_1_3B_TRANSFORMER = {
-    "patch_size": (1, 2, 2),
-    "num_attention_heads": 12,
-    "attention_head_dim": 128,
-    "in_channels": 16,
-    "out_channels": 16,
-    "text_dim": 4096,
-    "freq_dim": 256,
-    "ffn_dim": 8960,
-    "num_layers": 30,
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
-    "rope_max_seq_len": 1024,
-}
-
 
 @dataclass
 class StepClock:
@@ -154,37 +137,13 @@ def bench_wan_cuda(scratch: Path, width: int, height: int, frames: int, steps: i
 
 def save_random_wan(folder: Path) -> Path:
     """Wan 1.3B's transformer and VAE from their configs with random weights, saved as a
-    diffusers folder. The text side is a one-layer UMT5 with Wan's 4096-wide output and the
-    tiny tokenizer: UMT5-XXL runs once per clip, outside the steps measured here."""
-    from diffusers import (
-        AutoencoderKLWan,
-        UniPCMultistepScheduler,
-        WanPipeline,
-        WanTransformer3DModel,
-    )
-    from transformers import UMT5Config, UMT5EncoderModel
+    diffusers folder (the text side is the tiny one: it runs once per clip, outside the steps
+    measured here)."""
+    from pipeline.tiny import WAN_1_3B_TRANSFORMER, build_random_wan
 
-    from pipeline.tiny import build_tiny_tokenizer
-
-    torch.manual_seed(0)
     with torch.device("cuda"):
-        components: dict[str, Any] = {
-            "transformer": WanTransformer3DModel(**WAN_1_3B_TRANSFORMER),
-            "vae": AutoencoderKLWan(),  # its defaults are Wan 2.1's VAE
-            "text_encoder": UMT5EncoderModel(
-                UMT5Config(
-                    vocab_size=128, d_model=4096, d_kv=64, d_ff=10240, num_layers=1, num_heads=64
-                )
-            ),
-        }
+        pipe = build_random_wan(WAN_1_3B_TRANSFORMER, wan_vae=True)
     # Saved in fp32 like Wan's published weights; loading casts to bf16.
-    pipe: Any = WanPipeline(
-        tokenizer=build_tiny_tokenizer(),
-        scheduler=UniPCMultistepScheduler(
-            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
-        ),
-        **components,
-    )
     pipe.save_pretrained(folder)
     return folder
 

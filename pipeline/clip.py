@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -174,6 +174,18 @@ class MadeDrafts:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _Job:
+    """A clip or drafts on their way: what :meth:`ClipMaker._prepare` settled."""
+
+    preset: ModelPreset
+    generator: VideoGenerator
+    draft: DraftLatents | None
+    request: ResolvedRequest
+    prompt: ChosenPrompt
+    timings: dict[str, float]
+
+
 class ClipMaker:
     """Makes clips with models that stay loaded from one clip to the next."""
 
@@ -231,34 +243,24 @@ class ClipMaker:
         (InvalidRequest, ModelUnavailable, ClipTooLarge, ...) and GenerationCancelled.
         """
         report = on_stage or _ignore_stage
-        preset = self.models.preset_for(model)
-        draft = await _draft(preset, from_draft)
-        if draft is not None:
-            asked = shaped_like(asked, draft)
-        image = await asyncio.to_thread(_start_image, start_image, extend)
-        request = resolve_request(preset, asked, image=image)
-        generator = self._generator_for(preset)
-        prompt, timings = await _prompt(request, preset, rewriter, scene, screen, report)
-
-        start = None if draft is None else _start(draft, preset.render_strength)
-        strength = 1.0 if start is None else start.strength
-        steps = steps_run(request.steps, strength)
-        await report(StageChange(ClipStage.GENERATING, total_steps=steps, prompt=prompt))
-        prompted = replace(request, prompt=prompt.text)
-        (generated,) = await _generate(
-            generator,
-            lambda stop: [
-                generator.generate(
-                    prompted,
-                    start=start,
-                    on_step=on_step,
-                    on_preview=on_preview if self.preview else None,
-                    preview=self.preview,
-                    should_cancel=stop,
-                )
-            ],
+        job = await self._prepare(
+            asked,
+            model=model,
+            draft_path=from_draft,
+            start_image=start_image,
+            extend=extend,
+            prompting=(rewriter, scene, screen),
+            report=report,
+        )
+        request, prompt, timings = job.request, job.prompt, job.timings
+        (generated,) = await self._generate(
+            job,
+            replace(request, prompt=prompt.text),
+            strength=job.preset.render_strength,
+            on_step=on_step,
+            on_preview=on_preview,
             should_cancel=should_cancel,
-            timings=timings,
+            report=report,
         )
 
         await report(StageChange(ClipStage.ENCODING))
@@ -302,34 +304,28 @@ class ClipMaker:
         Raises ClipFailed (also for a model that cannot make drafts) and GenerationCancelled.
         """
         report = on_stage or _ignore_stage
-        preset = self.models.preset_for(model)
-        check_drafts(preset)
-        draft = await _draft(preset, near)
-        if draft is not None:
-            asked = shaped_like(asked, draft)
-        image = await asyncio.to_thread(_start_image, start_image, None)
-        request = resolve_request(preset, asked, image=image)
-        generator = self._generator_for(preset)
-        prompt, timings = await _prompt(request, preset, rewriter, scene, screen, report)
-
-        start = None if draft is None else _start(draft, preset.vary_strength)
-        drafted = replace(as_draft(preset, request), prompt=prompt.text)
+        check_drafts(self.models.preset_for(model))
+        job = await self._prepare(
+            asked,
+            model=model,
+            draft_path=near,
+            start_image=start_image,
+            extend=None,
+            prompting=(rewriter, scene, screen),
+            report=report,
+        )
+        request, prompt, timings = job.request, job.prompt, job.timings
+        drafted = replace(as_draft(job.preset, request), prompt=prompt.text)
         seeds = draft_seeds(request.seed, count)
-        steps = steps_run(drafted.steps, 1.0 if start is None else start.strength)
-        await report(StageChange(ClipStage.GENERATING, total_steps=steps, prompt=prompt))
-        generated = await _generate(
-            generator,
-            lambda stop: generator.generate_batch(
-                drafted,
-                seeds,
-                start=start,
-                on_step=on_step,
-                on_preview=on_preview if self.preview else None,
-                preview=self.preview,
-                should_cancel=stop,
-            ),
+        generated = await self._generate(
+            job,
+            drafted,
+            strength=job.preset.vary_strength,
+            seeds=seeds,
+            on_step=on_step,
+            on_preview=on_preview,
             should_cancel=should_cancel,
-            timings=timings,
+            report=report,
         )
 
         await report(StageChange(ClipStage.ENCODING))
@@ -346,6 +342,62 @@ class ClipMaker:
         if self.signing is not None:
             grid, drafts = await asyncio.to_thread(self._signed_drafts, grid, drafts, request)
         return MadeDrafts(grid, drafts, seeds, request, prompt, timings)
+
+    async def _prepare(
+        self,
+        asked: ClipRequest,
+        *,
+        model: str,
+        draft_path: Path | None,
+        start_image: Path | None,
+        extend: Path | None,
+        prompting: tuple[PromptRewriter | None, RewriteResult | None, PromptScreen | None],
+        report: StageCallback,
+    ) -> _Job:
+        """Everything before generating: the model, the draft to start from (its shape
+        decides the clip's), the request resolved, the prompt rewritten and screened."""
+        preset = self.models.preset_for(model)
+        draft = await _draft(preset, draft_path)
+        if draft is not None:
+            asked = shaped_like(asked, draft)
+        image = await asyncio.to_thread(_start_image, start_image, extend)
+        request = resolve_request(preset, asked, image=image)
+        generator = self._generator_for(preset)
+        prompt, timings = await _prompt(request, preset, *prompting, report)
+        return _Job(preset, generator, draft, request, prompt, timings)
+
+    async def _generate(
+        self,
+        job: _Job,
+        request: ResolvedRequest,
+        *,
+        strength: float,
+        seeds: tuple[int, ...] | None = None,
+        on_step: ProgressCallback | None,
+        on_preview: PreviewCallback | None,
+        should_cancel: Callable[[], bool] | None,
+        report: StageCallback,
+    ) -> list[GenerationResult]:
+        """The clip of ``request`` (or one per seed, in a batch), from the job's draft when it
+        has one: the last ``strength`` of the schedule re-run from it."""
+        start = None if job.draft is None else _start(job.draft, strength)
+        steps = steps_run(request.steps, 1.0 if start is None else start.strength)
+        await report(StageChange(ClipStage.GENERATING, total_steps=steps, prompt=job.prompt))
+        generator = job.generator
+
+        def run(stop: Callable[[], bool]) -> list[GenerationResult]:
+            options: dict[str, Any] = {
+                "start": start,
+                "on_step": on_step,
+                "on_preview": on_preview if self.preview else None,
+                "preview": self.preview,
+                "should_cancel": stop,
+            }
+            if seeds is None:
+                return [generator.generate(request, **options)]
+            return generator.generate_batch(request, seeds, **options)
+
+        return await _generate(generator, run, should_cancel=should_cancel, timings=job.timings)
 
     def _signed_drafts(
         self, grid: EncodedClip, drafts: tuple[EncodedClip, ...], request: ResolvedRequest

@@ -112,6 +112,42 @@ def build_tiny_pipeline(kind: TinyKind) -> Any:
     return WanImageToVideoPipeline(**components)
 
 
+# Wan-AI/Wan2.1-T2V-1.3B-Diffusers transformer/config.json (1.42 B parameters).
+WAN_1_3B_TRANSFORMER: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 12,
+    "attention_head_dim": 128,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": 4096,
+    "freq_dim": 256,
+    "ffn_dim": 8960,
+    "num_layers": 30,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "rope_max_seq_len": 1024,
+}
+
+
+def build_random_wan(transformer: dict[str, Any], *, wan_vae: bool) -> Any:
+    """A ``WanPipeline`` with random weights around a transformer of any Wan configuration
+    (``WAN_1_3B_TRANSFORMER``, or a narrower one) for benchmarks: Wan 2.1's own VAE
+    (``wan_vae``) or the tiny one, and the tiny text side (it runs once per clip; its width
+    replaces the transformer's ``text_dim``)."""
+    import torch
+    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+
+    torch.manual_seed(SEED)
+    return WanPipeline(
+        tokenizer=build_tiny_tokenizer(),
+        text_encoder=_seeded(torch, _text_encoder),
+        vae=AutoencoderKLWan() if wan_vae else _seeded(torch, _vae),
+        scheduler=_scheduler(),
+        transformer=WanTransformer3DModel(**{**transformer, "text_dim": TEXT_DIM}),
+    )
+
+
 def _seeded(torch: Any, make: Any) -> Any:
     torch.manual_seed(SEED)
     return make()

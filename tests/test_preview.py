@@ -155,3 +155,23 @@ def test_latents_of_another_layout_have_no_preview(channels: int) -> None:
     live.send(torch.zeros(1, channels, 2, 3, 4))
     live.close()
     assert received == []
+
+
+async def test_the_previews_setting_turns_them_off(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobqueue.settings import CoreSettings
+    from pipeline.clip import ClipMaker, ModelChoice
+
+    monkeypatch.setenv("REELBOT_PREVIEWS", "false")
+    models = ModelChoice(models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v")
+    maker = ClipMaker(models, preview=CoreSettings().preview_options())
+    previews = Previews()
+    await maker.make_clip(
+        ClipRequest("waves", seed=1, steps=8),
+        model="tiny",
+        output=lambda _request: tmp_path / "clip.mp4",
+        max_bytes=2**24,
+        on_preview=previews,
+    )
+    assert previews.received == []

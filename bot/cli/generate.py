@@ -286,10 +286,7 @@ def _report(out: TextIO, made: MadeClip) -> None:
         f"{clip.fps} fps, {request.steps} steps, guidance {request.guidance:g}, "
         f"{format_bytes(clip.size_bytes)}\n"
     )
-    timings = dict(made.timings)
-    if made.prompt.rewrite is None:
-        del timings["rewrite"]  # no rewriter ran
-    _report_time(out, timings)
+    _report_time(out, made.timings, rewritten=made.prompt.rewrite is not None)
 
 
 def _report_drafts(out: TextIO, made: MadeDrafts, prompt: str) -> None:
@@ -305,10 +302,7 @@ def _report_drafts(out: TextIO, made: MadeDrafts, prompt: str) -> None:
         f"{first.frames} frames at {first.fps} fps, guidance {request.guidance:g}, grid "
         f"{format_bytes(made.grid.size_bytes)}\n"
     )
-    timings = dict(made.timings)
-    if made.prompt.rewrite is None:
-        del timings["rewrite"]
-    _report_time(out, timings)
+    _report_time(out, made.timings, rewritten=made.prompt.rewrite is not None)
     command = [
         "reelbot",
         "generate",
@@ -320,7 +314,9 @@ def _report_drafts(out: TextIO, made: MadeDrafts, prompt: str) -> None:
     out.write(f"render one: {shlex.join([*command, prompt])}\n")
 
 
-def _report_time(out: TextIO, timings: dict[str, float]) -> None:
+def _report_time(out: TextIO, timings: dict[str, float], *, rewritten: bool) -> None:
+    if not rewritten:
+        timings = {name: seconds for name, seconds in timings.items() if name != "rewrite"}
     out.write("time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     out.write("\n")
 
