@@ -4,16 +4,24 @@ A finished job owns ``<id>.mp4`` and its poster ``<id>.jpg``. When a server's up
 smaller than the clip, the bot re-encodes a copy ``<id>.fit-<limit>.mp4``, and the encoder
 writes that copy's poster beside it (``<id>.fit-<limit>.jpg``). A clip being made lives in
 ``.partial/<id>-<worker>.mp4`` until it is renamed to its final name.
+
+A drafts job's clip is the 2x2 grid; each draft lies beside it as ``<id>-<n>.mp4`` with its
+poster and the latents Render and Vary start from (``<id>-<n>.latents.npz``), named as
+:mod:`pipeline.drafts` names them beside any grid. While a job renders, its latest live
+preview is ``.previews/<id>.webp``, replaced whole each time and removed when the job ends.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from pipeline.drafts import DRAFT_COUNT, draft_beside, latents_beside
 from pipeline.encode import poster_beside
 
 CLIP_SUFFIX = ".mp4"
 PARTIAL_DIR = ".partial"
+PREVIEW_DIR = ".previews"
 
 
 def clip_path(clips_dir: Path, job_id: int) -> Path:
@@ -47,5 +55,39 @@ def job_files(clips_dir: Path, job_id: int) -> list[Path]:
         clip_path(clips_dir, job_id),
         poster_path(clips_dir, job_id),
         *sorted(clips_dir.glob(f"{job_id}.fit-*")),
+        *files_beside_grid(clip_path(clips_dir, job_id)),
     ]
     return [path for path in candidates if path.is_file()]
+
+
+def draft_path(clips_dir: Path, job_id: int, number: int) -> Path:
+    """Where draft ``number`` (1-4) of the drafts job ``job_id`` lives (its latents beside)."""
+    return draft_beside(clip_path(clips_dir, job_id), number)
+
+
+def files_beside_grid(grid: Path) -> list[Path]:
+    """The names of every draft file beside a grid at ``grid``: each draft, its poster and
+    its latents (whether they exist or not)."""
+    names = []
+    for number in range(1, DRAFT_COUNT + 1):
+        draft = draft_beside(grid, number)
+        names += [draft, poster_beside(draft), latents_beside(draft)]
+    return names
+
+
+def preview_path(clips_dir: Path, job_id: int) -> Path:
+    """Where the latest live preview of the running job ``job_id`` is kept."""
+    return clips_dir / PREVIEW_DIR / f"{job_id}.webp"
+
+
+def store_preview(clips_dir: Path, job_id: int, data: bytes) -> None:
+    """Replace the job's live preview with ``data`` in one step: a reader never sees half."""
+    path = preview_path(clips_dir, job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def forget_preview(clips_dir: Path, job_id: int) -> None:
+    preview_path(clips_dir, job_id).unlink(missing_ok=True)

@@ -25,8 +25,10 @@ RECENT_JOBS = 20
 
 def request_key(kind: JobKind, request: JobRequest) -> str:
     """The options that decide a job's model and shape, as stored in ``jobs.request_key``."""
+    drafting = kind.makes_drafts or kind.starts_from_draft
     options = [
-        kind.task,
+        # Drafts, Vary and Render run other sizes and step counts than a plain clip.
+        f"{kind.task}-{kind.value}" if drafting else kind.task,
         request.model,
         request.aspect,
         request.frames,

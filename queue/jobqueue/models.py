@@ -41,11 +41,27 @@ class JobKind(StrEnum):
     REMIX = "remix"
     EXTEND = "extend"
     HD = "hd"
+    DRAFTS = "drafts"
+    """Four quick drafts of a prompt, posted as a 2x2 grid."""
+    VARY = "vary"
+    """Four new drafts near draft ``request.draft`` of the parent's grid."""
+    RENDER = "render"
+    """The full clip from draft ``request.draft`` of the parent's grid."""
 
     @property
     def task(self) -> str:
         """``"i2v"`` when the job starts from an image (an upload or a parent's last frame)."""
         return "i2v" if self in (JobKind.ANIMATE, JobKind.EXTEND) else "t2v"
+
+    @property
+    def makes_drafts(self) -> bool:
+        """Whether the job's result is a grid of drafts rather than one clip."""
+        return self in (JobKind.DRAFTS, JobKind.VARY)
+
+    @property
+    def starts_from_draft(self) -> bool:
+        """Whether the job starts from one draft of its parent's grid (``request.draft``)."""
+        return self in (JobKind.VARY, JobKind.RENDER)
 
 
 class Stage(StrEnum):
@@ -71,6 +87,8 @@ class JobRequest:
     model: str | None = None
     image_path: str | None = None
     hd: bool = False
+    draft: int | None = None
+    """Render and Vary: the number (1-4) of the parent's draft they start from."""
 
     def as_asked(self) -> ClipRequest:
         """The clip this asks for, as the pipeline checks and resolves it."""

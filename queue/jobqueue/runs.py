@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobqueue.clipfiles import partial_clip_path
+from jobqueue.clipfiles import forget_preview, partial_clip_path
 from jobqueue.clipjob import discard, job_result, publish
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job
@@ -147,8 +147,10 @@ class JobRuns:
                 await self._run_and_record(run_job, job, tracker, partial)
             finally:
                 self._tracker = None
-                # A published clip was renamed away; anything left here is unwanted.
+                # A published clip was renamed away; anything left here is unwanted, and
+                # the clip (or the outcome) takes the live preview's place.
                 discard(partial)
+                forget_preview(self.clips_dir, job.id)
 
     async def _run_and_record(
         self, run_job: JobRunner, job: Job, tracker: JobTracker, partial: Path

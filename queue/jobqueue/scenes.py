@@ -294,6 +294,37 @@ class Scenes:
 
         return await self.db.write(edit)
 
+    async def inherit(self, job_id: int, *, text: str | None, backend: str) -> bool:
+        """Give the waiting (or just claimed) job ``job_id`` a scene decided elsewhere: a
+        Render or Vary keeps its drafts' scene (``text``; None: the user's own words). A
+        scene writer's claim gives way, as to an owner's edit; a settled scene or a job that
+        went ahead without one is kept. False when nothing changed."""
+        now = self.clock()
+
+        def inherit(db: sqlite_utils.Database) -> bool:
+            cursor = db.execute(
+                "INSERT INTO scenes (job_id, state, scene, backend, updated_at)"
+                " VALUES (:job_id, :ready, :scene, :backend, :now)"
+                " ON CONFLICT (job_id) DO UPDATE SET state = excluded.state,"
+                " scene = excluded.scene, reason = NULL, backend = excluded.backend,"
+                " model = NULL, seconds = 0, writer_id = NULL, lease_expires_at = NULL,"
+                " updated_at = excluded.updated_at"
+                f" WHERE scenes.state = '{SceneState.WRITING.value}'",
+                {
+                    "job_id": job_id,
+                    "ready": SceneState.READY.value,
+                    "scene": text,
+                    "backend": backend,
+                    "now": now,
+                },
+            )
+            if cursor.rowcount != 1:
+                return False
+            update_job(db, job_id, {}, now=now)
+            return True
+
+        return await self.db.write(inherit)
+
     async def give_up(self, job_id: int) -> Scene | None:
         """The settled scene if there is one by now; else mark it not wanted (no writer takes
         it up, one writing it stores nothing) and return None."""

@@ -25,6 +25,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobqueue.clipfiles import store_preview
 from jobqueue.clipjob import JobInputs, job_model, make_job_clip
 from jobqueue.jobs import JobQueue, QueueLimits
 from jobqueue.models import Job
@@ -37,6 +38,7 @@ from jobqueue.screening import ModerationScreen
 from jobqueue.settings import MIB, CoreSettings
 from jobqueue.telemetry import Telemetry
 from pipeline.clip import ClipMaker, MadeClip, ModelChoice
+from pipeline.preview import DEFAULT_PREVIEW, PreviewOptions
 from pipeline.provenance import SigningIdentity
 from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
 from pipeline.safety import SafetyConfig
@@ -74,6 +76,8 @@ class WorkerConfig:
     the worker loads it only for a job whose scene it must write itself."""
     scene_wait_s: float = 90.0
     """The longest a job waits for a scene writer's scene before its worker writes it."""
+    preview: PreviewOptions | None = DEFAULT_PREVIEW
+    """How often and how big each running job's live preview is; None: no previews."""
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> WorkerConfig:
@@ -95,6 +99,7 @@ class WorkerConfig:
             signing=settings.signing_identity(),
             rewriter_at_start=settings.rewriters == 0,
             scene_wait_s=settings.rewriter_timeout_s + SCENE_WAIT_MARGIN_S,
+            preview=settings.preview_options(),
         )
 
 
@@ -135,7 +140,9 @@ class Worker:
         queue = await JobQueue.open(
             self.database_path, limits=self.config.limits, max_attempts=self.config.max_attempts
         )
-        maker = ClipMaker(self.config.models, signing=self.config.signing)
+        maker = ClipMaker(
+            self.config.models, signing=self.config.signing, preview=self.config.preview
+        )
         rewriter = self._given_rewriter or build_rewriter(self.config.rewriter)
         if self.config.safety is not None:
             self._guard = OutputGuard(queue.db, self.config.safety, self.config.safety_policy)
@@ -198,6 +205,8 @@ class Worker:
                 scene=ready.scene,
                 screen=ModerationScreen(moderation, job),
                 progress=tracker,
+                # The bot shows it in the job's status message (jobqueue.clipfiles).
+                on_preview=lambda data: store_preview(clips_dir, job.id, data),
             )
             ready.add_wait(made)
             return made
