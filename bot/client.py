@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.buttons import JobButton
 from bot.channel_writes import Budget, ChannelWrites, Route, discord_py_wait
+from bot.drafts import DraftButton
 from bot.invite import invite_url
 from bot.private_replies import PrivateReplies
 from bot.render import NO_PINGS
@@ -137,7 +138,7 @@ class ReelBot(commands.Bot):
         self.writes.start()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.add_dynamic_items(JobButton, EditSceneButton)
+        self.add_dynamic_items(JobButton, DraftButton, EditSceneButton)
         await self.sync_commands()
 
     async def sync_commands(self) -> None:

@@ -2,7 +2,10 @@
 
 A clip that came from an image stays image-to-video (its retries and remixes reuse the image);
 an extension's retries and remixes extend the same clip again, since an extension's frames are
-its parent's frames plus new ones.
+its parent's frames plus new ones. On a grid of drafts, Render N makes the full clip from
+draft N and Vary N four new drafts near it; a retry of a grid makes four new drafts. A
+rendered clip's retries, remixes and HD version render the same draft again (new seed, new
+prompt, larger), so they keep what its owner chose.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from jobqueue.models import Job, JobKind, JobRequest
+from pipeline.drafts import draft_seeds
 
 Action = Literal["retry", "remix", "extend", "hd", "delete"]
 ACTIONS: tuple[Action, ...] = ("retry", "remix", "extend", "hd", "delete")
@@ -31,8 +35,24 @@ def can_make_hd(parent: Job) -> bool:
 
 
 def retry(parent: Job) -> FollowUp:
-    """The same request with a new seed."""
-    return _again(parent, JobKind.RETRY, replace(parent.request, seed=None))
+    """The same request with a new seed (a grid: four new drafts)."""
+    request = replace(parent.request, seed=None)
+    if parent.kind is JobKind.DRAFTS:
+        return FollowUp(JobKind.DRAFTS, request, parent.id)
+    if parent.kind is JobKind.VARY:
+        return FollowUp(JobKind.VARY, request, parent.parent_id)
+    return _again(parent, JobKind.RETRY, request)
+
+
+def render(parent: Job, number: int) -> FollowUp:
+    """The full clip from draft ``number`` of the grid ``parent``, with that draft's seed."""
+    seed = draft_seeds(parent.seed)[number - 1] if parent.seed is not None else None
+    return FollowUp(JobKind.RENDER, replace(parent.request, seed=seed, draft=number), parent.id)
+
+
+def vary(parent: Job, number: int) -> FollowUp:
+    """Four new drafts near draft ``number`` of the grid ``parent``."""
+    return FollowUp(JobKind.VARY, replace(parent.request, seed=None, draft=number), parent.id)
 
 
 def remix(parent: Job, prompt: str, negative_prompt: str) -> FollowUp:
@@ -55,10 +75,13 @@ def extend(parent: Job) -> FollowUp:
     runs on the server's image-to-video model instead.
     """
     model = parent.request.model if parent.kind.task == "i2v" else None
-    return FollowUp(JobKind.EXTEND, replace(parent.request, seed=None, model=model), parent.id)
+    request = replace(parent.request, seed=None, model=model, draft=None)
+    return FollowUp(JobKind.EXTEND, request, parent.id)
 
 
 def _again(parent: Job, kind: JobKind, request: JobRequest) -> FollowUp:
+    if parent.kind is JobKind.RENDER:
+        return FollowUp(JobKind.RENDER, request, parent.parent_id)
     if parent.kind is JobKind.EXTEND:
         return FollowUp(JobKind.EXTEND, request, parent.parent_id)
     if parent.request.image_path is not None:

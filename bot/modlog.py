@@ -49,6 +49,7 @@ VERBS: dict[str, str] = {
     AuditAction.GALLERY_ALLOW: "🖼️ {actor} showed a channel's clips in the web gallery",
     AuditAction.GALLERY_DENY: "🙈 {actor} hid a channel's clips from the web gallery",
     AuditAction.SAFETY_SET: "🛡️ {actor} changed the output safety check",
+    AuditAction.DRAFTS_SET: "🎞️ {actor} changed whether /create makes drafts first",
     AuditAction.OUTPUT_WITHHELD: "🛡️ The safety check withheld {job} by {target}",
     AuditAction.OUTPUT_SPOILERED: (
         "🛡️ The safety check posted {job} by {target} as a spoiler (age-restricted channel)"

@@ -73,16 +73,22 @@ def clip_options(task: Task, **descriptions: str) -> Callable[[Callback], Callba
 
     discord.py makes a command's options from its callback's signature. The callback takes
     the shared options as ``**options`` (``CommandOptions(**options)``); this writes them into
-    the signature after the callback's own parameters and adds their descriptions and
-    choices. ``descriptions`` describes the command's own parameters and the shared options
-    each command words its own way (``prompt``, ``model``). Apply it below
-    ``@app_commands.command``.
+    the signature after the callback's own required parameters (its optional ones come last,
+    as Discord lists them) and adds their descriptions and choices. ``descriptions``
+    describes the command's own parameters and the shared options each command words its own
+    way (``prompt``, ``model``). Apply it below ``@app_commands.command``.
     """
 
     def declare(callback: Callback) -> Callback:
         own = inspect.signature(callback).parameters.values()
         kept = [parameter for parameter in own if parameter.kind is not parameter.VAR_KEYWORD]
-        signature = inspect.Signature([*kept, *_SHARED_PARAMETERS])
+        required = [parameter for parameter in kept if parameter.default is parameter.empty]
+        optional = [
+            parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for parameter in kept
+            if parameter.default is not parameter.empty
+        ]
+        signature = inspect.Signature([*required, *_SHARED_PARAMETERS, *optional])
         callback.__signature__ = signature  # type: ignore[attr-defined]
         described = app_commands.describe(**(OPTION_DESCRIPTIONS | descriptions))(callback)
         return app_commands.choices(aspect=ASPECT_CHOICES, model=model_choices(task))(described)

@@ -23,6 +23,7 @@ import discord
 
 from bot.buttons import clip_view
 from bot.channel_writes import Priority, Route
+from bot.drafts import drafts_embed, drafts_view
 from bot.render import NO_PINGS, clip_embed
 from bot.web.links import clip_page_url
 from jobqueue.clipfiles import fitted_clip_path
@@ -101,7 +102,7 @@ async def send_clip(bot: ReelBot, job: Job, path: Path) -> discord.Message:
     return await channel_of(bot, job).send(
         embed=await embed_of(bot, job),
         file=clip_file(job, path),
-        view=clip_view(job),
+        view=view_of(job),
         allowed_mentions=NO_PINGS,
     )
 
@@ -112,14 +113,21 @@ async def edit_into_clip(bot: ReelBot, job: Job, path: Path, message_id: int) ->
         content=None,
         embed=await embed_of(bot, job),
         attachments=[clip_file(job, path)],
-        view=clip_view(job),
+        view=view_of(job),
         allowed_mentions=NO_PINGS,
     )
 
 
+def view_of(job: Job) -> discord.ui.View:
+    """The buttons under the posted clip: a grid's Render and Vary, else the clip's."""
+    return drafts_view(job) if job.kind.makes_drafts else clip_view(job)
+
+
 async def embed_of(bot: ReelBot, job: Job) -> discord.Embed:
-    """The clip's embed, linking to its page in the web gallery when it has one."""
+    """The clip's (or grid's) embed, linking to its page in the web gallery when it has one."""
     page_url = await clip_page_url(bot.settings.public_url, Gallery(bot.queue.db), job.id)
+    if job.kind.makes_drafts:
+        return drafts_embed(job, page_url=page_url)
     return clip_embed(job, page_url=page_url)
 
 

@@ -41,6 +41,9 @@ KIND_NAMES = {
     JobKind.REMIX: "remix",
     JobKind.EXTEND: "extension",
     JobKind.HD: "HD version",
+    JobKind.DRAFTS: "drafts",
+    JobKind.VARY: "variations",
+    JobKind.RENDER: "render",
 }
 STAGE_LINES = {
     Stage.WAITING: "starting",

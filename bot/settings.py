@@ -52,6 +52,8 @@ class Settings(WebSettings):
     private_update_seconds: float = Field(default=5.0, gt=0)
     queue_board_seconds: float = Field(default=10.0, gt=0)
     queue_board_from_jobs: int = Field(default=3, ge=1)
+    drafts: bool = True
+    """/create makes four quick drafts first, where the server and the user have not said."""
 
     strikes_for_ban: int = 3
     strike_window_hours: float = 24.0

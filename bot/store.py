@@ -1,4 +1,5 @@
-"""The bot's own tables in the shared database: users' /settings and which message shows which clip.
+"""The bot's own tables in the shared database: users' /settings, servers' own defaults and
+which message shows which clip.
 
 Only the bot reads them (it resolves a user's defaults into each request before submitting),
 so they live beside the queue's tables under their own migration set, "bot".
@@ -40,12 +41,20 @@ def create_queue_boards(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def add_drafts_defaults(db: sqlite_utils.Database) -> None:
+    # Whether /create makes drafts first: a user's own default, and a server's (/admin drafts).
+    db.execute("ALTER TABLE bot_user_prefs ADD COLUMN drafts INTEGER")
+    db.execute("CREATE TABLE bot_server_settings (guild_id INTEGER PRIMARY KEY, drafts INTEGER)")
+
+
 @dataclass(frozen=True)
 class UserPrefs:
     """A user's own defaults; ``None`` means "the server's default"."""
 
     aspect: str | None = None
     enhance: bool | None = None
+    drafts: bool | None = None
 
 
 class BotStore:
@@ -63,20 +72,43 @@ class BotStore:
     async def prefs(self, user_id: int) -> UserPrefs:
         def read(db: sqlite_utils.Database) -> UserPrefs:
             rows = list(
-                db.query("SELECT aspect, enhance FROM bot_user_prefs WHERE user_id = ?", [user_id])
+                db.query(
+                    "SELECT aspect, enhance, drafts FROM bot_user_prefs WHERE user_id = ?",
+                    [user_id],
+                )
             )
             if not rows:
                 return UserPrefs()
-            enhance = rows[0]["enhance"]
             return UserPrefs(
-                aspect=rows[0]["aspect"], enhance=None if enhance is None else bool(enhance)
+                aspect=rows[0]["aspect"],
+                enhance=_flag(rows[0]["enhance"]),
+                drafts=_flag(rows[0]["drafts"]),
             )
 
         return await self._db.read(read)
 
     async def set_prefs(self, user_id: int, prefs: UserPrefs) -> None:
-        row = {"user_id": user_id, "aspect": prefs.aspect, "enhance": prefs.enhance}
+        row = {
+            "user_id": user_id,
+            "aspect": prefs.aspect,
+            "enhance": prefs.enhance,
+            "drafts": prefs.drafts,
+        }
         await self._db.write(lambda db: _upsert(db, "bot_user_prefs", row, "user_id"))
+
+    async def server_drafts(self, guild_id: int) -> bool | None:
+        """Whether /create makes drafts first on this server; None: the bot's default."""
+
+        def read(db: sqlite_utils.Database) -> bool | None:
+            sql = "SELECT drafts FROM bot_server_settings WHERE guild_id = ?"
+            rows = list(db.query(sql, [guild_id]))
+            return _flag(rows[0]["drafts"]) if rows else None
+
+        return await self._db.read(read)
+
+    async def set_server_drafts(self, guild_id: int, drafts: bool | None) -> None:
+        row = {"guild_id": guild_id, "drafts": drafts}
+        await self._db.write(lambda db: _upsert(db, "bot_server_settings", row, "guild_id"))
 
     async def remember_clip(self, message_id: int, job_id: int) -> None:
         row = {"message_id": message_id, "job_id": job_id}
@@ -119,3 +151,7 @@ def _upsert(db: sqlite_utils.Database, table: str, row: Mapping[str, object], pk
 
 def _execute(db: sqlite_utils.Database, sql: str, *params: object) -> None:
     db.execute(sql, list(params))
+
+
+def _flag(value: object) -> bool | None:
+    return None if value is None else bool(value)

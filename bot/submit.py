@@ -27,6 +27,7 @@ from bot.settings import Settings
 from jobqueue.errors import QueueError
 from jobqueue.models import Job, JobKind, JobRequest
 from jobqueue.safety import PARENT_WITHHELD, may_extend
+from jobqueue.scenes import Scenes
 from pipeline.errors import InvalidRequest
 from pipeline.request import check_request
 
@@ -73,7 +74,7 @@ async def submit_for_user(
     if refusal is not None:
         raise Refused(refusal)
     try:
-        return await bot.queue.submit(
+        job = await bot.queue.submit(
             follow.kind,
             follow.request,
             user_id=user_id,
@@ -84,6 +85,23 @@ async def submit_for_user(
         )
     except QueueError as exc:
         raise Refused(str(exc)) from exc
+    await keep_drafts_scene(bot, job)
+    return job
+
+
+DRAFTS_SCENE = "drafts"
+"""``backend`` of a scene a Render or Vary took from its drafts."""
+
+
+async def keep_drafts_scene(bot: ReelBot, job: Job) -> None:
+    """A Render or Vary of the drafts' own prompt is made from the scene the drafts were
+    made from: a new rewrite would render another clip than the one chosen."""
+    if not job.kind.starts_from_draft or job.parent_id is None or not job.request.enhance:
+        return
+    grid = await bot.queue.get(job.parent_id)
+    if grid is None or grid.request.prompt != job.request.prompt:
+        return
+    await Scenes(bot.queue.db).inherit(job.id, text=grid.rewritten_prompt, backend=DRAFTS_SCENE)
 
 
 async def refuse_withheld_parent(bot: ReelBot, follow: FollowUp, user_id: int) -> None:

@@ -198,6 +198,8 @@ def reel_settings(data_dir: Path, fake_discord: FakeDiscord) -> Settings:
         discord_gateway_url=fake_discord.gateway_url,
         discord_guild_ids=[fake_discord.guild.id],
         progress_edit_seconds=0.3,
+        # /create renders at once, as these tests expect; test_bot_drafts*.py turn drafts on.
+        drafts=False,
     )
 
 

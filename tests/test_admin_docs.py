@@ -34,7 +34,7 @@ def name(command: app_commands.Command[Admin, ..., None]) -> str:
 
 def test_the_subcommands_are_found() -> None:
     names = {name(command) for command in subcommands()}
-    assert len(names) == 27
+    assert len(names) == 28
     assert {"admin ban", "admin blocklist add", "admin queue pause", "admin stats"} <= names
 
 

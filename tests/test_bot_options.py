@@ -47,26 +47,30 @@ async def test_create_and_animate_sync_the_same_options(reel: Reel) -> None:
         create = fake.server.commands.find(fake.guild, "create")["options"]
         animate = fake.server.commands.find(fake.guild, "animate")["options"]
 
-    assert [shape(option) for option in create] == SHARED_OPTIONS
+    assert [shape(option) for option in create] == [
+        *SHARED_OPTIONS,
+        {"name": "drafts", "type": BOOLEAN, "required": False},
+    ]
     assert [shape(option) for option in animate] == [
         {"name": "image", "type": 11, "required": True},
         *SHARED_OPTIONS,
     ]
-    models = {
-        name: [choice["value"] for choice in options[-1]["choices"]]
+    described = {
+        name: {option["name"]: option for option in options}
         for name, options in (("create", create), ("animate", animate))
+    }
+    models = {
+        name: [choice["value"] for choice in options["model"]["choices"]]
+        for name, options in described.items()
     }
     assert models == {
-        "create": ["wan2.1-t2v-1.3b", "ltx-video", "tiny"],
+        "create": ["wan2.1-t2v-1.3b", "wan2.1-t2v-1.3b-fast", "ltx-video", "tiny"],
         "animate": ["wan2.1-i2v-14b-480p", "tiny-i2v"],
     }
-    described = {
-        name: {option["name"]: option["description"] for option in options}
-        for name, options in (("create", create), ("animate", animate))
-    }
     worded_apart = {"prompt", "model"}
-    for option, description in described["create"].items():
-        same = described["animate"][option] == description
+    for option in (shared["name"] for shared in SHARED_OPTIONS):
+        description = described["create"][option]["description"]
+        same = described["animate"][option]["description"] == description
         assert same is (option not in worded_apart), option
 
 

@@ -26,6 +26,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import admin_render, output_safety
+from bot.drafts import server_drafts_sentence
 from bot.modlog import ModLog
 from bot.permissions import is_moderator
 from bot.render import NO_PINGS, mention
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOT_ALLOWED = "Only server managers and moderators can use /admin."
+DRAFTS_CHOICES: dict[str, bool | None] = {"on": True, "off": False, "default": None}
 LOG_ENTRIES = 300
 
 
@@ -424,6 +426,30 @@ class Admin(
     async def stats(self, interaction: discord.Interaction[ReelBot]) -> None:
         """Jobs today, failures, average time per clip, the queue and the workers."""
         await show_embed(interaction, admin_render.stats_embed(await self.bot.queue.stats()))
+
+    # --- drafts -------------------------------------------------------------------------
+
+    @app_commands.command(name="drafts")
+    @app_commands.describe(
+        first="on: /create makes four quick drafts first; off: it renders at once; default:"
+        " the bot's REELBOT_DRAFTS (leave out to see the current choice)"
+    )
+    @app_commands.choices(
+        first=[app_commands.Choice(name=name, value=name) for name in DRAFTS_CHOICES]
+    )
+    async def drafts(
+        self, interaction: discord.Interaction[ReelBot], first: str | None = None
+    ) -> None:
+        """Whether /create makes four quick drafts first here (users may choose otherwise)."""
+        assert interaction.guild_id is not None  # interaction_check refuses DMs
+        if first is not None:
+            chosen = DRAFTS_CHOICES[first]
+            await self.bot.store.set_server_drafts(interaction.guild_id, chosen)
+            await self.audit(interaction, AuditAction.DRAFTS_SET, detail=first)
+        own = await self.bot.store.server_drafts(interaction.guild_id)
+        await reply_privately(
+            interaction, server_drafts_sentence(own, default=self.bot.settings.drafts)
+        )
 
     # --- output safety ------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""/settings: a user's own defaults for aspect and prompt enhancing."""
+"""/settings: a user's own defaults for aspect, prompt enhancing and drafts first."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class UserSettings(commands.Cog):
     @app_commands.describe(
         aspect="Your default shape for new clips",
         enhance="Whether a language model expands your prompts by default",
+        drafts="Whether /create makes four quick drafts first, to pick the one to render",
     )
     @app_commands.choices(aspect=ASPECT_CHOICES)
     async def settings(
@@ -32,17 +33,19 @@ class UserSettings(commands.Cog):
         interaction: discord.Interaction[ReelBot],
         aspect: str | None = None,
         enhance: bool | None = None,
+        drafts: bool | None = None,
     ) -> None:
         """See or change your defaults for new clips."""
         if not await acknowledge(interaction):
             return
         store = self.bot.store
         prefs = await store.prefs(interaction.user.id)
-        if aspect is not None or enhance is not None:
+        if aspect is not None or enhance is not None or drafts is not None:
             prefs = replace(
                 prefs,
                 aspect=aspect if aspect is not None else prefs.aspect,
                 enhance=enhance if enhance is not None else prefs.enhance,
+                drafts=drafts if drafts is not None else prefs.drafts,
             )
             await store.set_prefs(interaction.user.id, prefs)
             await reply_privately(interaction, f"Saved. {self.describe(prefs)}")
@@ -53,7 +56,13 @@ class UserSettings(commands.Cog):
         aspect = prefs.aspect or "16:9 (the server's default)"
         enhance = prefs.enhance if prefs.enhance is not None else self.bot.settings.enhance_default
         enhancing = "are expanded by a language model" if enhance else "are used as you write them"
-        return f"Your new clips are {aspect}, and your prompts {enhancing}."
+        if prefs.drafts is None:
+            drafting = "/create follows the server's choice on drafts"
+        elif prefs.drafts:
+            drafting = "/create makes four quick drafts first"
+        else:
+            drafting = "/create renders your clip straight away"
+        return f"Your new clips are {aspect}, your prompts {enhancing}, and {drafting}."
 
 
 async def setup(bot: ReelBot) -> None:

@@ -63,6 +63,8 @@ class AuditAction(StrEnum):
     GALLERY_ALLOW = "gallery_allow"
     """A channel's clips were made public in the web gallery."""
     GALLERY_DENY = "gallery_deny"
+    DRAFTS_SET = "drafts_set"
+    """Whether /create makes drafts first on the server was changed."""
 
 
 @dataclass(frozen=True)
