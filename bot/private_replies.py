@@ -6,7 +6,9 @@ edits per 2 s) and not per channel, so keeping a hundred requesters informed cos
 channel nothing. A token lives 15 minutes: a minute before that the reply says it stops
 updating and where to look instead (the queue board, /queue). Tokens are kept in memory only;
 after a restart the queue board and status messages are what requesters see. While the job
-waits with its scene written, the reply carries the Edit scene button (:mod:`bot.scene`).
+waits with its scene written, the reply carries the Edit scene button (:mod:`bot.scene`); while
+it renders in a busy channel (no status message of its own), the live preview
+(:mod:`bot.previews`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import discord
 
 from bot import render
 from bot.channel_writes import ChannelWrites, Priority, Route
+from bot.previews import Preview, attachments_for, version
 from bot.render import NO_PINGS
 from bot.scene import scene_view
 
@@ -38,6 +41,8 @@ class PrivateReply:
     closing: bool = False
     button_shown: bool = False
     """It carries the Edit scene button."""
+    preview_shown: int | None = None
+    """The version of the live preview attached (None: none)."""
 
 
 class PrivateReplies:
@@ -61,11 +66,17 @@ class PrivateReplies:
         self.replies[job_id] = PrivateReply(interaction, now, shown, now)
 
     def update(
-        self, job_id: int, text: str, *, news: bool = False, edit_scene: bool = False
+        self,
+        job_id: int,
+        text: str,
+        *,
+        news: bool = False,
+        edit_scene: bool = False,
+        preview: Preview | None = None,
     ) -> None:
-        """Show ``text`` (with the Edit scene button if ``edit_scene``) if it changed and the
-        reply was not edited in the last interval (``news``, a change of state, does not wait
-        for the interval)."""
+        """Show ``text`` (with the Edit scene button if ``edit_scene``, the live ``preview``)
+        if it changed and the reply was not edited in the last interval (``news``, a change
+        of state, does not wait for the interval)."""
         reply = self.replies.get(job_id)
         if reply is None or reply.closing:
             return
@@ -73,11 +84,12 @@ class PrivateReplies:
         if now - reply.opened_at >= TOKEN_LIFETIME_S - STOP_BEFORE_EXPIRY_S:
             self.finish(job_id, render.private_handoff(text))
             return
-        unchanged = (text, edit_scene) == (reply.shown, reply.button_shown)
+        wanted = (text, edit_scene, version(preview))
+        unchanged = wanted == (reply.shown, reply.button_shown, reply.preview_shown)
         if unchanged or (now - reply.updated_at < self.interval_s and not news):
             return
         reply.updated_at = now
-        self.offer(job_id, reply, text, Priority.UPDATE, edit_scene=edit_scene)
+        self.offer(job_id, reply, text, Priority.UPDATE, edit_scene=edit_scene, preview=preview)
 
     def finish(self, job_id: int, text: str) -> None:
         """Show the job's outcome (or the hand-off before the token expires), then let go."""
@@ -95,20 +107,28 @@ class PrivateReplies:
         priority: Priority,
         *,
         edit_scene: bool = False,
+        preview: Preview | None = None,
     ) -> None:
         async def edit() -> None:
-            await self.edit(job_id, reply, text, edit_scene=edit_scene)
+            await self.edit(job_id, reply, text, edit_scene=edit_scene, preview=preview)
 
         token = reply.interaction.token
         self.writes.offer(token, Route.PRIVATE, priority, ("private", job_id), edit)
 
     async def edit(
-        self, job_id: int, reply: PrivateReply, text: str, *, edit_scene: bool = False
+        self,
+        job_id: int,
+        reply: PrivateReply,
+        text: str,
+        *,
+        edit_scene: bool = False,
+        preview: Preview | None = None,
     ) -> None:
         view = scene_view(job_id) if edit_scene else None
+        attached, shown_preview = await attachments_for(preview, reply.preview_shown)
         try:
             await reply.interaction.edit_original_response(
-                content=text, view=view, allowed_mentions=NO_PINGS
+                content=text, view=view, allowed_mentions=NO_PINGS, **attached
             )
         except discord.HTTPException as exc:
             if exc.status == 429:
@@ -117,6 +137,6 @@ class PrivateReplies:
             log.info("stopped updating the private reply of job %s: %s", job_id, exc)
             self.replies.pop(job_id, None)
             return
-        reply.shown, reply.button_shown = text, edit_scene
+        reply.shown, reply.button_shown, reply.preview_shown = text, edit_scene, shown_preview
         if reply.closing:
             self.replies.pop(job_id, None)

@@ -22,6 +22,7 @@ from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import Moderation
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
+from pipeline.preview import DEFAULT_PREVIEW, PreviewOptions
 from pipeline.rewrite.config import RewriterConfig
 from pipeline.safety import SafetyConfig
 from tests.broker_harness import remote_capacity
@@ -72,11 +73,12 @@ def worker_config(
     signing: bool = False,
     safety: bool = False,
     rewriter: RewriterConfig | None = None,
+    preview: PreviewOptions | None = DEFAULT_PREVIEW,
 ) -> WorkerConfig:
     """A worker on the tiny models, polling fast, with prompt rewriting off unless
     ``rewriter`` says how; with ``signing``, clips carry content credentials signed with the
     data folder's own key; with ``safety``, clips go through the packaged output safety
-    classifiers."""
+    classifiers; ``preview`` says how often running jobs get a live preview."""
     return WorkerConfig(
         clips_dir=settings.clips_dir,
         models=ModelChoice(
@@ -89,6 +91,7 @@ def worker_config(
         safety=SafetyConfig() if safety else None,
         safety_policy=settings.safety_policy(),
         rewriter=rewriter or RewriterConfig(backend="off"),
+        preview=preview,
     )
 
 
@@ -126,16 +129,18 @@ class Reel:
         signing: bool = False,
         safety: bool = False,
         rewriter: RewriterConfig | None = None,
+        preview: PreviewOptions | None = DEFAULT_PREVIEW,
     ) -> AsyncIterator[Worker | RemoteWorker]:
         """An in-process worker on the tiny models until the block ends (see
-        :func:`worker_config` for ``signing``, ``safety`` and ``rewriter``); with a broker, a
-        remote worker with its own data folder and the dispatcher that feeds it."""
+        :func:`worker_config` for ``signing``, ``safety``, ``rewriter`` and ``preview``); with
+        a broker, a remote worker with its own data folder and the dispatcher that feeds it."""
         config = worker_config(
             self.settings,
             lease_seconds=lease_seconds,
             signing=signing,
             safety=safety,
             rewriter=rewriter,
+            preview=preview,
         )
         if self.broker_url is not None:
             worker_id = f"remote-worker-{len(self.workers)}"

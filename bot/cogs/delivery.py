@@ -11,7 +11,9 @@ While a job waits and runs:
   ``progress_edit_seconds``; from ``queue_board_from_jobs`` jobs in a channel on, new jobs are
   listed on the channel's one queue board instead (:mod:`bot.queue_board`);
 - once a scene writer has written the scene of a waiting job, its status message and the
-  private reply show it, with the owner's Edit scene button (:mod:`bot.scene`).
+  private reply show it, with the owner's Edit scene button (:mod:`bot.scene`);
+- while it renders, the newest live preview rides the next progress edit as the status
+  message's attachment (in a busy channel, the private reply's: :mod:`bot.previews`).
 
 When it ends, the clip is posted (the status message becomes the clip when it is the newest
 message the bot posted there, else the clip is a new message and the status message is
@@ -43,6 +45,7 @@ from bot import output_safety, render
 from bot.channel_writes import NOT_SENT, Priority, Route
 from bot.output_safety import Disposition
 from bot.posting import ClipWontFit, channel_of, find_posted_clip, offer_reactions, post_clip
+from bot.previews import Preview, attachments_for, latest_previews, version
 from bot.queue_board import QueueBoards
 from bot.render import NO_PINGS
 from bot.scene import can_edit, scene_view
@@ -78,11 +81,19 @@ class StatusMessage:
     button_wanted: bool = False
     """With the Edit scene button."""
     button_shown: bool = False
+    preview_wanted: Preview | None = None
+    preview_shown: int | None = None
+    """The version of the live preview attached (None: no preview)."""
     edited_at: float = -math.inf
     posted_at: float | None = None
     gone: bool = False
     final: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def changed(self) -> bool:
+        """Whether what it should show differs from what it shows."""
+        wanted = (self.wanted, self.button_wanted, version(self.preview_wanted))
+        return wanted != (self.shown, self.button_shown, self.preview_shown)
 
 
 class Delivery(commands.Cog):
@@ -90,6 +101,7 @@ class Delivery(commands.Cog):
         self.bot = bot
         self.writes = bot.writes
         self.interval = bot.settings.progress_edit_seconds
+        self.clips_dir = bot.settings.clips_dir
         self.board_from = bot.settings.queue_board_from_jobs
         self.boards = QueueBoards(
             bot.store,
@@ -181,17 +193,26 @@ class Delivery(commands.Cog):
         waiting = [job.id for job in jobs if job.status is JobStatus.QUEUED]
         positions = await self.bot.queue.positions(waiting)
         scenes = await self.scenes.of_jobs(waiting)
+        running = [job.id for job in jobs if job.status is JobStatus.RUNNING]
+        previews = {}
+        if running:
+            previews = await asyncio.to_thread(latest_previews, self.clips_dir, running)
         by_channel: dict[int, list[Job]] = defaultdict(list)
         for job in jobs:
             by_channel[job.channel_id or 0].append(job)
         for channel_id, its_jobs in by_channel.items():
             for job in its_jobs:
                 position, scene = positions.get(job.id), scenes.get(job.id)
-                button = can_edit(job, scene)
+                button, preview = can_edit(job, scene), previews.get(job.id)
                 if self.has_own_status(job, len(its_jobs)):
-                    self.show_status(job, render.status_line(job, position, scene), button=button)
+                    line = render.status_line(job, position, scene)
+                    self.show_status(job, line, button=button, preview=preview)
+                    preview = None  # everyone sees it there; the private reply need not
                 self.bot.private_replies.update(
-                    job.id, render.private_line(job, position, scene), edit_scene=button
+                    job.id,
+                    render.private_line(job, position, scene),
+                    edit_scene=button,
+                    preview=preview,
                 )
             listed = any(job.id in self.on_board for job in its_jobs)
             self.boards.show(channel_id, board_text(its_jobs, positions) if listed else None)
@@ -210,14 +231,17 @@ class Delivery(commands.Cog):
         self.on_board.add(job.id)
         return False
 
-    def show_status(self, job: Job, text: str, *, button: bool = False) -> None:
-        """Show ``text`` (and the Edit scene ``button``) in the job's status message."""
+    def show_status(
+        self, job: Job, text: str, *, button: bool = False, preview: Preview | None = None
+    ) -> None:
+        """Show ``text`` (with the Edit scene ``button``, the live ``preview``) in the job's
+        status message."""
         status = self.statuses[job.id]
         if status.gone or status.final:
             return
-        status.wanted, status.button_wanted = text, button
+        status.wanted, status.button_wanted, status.preview_wanted = text, button, preview
         channel_id, key = job.channel_id or 0, ("status", job.id)
-        changed = (text, button) != (status.shown, status.button_shown)
+        changed = status.changed()
         if status.message_id is None:
             action = self.status_poster(job, status)
             self.writes.offer(channel_id, Route.SEND, Priority.NEW_STATUS, key, action)
@@ -251,27 +275,29 @@ class Delivery(commands.Cog):
     def status_editor(self, job: Job, status: StatusMessage) -> StatusWrite:
         async def edit() -> object:
             async with status.lock:
-                wanted = (status.wanted, status.button_wanted)
-                if status.final or status.gone or wanted == (status.shown, status.button_shown):
+                if status.final or status.gone or not status.changed():
                     return NOT_SENT
-                await self.edit_status(job, status, *wanted)
+                await self.edit_status(job, status)
                 return None
 
         return edit
 
-    async def edit_status(self, job: Job, status: StatusMessage, text: str, button: bool) -> None:
+    async def edit_status(self, job: Job, status: StatusMessage) -> None:
         if status.message_id is None:
             return
+        text, button, preview = status.wanted, status.button_wanted, status.preview_wanted
         message = channel_of(self.bot, job).get_partial_message(status.message_id)
         view = scene_view(job.id) if button else None
+        attached, shown_preview = await attachments_for(preview, status.preview_shown)
         try:
-            await message.edit(content=text, view=view, allowed_mentions=NO_PINGS)
+            await message.edit(content=text, view=view, allowed_mentions=NO_PINGS, **attached)
         except (discord.NotFound, discord.Forbidden):
             # Someone deleted the status message (10008): stop updating it, never re-post it.
             log.info("status message of job %s is gone", job.id)
             status.gone = True
             return
         status.shown, status.button_shown, status.edited_at = text, button, time.monotonic()
+        status.preview_shown = shown_preview
 
     # --- when jobs end ---
 
@@ -390,8 +416,10 @@ class Delivery(commands.Cog):
                     channel.id,
                     Route.EDIT,
                     Priority.FINAL,
-                    # No Edit scene button stays under an outcome.
-                    lambda: message.edit(content=sentence, view=None, allowed_mentions=NO_PINGS),
+                    # No Edit scene button, nor a preview of what was not posted, stays.
+                    lambda: message.edit(
+                        content=sentence, view=None, attachments=[], allowed_mentions=NO_PINGS
+                    ),
                 )
             except (discord.NotFound, discord.Forbidden):
                 log.info("status message of job %s is gone; posting its outcome", job.id)
