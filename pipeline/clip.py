@@ -303,6 +303,8 @@ class ClipMaker:
         seeds. The other arguments are :meth:`make_clip`'s; previews show the drafts 2x2.
         Raises ClipFailed (also for a model that cannot make drafts) and GenerationCancelled.
         """
+        if not 1 <= count <= DRAFT_COUNT:
+            raise ValueError(f"make 1 to {DRAFT_COUNT} drafts, not {count}")
         report = on_stage or _ignore_stage
         check_drafts(self.models.preset_for(model))
         job = await self._prepare(

@@ -264,10 +264,13 @@ def step_cache_for(
     if kind == "first-block":
         return FirstBlockCacheConfig()
     if kind == "taylorseer":
+        # The lite variant predicts the final projection and skips every block in between;
+        # the default patterns end in "attn" and miss Wan's attn1/attn2 altogether.
         return TaylorSeerCacheConfig(
             cache_interval=TAYLORSEER_INTERVAL,
             disable_cache_before_step=max(1, round(steps * TAYLORSEER_WARMUP)),
             taylor_factors_dtype=dtype,
+            use_lite_mode=True,
         )
     assert mag_ratios is not None  # check_levers refused MagCache without ratios
     ratios = _resampled(mag_ratios, steps + skipped)[skipped:]
