@@ -21,7 +21,7 @@ from tests.web_browser import Browser
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "gallery.png"
-UPDATE_SCREENSHOT = "REELBOT_UPDATE_SCREENSHOT"
+UPDATE_SCREENSHOT = "UPDATE_GALLERY_SCREENSHOT"
 """Set to 1 to write the README's screenshot (docs/gallery.png) from this test."""
 
 HTML_PROMPT = '<script>window.pwned = 1</script><b>bold</b> <img src=x onerror="pwned=2"> & "q"'
