@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import discord
@@ -31,7 +30,7 @@ from bot.modlog import ModLog
 from bot.permissions import is_moderator
 from bot.render import NO_PINGS, mention
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
-from jobqueue.clipfiles import job_files
+from jobqueue.clipfiles import delete_job_files
 from jobqueue.gallery import Gallery, GalleryChannels
 from jobqueue.models import NO_MESSAGE, Job, JobStatus
 from jobqueue.moderation import AuditAction, Ban, ModerationError, parse_duration
@@ -319,7 +318,7 @@ class Admin(
         found = await self.job_in_this_server(interaction, job)
         for message_id in (found.result_message_id, found.status_message_id):
             await self.delete_message(found, message_id)
-        await asyncio.to_thread(delete_clip_files, self.bot.settings.clips_dir, found.id)
+        await asyncio.to_thread(delete_job_files, self.bot.settings.clips_dir, found.id)
         await self.audit(
             interaction,
             AuditAction.JOB_DELETE,
@@ -644,11 +643,6 @@ def ban_end(ban: Ban) -> str:
         return "until unbanned"
     end = datetime.fromtimestamp(ban.until, tz=UTC)
     return f"until {discord.utils.format_dt(end, 'f')} ({discord.utils.format_dt(end, 'R')})"
-
-
-def delete_clip_files(clips_dir: Path, job_id: int) -> None:
-    for path in job_files(clips_dir, job_id):
-        path.unlink(missing_ok=True)
 
 
 async def setup(bot: ReelBot) -> None:

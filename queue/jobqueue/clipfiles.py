@@ -60,6 +60,12 @@ def job_files(clips_dir: Path, job_id: int) -> list[Path]:
     return [path for path in candidates if path.is_file()]
 
 
+def delete_job_files(clips_dir: Path, job_id: int) -> None:
+    """Remove every file of ``job_id``'s finished clip (blocking: run it in a thread)."""
+    for path in job_files(clips_dir, job_id):
+        path.unlink(missing_ok=True)
+
+
 def draft_path(clips_dir: Path, job_id: int, number: int) -> Path:
     """Where draft ``number`` (1-4) of the drafts job ``job_id`` lives (its latents beside)."""
     return draft_beside(clip_path(clips_dir, job_id), number)

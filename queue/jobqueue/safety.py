@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
+from jobqueue.clipfiles import delete_job_files
 from jobqueue.db import Database
 from jobqueue.models import Job, JobKind, JobStatus
 from jobqueue.moderation import AUTOMATIC_ACTOR_ID, DM_GUILD_ID, AuditAction, Moderation
@@ -519,13 +520,10 @@ class HeldClips:
         self, guild_id: int | None, job_id: int, clips_dir: Path, *, actor_id: int
     ) -> Job:
         """Delete a withheld clip's files for good (audited)."""
-        from jobqueue.clipfiles import job_files
-
         deleted = await self._end_withholding(
             guild_id, job_id, HeldState.DELETED, AuditAction.OUTPUT_DELETED, actor_id
         )
-        for path in await asyncio.to_thread(job_files, clips_dir, job_id):
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+        await asyncio.to_thread(delete_job_files, clips_dir, job_id)
         return deleted
 
     async def _end_withholding(
