@@ -22,7 +22,7 @@ import discord
 from bot import followups
 from bot.buttons import JOB_GONE, JobButton
 from bot.options import job_preset
-from bot.render import EMBED_FIELD_LIMIT, PROMPT_IN_CLIP, job_label, mention, shown
+from bot.render import mention, prompt_embed, shown
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from bot.submit import submit_from_interaction
 from jobqueue.models import Job, JobKind, JobRequest
@@ -141,18 +141,7 @@ def drafts_view(job: Job) -> discord.ui.View:
 def drafts_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
     """The embed posted with a grid: the prompt, each draft's seed, where it came from."""
     request = job.request
-    embed = discord.Embed(
-        title=job_label(job).capitalize(),
-        description=shown(request.prompt, PROMPT_IN_CLIP),
-        colour=discord.Colour.blurple(),
-        url=page_url,
-    )
-    if job.rewritten_prompt and job.rewritten_prompt != request.prompt:
-        embed.add_field(
-            name="Rewritten prompt",
-            value=shown(job.rewritten_prompt, EMBED_FIELD_LIMIT),
-            inline=False,
-        )
+    embed = prompt_embed(job, page_url=page_url)
     if job.seed is not None:
         seeds = " · ".join(f"{n}: {seed}" for n, seed in enumerate(draft_seeds(job.seed), 1))
         embed.add_field(name="Seeds", value=seeds, inline=False)

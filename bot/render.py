@@ -256,22 +256,29 @@ def file_size_words(size: int) -> str:
     return f"{size} bytes"
 
 
-def clip_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
-    """The embed posted with a finished clip; its title links to ``page_url`` (the clip's
-    page in the web gallery) when there is one."""
-    request = job.request
+def prompt_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
+    """The start of a finished job's embed (a clip's or a grid's): the job, its prompt and
+    the rewrite; the title links to ``page_url`` (its page in the web gallery) if given."""
     embed = discord.Embed(
-        title=f"{job_label(job).capitalize()}",
-        description=shown(request.prompt, PROMPT_IN_CLIP),
+        title=job_label(job).capitalize(),
+        description=shown(job.request.prompt, PROMPT_IN_CLIP),
         colour=discord.Colour.blurple(),
         url=page_url,
     )
-    if job.rewritten_prompt and job.rewritten_prompt != request.prompt:
+    if job.rewritten_prompt and job.rewritten_prompt != job.request.prompt:
         embed.add_field(
             name="Rewritten prompt",
             value=shown(job.rewritten_prompt, EMBED_FIELD_LIMIT),
             inline=False,
         )
+    return embed
+
+
+def clip_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
+    """The embed posted with a finished clip; its title links to ``page_url`` (the clip's
+    page in the web gallery) when there is one."""
+    request = job.request
+    embed = prompt_embed(job, page_url=page_url)
     if request.negative_prompt:
         embed.add_field(
             name="Negative prompt",
