@@ -16,6 +16,7 @@ from jobqueue.models import Job, JobKind
 from pipeline.drafts import draft_seeds
 from pipeline.encode import read_frames
 from tests.bot_harness import Reel, probe_mp4
+from tests.broker_harness import BOTH_MODES
 from tests.fakediscord import Message
 
 DRAFT_WIDTH, DRAFT_HEIGHT = 64, 32
@@ -69,6 +70,7 @@ def nearest_draft(clip: bytes, grid: Job, clips_dir: Path, folder: Path) -> int:
     return distances.index(min(distances)) + 1
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_create_posts_drafts_render_posts_a_clip_and_vary_a_new_grid(
     running_reel: Reel, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from bot.previews import PREVIEW_NAME
@@ -14,6 +15,7 @@ from jobqueue.clipfiles import preview_path
 from jobqueue.models import Job, JobKind, JobRequest
 from pipeline.preview import PreviewOptions
 from tests.bot_harness import Reel
+from tests.broker_harness import BOTH_MODES
 from tests.fakediscord import Message
 
 STEPS = 40
@@ -43,6 +45,7 @@ def previews_shown(message: Message) -> list[dict[str, Any]]:
     return seen
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_the_status_message_shows_the_clip_forming_then_the_clip(reel: Reel) -> None:
     fake = reel.fake
     async with reel.bot_running(), reel.worker_running(preview=PREVIEWS):

@@ -10,7 +10,8 @@ Each claimed job then runs as on a local worker (:class:`~jobqueue.runs.JobRuns`
 heartbeats, progress, cancellation, the safety verdict, exactly one outcome), except that its
 clip is made elsewhere: :class:`RemoteRun` sends the job through SAQ to that worker's queue and
 watches the SAQ job, passing its progress on and renewing the lease while the worker's
-heartbeat (SAQ's ``touched``) keeps coming. A worker whose heartbeat stops, or that leaves the
+heartbeat (SAQ's ``touched``) keeps coming (a live preview it sends is stored where the bot
+shows it from). A worker whose heartbeat stops, or that leaves the
 registry before starting the job, is given up: the job goes back to the fair queue with the
 attempt counted and runs elsewhere. Every attempt has its own SAQ key, and only the attempt
 that still holds the job's lease is ever recorded, so an answer from a "dead" worker that comes
@@ -48,9 +49,9 @@ from jobqueue.broker.records import (
 )
 from jobqueue.broker.registry import WorkerAd, registered_workers
 from jobqueue.broker.routing import Capability, Need, anyone_can_run, need_of
-from jobqueue.broker.wire import MAKE_CLIP, Assignment, Inputs, Outcome
-from jobqueue.clipfiles import clip_path
-from jobqueue.clipjob import job_model
+from jobqueue.broker.wire import MAKE_CLIP, Assignment, Inputs, Outcome, preview_of
+from jobqueue.clipfiles import clip_path, store_preview
+from jobqueue.clipjob import draft_to_start, job_model
 from jobqueue.jobs import JobQueue
 from jobqueue.leases import live_workers
 from jobqueue.models import Job, JobKind, JobStatus, Stage
@@ -69,6 +70,7 @@ from pipeline.clip import (
     ModelChoice,
     StageChange,
 )
+from pipeline.drafts import DRAFT_GONE, latents_beside
 from pipeline.errors import ClipFailed, GenerationCancelled, StartImageUnreadable
 from pipeline.safety import SafetyConfig
 
@@ -83,6 +85,8 @@ STALE_FORGET_S = 86400.0
 NEVER = 2**31 - 1
 """``scheduled`` of an inputs record: a time no worker ever runs it at (it only holds bytes)."""
 SCENE_WAIT_MARGIN_S = 30.0
+FIRST_POLL_S = 0.002
+"""How soon a job that just changed is looked at again (a no-op job is done in milliseconds)."""
 
 WAITING_FOR_WORKER = "waiting for a GPU worker"
 UNSERVED_NOTE = "waiting for a GPU worker that can make {model} clips{size}"
@@ -446,6 +450,9 @@ class RemoteRun:
         self._prompt_sent = False
         self._touched: int | None = None
         self._touched_seen = time.monotonic()
+        self._last_seen: tuple[Status, int] | None = None
+        self._wait_s = FIRST_POLL_S
+        self._preview_number = 0
 
     async def judge(self, job: Job, made: MadeClip) -> OutputVerdict | None:
         """The verdict the remote worker sent (it looked at the clip there)."""
@@ -553,8 +560,19 @@ class RemoteRun:
                     raise GenerationCancelled()
                 raise WorkerLost(f"the broker aborted the job: {found.error}")
             await self._pass_on_progress(found.meta, tracker)
+            await self._keep_preview(job, found.meta)
             self._check_alive(found)
-            await asyncio.sleep(config.poll_interval_s)
+            await asyncio.sleep(self._pause(found))
+
+    def _pause(self, found: saq.Job) -> float:
+        """How long to wait before asking again: soon after the job changed (it may be about
+        to finish), then twice as long each time up to the poll interval."""
+        seen = (found.status, found.touched)
+        if seen != self._last_seen:
+            self._last_seen, self._wait_s = seen, FIRST_POLL_S
+        else:
+            self._wait_s = min(self._wait_s * 2, self.dispatcher.config.poll_interval_s)
+        return self._wait_s
 
     def _check_alive(self, found: saq.Job) -> None:
         """Raise WorkerLost once the worker's heartbeat (SAQ's ``touched``) has not moved for
@@ -587,6 +605,15 @@ class RemoteRun:
         if stage == Stage.GENERATING.value and meta.get("step"):
             tracker.step(int(meta["step"]), int(meta.get("total_steps") or 0))
 
+    async def _keep_preview(self, job: Job, meta: dict[str, Any]) -> None:
+        """A newer live preview from the worker, where the bot shows it from."""
+        preview = preview_of(meta)
+        if preview is None or preview[0] == self._preview_number:
+            return
+        self._preview_number, data = preview
+        clips_dir = self.dispatcher.config.clips_dir
+        await asyncio.to_thread(store_preview, clips_dir, job.id, data)
+
     async def _answer(self, job: Job, found: saq.Job, partial: Path) -> MadeClip:
         if not isinstance(found.result, dict):
             raise WorkerLost("the answer was already collected (the bot restarted meanwhile)")
@@ -612,7 +639,14 @@ class RemoteError(Exception):
 
 
 def _read_inputs(job: Job, clips_dir: Path) -> Inputs:
-    """The start image or parent clip of ``job``, as the pipeline would open them here."""
+    """The start image, parent clip or draft latents of ``job``, as the pipeline would open
+    them here."""
+    draft = draft_to_start(job, clips_dir)
+    if draft is not None:
+        try:
+            return Inputs(draft_latents=latents_beside(draft).read_bytes())
+        except OSError as exc:
+            raise ClipFailed(DRAFT_GONE, f"the draft to start from, {draft}: {exc}") from exc
     if job.kind is JobKind.ANIMATE and job.request.image_path:
         image = Path(job.request.image_path)
         try:

@@ -6,8 +6,9 @@ own queue, into which the bot's dispatcher puts the jobs it chose for it, one at
 job arrives as an :class:`~jobqueue.broker.wire.Assignment` (with its start image or parent
 clip in an inputs record) and runs through the same pipeline call as on the bot's host
 (:func:`jobqueue.clipjob.make_job_clip`), screened against the server's blocklist sent along
-and judged by the output safety check under the server's policy. Progress and heartbeats go
-into the SAQ job (:class:`BrokerLease` under the usual :class:`~jobqueue.progress.JobTracker`);
+and judged by the output safety check under the server's policy. Progress, heartbeats and the
+latest live preview go into the SAQ job (:class:`BrokerLease` under the usual
+:class:`~jobqueue.progress.JobTracker`);
 the encoded clip and poster go back as its result. A cancel from Discord arrives as SAQ's abort
 and stops the generation at its next step.
 
@@ -39,7 +40,16 @@ from jobqueue.broker.connection import (
 )
 from jobqueue.broker.registry import WorkerAd, advertise
 from jobqueue.broker.routing import Capability
-from jobqueue.broker.wire import MAKE_CLIP, Assignment, Inputs, Outcome, TooLarge, progress_meta
+from jobqueue.broker.wire import (
+    MAKE_CLIP,
+    MAX_PREVIEW_BYTES,
+    Assignment,
+    Inputs,
+    Outcome,
+    TooLarge,
+    preview_meta,
+    progress_meta,
+)
 from jobqueue.clipjob import JobInputs, make_job_clip
 from jobqueue.leases import LeaseState
 from jobqueue.models import Stage
@@ -96,12 +106,24 @@ class BrokerLease:
 
     A broker that cannot be reached does not stop the clip: the error is logged (once a
     minute) and the tracker tries again; the bot decides whether to wait for the result.
+    The latest live preview goes along with the next progress.
     """
 
     def __init__(self, job: saq.Job) -> None:
         self._job = job
         self._meta: dict[str, Any] = {}
         self._trouble = RateLimitedLog()
+        self._loop = asyncio.get_running_loop()
+        self._previews = 0
+
+    def preview(self, data: bytes) -> None:
+        """Keep a live preview for the next write (called on the pipeline's preview thread)."""
+        if len(data) <= MAX_PREVIEW_BYTES:
+            self._loop.call_soon_threadsafe(self._keep_preview, data)
+
+    def _keep_preview(self, data: bytes) -> None:
+        self._previews += 1
+        self._meta.update(preview_meta(data, self._previews))
 
     async def heartbeat(self, job_id: int, worker_id: str, *, lease_seconds: float) -> LeaseState:
         await self._update()
@@ -211,7 +233,7 @@ class RemoteWorker:
 
     async def run(self) -> None:
         worker = self.config.worker
-        maker = ClipMaker(worker.models, signing=worker.signing)
+        maker = ClipMaker(worker.models, signing=worker.signing, preview=worker.preview)
         rewriter = self._given_rewriter or build_rewriter(worker.rewriter)
         if worker.safety is not None:
             self._judge = ClipJudge(worker.safety)
@@ -348,8 +370,9 @@ class RemoteWorker:
             return Outcome("failed", failure.sentence, failure.detail)
         rules = ShippedRules(assignment.rules)
         worker = self.config.worker
+        lease = BrokerLease(saq_job)
         async with JobTracker(
-            BrokerLease(saq_job),
+            lease,
             job.id,
             self.worker_id,
             # The bot watches for a heartbeat within the job's own time, whatever ours is.
@@ -371,6 +394,7 @@ class RemoteWorker:
                     scene=assignment.scene,
                     screen=ModerationScreen(rules, job),
                     progress=tracker,
+                    on_preview=lease.preview,
                 )
             except GenerationCancelled:
                 log.info("job %d goes back: the worker is stopping", job.id)
@@ -395,10 +419,7 @@ class RemoteWorker:
                 "The picture or clip this one starts from did not reach the GPU worker; try again.",
                 f"inputs record {assignment.inputs_key} is missing",
             )
-        start, extend = await asyncio.to_thread(
-            Inputs.from_result(record.result).write, scratch / "inputs"
-        )
-        return JobInputs(start_image=start, extend=extend)
+        return await asyncio.to_thread(Inputs.from_result(record.result).write, scratch / "inputs")
 
     async def _verdict(self, assignment: Assignment, clip: Any) -> OutputVerdict | None:
         if self._judge is None:

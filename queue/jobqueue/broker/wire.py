@@ -2,12 +2,13 @@
 
 Out, in the SAQ job's kwargs: an :class:`Assignment` (the job as the bot's database holds it,
 the attempt, the model the bot chose, the scene written while it waited, the server's
-blocklist and safety policy). The start image of /animate or the parent clip of Extend waits
-beside it in an *inputs record* (a SAQ job that is never run, finished at once with the bytes
-as its result), so the assignment the bot reads while it watches stays small. Back: the
-running job's ``meta`` carries its stage, step and scene (:func:`progress_meta`), and its
-result is an :class:`Outcome`: the clip and poster bytes with what the pipeline resolved and
-what the safety check found, or a sentence why not.
+blocklist and safety policy). The start image of /animate, the parent clip of Extend or the
+draft latents Render and Vary start from wait beside it in an *inputs record* (a SAQ job that
+is never run, finished at once with the bytes as its result), so the assignment the bot reads
+while it watches stays small. Back: the running job's ``meta`` carries its stage, step, scene
+and latest live preview (:func:`progress_meta`, :func:`preview_meta`), and its result is an
+:class:`Outcome`: the clip and poster bytes (a grid's drafts beside them) with what the
+pipeline resolved and what the safety check found, or a sentence why not.
 
 Bytes travel base64-encoded. Either direction refuses more than the configured cap with a
 sentence (:class:`TooLarge`). Every reader ignores fields it does not know, so a bot and its
@@ -23,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from jobqueue.clipfiles import files_beside_grid
+from jobqueue.clipjob import JobInputs
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import BlockHit, BlockRule
 from jobqueue.safety import IfUnchecked, OutputVerdict, SafetyMode, SafetyPolicy, Verdict
 from pipeline.clip import ChosenPrompt, MadeClip
+from pipeline.drafts import latents_beside
 from pipeline.encode import EncodedClip, poster_beside
 from pipeline.errors import ClipFailed
 from pipeline.request import ResolvedRequest
@@ -36,6 +40,8 @@ MAKE_CLIP = "make_clip"
 """The name of the one function a remote worker runs."""
 
 OutcomeKind = Literal["done", "failed", "released"]
+MAX_PREVIEW_BYTES = 2**20
+"""A live preview larger than this stays on the worker (previews are a few hundred KB)."""
 
 
 class TooLarge(ClipFailed):
@@ -65,14 +71,24 @@ def decode_bytes(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Inputs:
-    """The files a job starts from, as bytes: the start image, or the clip it extends."""
+    """The files a job starts from, as bytes: the start image, the clip it extends, or the
+    latents of the draft a Render or Vary starts from."""
 
     start_image: bytes | None = None
     extend: bytes | None = None
+    draft_latents: bytes | None = None
 
     def to_result(self, *, limit: int) -> dict[str, str]:
-        found = {"start_image": self.start_image, "extend": self.extend}
-        what = {"start_image": "start picture", "extend": "clip to extend"}
+        found = {
+            "start_image": self.start_image,
+            "extend": self.extend,
+            "draft_latents": self.draft_latents,
+        }
+        what = {
+            "start_image": "start picture",
+            "extend": "clip to extend",
+            "draft_latents": "draft to start from",
+        }
         return {
             name: encode_bytes(data, what[name], limit=limit)
             for name, data in found.items()
@@ -84,19 +100,24 @@ class Inputs:
         return cls(
             start_image=_maybe_bytes(result.get("start_image")),
             extend=_maybe_bytes(result.get("extend")),
+            draft_latents=_maybe_bytes(result.get("draft_latents")),
         )
 
-    def write(self, folder: Path) -> tuple[Path | None, Path | None]:
-        """Save the files in ``folder``; their paths (start image, clip to extend)."""
+    def write(self, folder: Path) -> JobInputs:
+        """Save the files in ``folder``: the job's inputs on this host."""
         folder.mkdir(parents=True, exist_ok=True)
-        start = extend = None
+        start = extend = draft = None
         if self.start_image is not None:
             start = folder / "start.png"
             start.write_bytes(self.start_image)
         if self.extend is not None:
             extend = folder / "parent.mp4"
             extend.write_bytes(self.extend)
-        return start, extend
+        if self.draft_latents is not None:
+            # The pipeline reads a draft's latents beside it; the draft's video is not needed.
+            draft = folder / "draft.mp4"
+            latents_beside(draft).write_bytes(self.draft_latents)
+        return JobInputs(start_image=start, extend=extend, draft=draft)
 
 
 @dataclass(frozen=True)
@@ -191,6 +212,19 @@ def progress_meta(
     return {name: value for name, value in given.items() if value is not None}
 
 
+def preview_meta(data: bytes, number: int) -> dict[str, Any]:
+    """The running job's ``meta`` fields for its ``number``-th live preview."""
+    return {"preview": base64.b64encode(data).decode("ascii"), "preview_number": number}
+
+
+def preview_of(meta: Mapping[str, Any]) -> tuple[int, bytes] | None:
+    """The number and bytes of the latest live preview in ``meta``, if there is one."""
+    number, text = meta.get("preview_number"), meta.get("preview")
+    if not isinstance(number, int) or not isinstance(text, str):
+        return None
+    return number, decode_bytes(text)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a remote worker sends back for one attempt."""
@@ -206,6 +240,8 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
     verdict: OutputVerdict | None = None
     rewrite_blocks: tuple[BlockHit, ...] = ()
+    beside: dict[str, bytes] = field(default_factory=dict)
+    """A grid's drafts (videos, posters, latents), by what follows the clip's name."""
 
     @classmethod
     def done(
@@ -219,6 +255,11 @@ class Outcome:
             encoded.pop(name)
         request = dataclasses.asdict(dataclasses.replace(made.request, start_image=None))
         request.pop("start_image")
+        beside = {
+            name: path.read_bytes()
+            for name, path in _names_beside(made.clip.path).items()
+            if path.exists()
+        }
         return cls(
             kind="done",
             clip=made.clip.path.read_bytes(),
@@ -233,6 +274,7 @@ class Outcome:
             timings=dict(made.timings),
             verdict=verdict,
             rewrite_blocks=rewrite_blocks,
+            beside=beside,
         )
 
     def to_result(self, *, limit: int) -> dict[str, Any]:
@@ -241,7 +283,7 @@ class Outcome:
         result["detail"] = self.detail
         if self.kind != "done":
             return result
-        size = len(self.clip) + len(self.poster)
+        size = len(self.clip) + len(self.poster) + sum(map(len, self.beside.values()))
         if size > limit:
             raise TooLarge("finished clip", size, limit)
         result.update(
@@ -253,6 +295,9 @@ class Outcome:
             timings=self.timings,
             verdict=None if self.verdict is None else dataclasses.asdict(self.verdict),
             rewrite_blocks=[dataclasses.asdict(hit) for hit in self.rewrite_blocks],
+            beside={
+                name: encode_bytes(data, "draft", limit=limit) for name, data in self.beside.items()
+            },
         )
         return result
 
@@ -273,6 +318,9 @@ class Outcome:
             timings={str(name): float(value) for name, value in result["timings"].items()},
             verdict=_verdict_from_wire(verdict) if verdict else None,
             rewrite_blocks=tuple(_known(BlockHit, hit) for hit in result.get("rewrite_blocks", ())),
+            beside={
+                str(name): decode_bytes(text) for name, text in result.get("beside", {}).items()
+            },
         )
 
     def made_at(self, path: Path) -> MadeClip:
@@ -280,6 +328,11 @@ class Outcome:
         have returned on this host."""
         poster = poster_beside(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Only the names a grid's drafts have: a name from the wire never picks a folder.
+        expected = _names_beside(path)
+        for name, data in self.beside.items():
+            if name in expected:
+                expected[name].write_bytes(data)
         poster.write_bytes(self.poster)
         path.write_bytes(self.clip)
         clip = EncodedClip(
@@ -294,6 +347,11 @@ class Outcome:
             note=self.prompt.get("note"),
         )
         return MadeClip(clip=clip, request=request, prompt=prompt, timings=dict(self.timings))
+
+
+def _names_beside(clip: Path) -> dict[str, Path]:
+    """The files a grid at ``clip`` may have beside it, by what follows the clip's name."""
+    return {path.name.removeprefix(clip.stem): path for path in files_beside_grid(clip)}
 
 
 def _verdict_from_wire(data: Mapping[str, Any]) -> OutputVerdict:
