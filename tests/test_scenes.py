@@ -163,6 +163,27 @@ async def test_only_the_owner_edits_and_only_before_the_job_starts(
         await scenes.edit(job.id, user_id=7, text="too late")
 
 
+async def test_a_scene_taken_from_drafts_replaces_a_claim_but_never_a_settled_scene(
+    job_queue: JobQueue, scenes: Scenes
+) -> None:
+    claimed = await submit(job_queue, "a lighthouse", user_id=7)
+    assert await scenes.claim_next("w1", lease_seconds=LEASE) is not None
+    edited = await submit(job_queue, "a harbour", user_id=7)
+    await scenes.edit(edited.id, user_id=7, text="The owner's harbour.")
+
+    assert await scenes.inherit(claimed.id, text="The drafts' lighthouse.", backend="drafts")
+    assert not await scenes.inherit(edited.id, text="The drafts' harbour.", backend="drafts")
+
+    taken = await scenes.get(claimed.id)
+    assert taken is not None
+    assert (taken.state, taken.text, taken.backend) == (
+        SceneState.READY, "The drafts' lighthouse.", "drafts",
+    )  # fmt: skip
+    # The writer that had claimed it stores nothing over it.
+    assert not await scenes.store("w1", Scene(claimed.id, SceneState.READY, text="the writer's"))
+    assert (await scenes.get(edited.id)).text == "The owner's harbour."  # type: ignore[union-attr]
+
+
 async def test_a_worker_uses_a_settled_scene_and_waits_only_for_a_live_writer(
     job_queue: JobQueue, scenes: Scenes
 ) -> None:

@@ -273,17 +273,12 @@ class Scenes:
             if job.status is not JobStatus.QUEUED:
                 raise QueueError(too_late(job))
             db.execute(
-                "INSERT INTO scenes (job_id, state, scene, backend, updated_at)"
-                " VALUES (:job_id, :edited, :scene, :owner, :now)"
-                " ON CONFLICT (job_id) DO UPDATE SET state = excluded.state,"
-                " scene = excluded.scene, reason = NULL, backend = excluded.backend,"
-                " model = NULL, seconds = 0, writer_id = NULL, lease_expires_at = NULL,"
-                " updated_at = excluded.updated_at",
+                _SET_SCENE,
                 {
                     "job_id": job_id,
-                    "edited": SceneState.EDITED.value,
+                    "state": SceneState.EDITED.value,
                     "scene": text,
-                    "owner": OWNER,
+                    "backend": OWNER,
                     "now": now,
                 },
             )
@@ -303,16 +298,10 @@ class Scenes:
 
         def inherit(db: sqlite_utils.Database) -> bool:
             cursor = db.execute(
-                "INSERT INTO scenes (job_id, state, scene, backend, updated_at)"
-                " VALUES (:job_id, :ready, :scene, :backend, :now)"
-                " ON CONFLICT (job_id) DO UPDATE SET state = excluded.state,"
-                " scene = excluded.scene, reason = NULL, backend = excluded.backend,"
-                " model = NULL, seconds = 0, writer_id = NULL, lease_expires_at = NULL,"
-                " updated_at = excluded.updated_at"
-                f" WHERE scenes.state = '{SceneState.WRITING.value}'",
+                _SET_SCENE + f" WHERE scenes.state = '{SceneState.WRITING.value}'",
                 {
                     "job_id": job_id,
-                    "ready": SceneState.READY.value,
+                    "state": SceneState.READY.value,
                     "scene": text,
                     "backend": backend,
                     "now": now,
@@ -433,3 +422,14 @@ _NEXT_TO_WRITE = f"""
 """
 """The next job whose scene nobody is writing: running jobs first (their worker waits),
 then waiting ones in the fair order, one round of it at a time."""
+
+_SET_SCENE = (
+    "INSERT INTO scenes (job_id, state, scene, backend, updated_at)"
+    " VALUES (:job_id, :state, :scene, :backend, :now)"
+    " ON CONFLICT (job_id) DO UPDATE SET state = excluded.state,"
+    " scene = excluded.scene, reason = NULL, backend = excluded.backend,"
+    " model = NULL, seconds = 0, writer_id = NULL, lease_expires_at = NULL,"
+    " updated_at = excluded.updated_at"
+)
+"""A job's scene decided outside the scene writers (its owner's, or its drafts'); any claim
+on it is dropped."""
