@@ -4,7 +4,9 @@ Vary N a new grid near it; the grid's buttons and reactions work after a restart
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from pipeline.drafts import draft_seeds
 from pipeline.encode import read_frames
 from tests.bot_harness import Reel, probe_mp4
 from tests.broker_harness import BOTH_MODES
-from tests.fakediscord import Message
+from tests.fakediscord import Message, User
 
 DRAFT_WIDTH, DRAFT_HEIGHT = 64, 32
 """The tiny model's drafts at 16:9 (half its 112x64 clips, in multiples of 16)."""
@@ -100,3 +102,83 @@ async def test_create_posts_drafts_render_posts_a_clip_and_vary_a_new_grid(
     varied = await grid_message(reel, vary.id)
     assert grid_ids(vary.id) <= set(varied.custom_ids())
     assert probe_mp4(varied.attachments[0].data, tmp_path).width == 2 * DRAFT_WIDTH
+
+
+async def test_a_grids_buttons_work_after_a_restart(reel: Reel) -> None:
+    async with reel.bot_running(), reel.worker_running():
+        _, drafts = await reel.create("a paper boat on a pond", seed=5)
+        grid = await grid_message(reel, drafts.id)
+        await reel.delivered(drafts.id)
+
+    async with reel.bot_running(), reel.worker_running():
+        render = await click(reel, grid, f"draft:{drafts.id}:render:1")
+        vary = await click(reel, grid, f"draft:{drafts.id}:vary:4")
+        clip = await reel.clip_message(render.id)
+        await grid_message(reel, vary.id)
+        # A rendered clip's Retry renders the same draft again, with a new seed.
+        again = await click(reel, clip, f"job:{render.id}:retry")
+    assert (again.kind, again.parent_id, again.request.draft) == (JobKind.RENDER, drafts.id, 1)
+    assert again.request.seed is None
+
+
+async def test_reactions_on_a_grid_make_new_drafts_and_delete_it(running_reel: Reel) -> None:
+    reel, fake = running_reel, running_reel.fake
+    _, drafts = await reel.create("a red kite over hills")
+    grid = await grid_message(reel, drafts.id)
+    await reel.delivered(drafts.id)  # reactions find the grid's job once it is recorded
+
+    await fake.react(grid, "🔁", user=fake.bob)
+    again = await made_from(reel, drafts.id)
+    assert (again.kind, again.user_id, again.request.seed) == (JobKind.DRAFTS, fake.bob.id, None)
+
+    await fake.react(grid, "❌", user=fake.alice)
+    await fake.wait_for(lambda: fake.message(grid.id).deleted or None, timeout=30)
+
+
+async def made_from(reel: Reel, parent_id: int) -> Job:
+    """The first job made from ``parent_id``, once there is one."""
+    async with asyncio.timeout(30):
+        async for job in reel.queue.changes(since=0, poll_interval=0.05):
+            if job.parent_id == parent_id:
+                return job
+    raise AssertionError(f"no job was made from {parent_id}")
+
+
+async def test_the_option_then_the_user_then_the_server_decide_on_drafts(reel: Reel) -> None:
+    fake = reel.fake
+
+    async def kind_of(user: User, **options: Any) -> JobKind:
+        _, job = await reel.create("a quiet harbour", user=user, **options)
+        return job.kind
+
+    async with reel.bot_running():
+        assert await kind_of(fake.alice) is JobKind.DRAFTS
+        assert await kind_of(fake.alice, drafts=False) is JobKind.CREATE
+        saved = await fake.invoke("settings", {"drafts": False}, user=fake.alice)
+        assert "renders your clip straight away" in (await saved.response()).content
+        assert await kind_of(fake.alice) is JobKind.CREATE
+        assert await kind_of(fake.alice, drafts=True) is JobKind.DRAFTS
+
+        off = await fake.invoke("admin drafts", {"first": "off"}, user=fake.carol)
+        assert "renders clips straight away" in (await off.response()).content
+        assert await kind_of(fake.bob) is JobKind.CREATE
+        await (await fake.invoke("settings", {"drafts": True}, user=fake.bob)).response()
+        assert await kind_of(fake.bob) is JobKind.DRAFTS
+        # A model that cannot make drafts renders at once, whatever anyone chose.
+        assert await kind_of(fake.bob, model="ltx-video") is JobKind.CREATE
+
+        back = await fake.invoke("admin drafts", {"first": "default"}, user=fake.carol)
+        assert "(the bot's default)" in (await back.response()).content
+        assert await kind_of(fake.dave) is JobKind.DRAFTS
+
+
+async def test_drafts_count_against_the_users_limits(reel: Reel) -> None:
+    fake = reel.fake
+    await reel.queue.set_limits(user_id=fake.alice.id, waiting=1, running=None, daily=None)
+    async with reel.bot_running():
+        _, drafts = await reel.create("a snowy owl")
+        assert drafts.kind is JobKind.DRAFTS
+        refused = await fake.invoke("create", {"prompt": "a snowy fox"}, user=fake.alice)
+        answer = (await refused.response()).content
+    assert answer.startswith("You already have 1 clip waiting")
+    assert [job.id for job in await reel.queue.user_jobs(fake.alice.id)] == [drafts.id]
