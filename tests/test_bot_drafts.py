@@ -15,12 +15,15 @@ from PIL import Image
 from bot.settings import Settings
 from jobqueue.clipfiles import draft_path
 from jobqueue.models import Job, JobKind
+from pipeline.clip import ModelChoice
 from pipeline.drafts import draft_seeds
 from pipeline.encode import read_frames
 from tests.bot_harness import Reel, probe_mp4
 from tests.broker_harness import BOTH_MODES
 from tests.fakediscord import Message, User
+from tests.scene_writing import SlowRewriter, scene_writer_running
 
+SCENE = "A lighthouse on a black cliff at dusk, its beam sweeping over a violet sea."
 DRAFT_WIDTH, DRAFT_HEIGHT = 64, 32
 """The tiny model's drafts at 16:9 (half its 112x64 clips, in multiples of 16)."""
 
@@ -182,3 +185,21 @@ async def test_drafts_count_against_the_users_limits(reel: Reel) -> None:
         answer = (await refused.response()).content
     assert answer.startswith("You already have 1 clip waiting")
     assert [job.id for job in await reel.queue.user_jobs(fake.alice.id)] == [drafts.id]
+
+
+async def test_a_render_is_made_from_its_drafts_scene(reel: Reel) -> None:
+    prompt = "a lighthouse at dusk"
+    rewriter = SlowRewriter(0.0, scripted={prompt: SCENE})
+    settings = reel.settings
+    models = ModelChoice(models_dir=settings.models_dir, t2v_model="tiny", i2v_model="tiny-i2v")
+    writing = scene_writer_running(
+        settings.database_path, clips_dir=settings.clips_dir, models=models, rewriter=rewriter
+    )
+    async with reel.bot_running(), writing, reel.worker_running():
+        _, drafts = await reel.create(prompt, enhance=True)
+        grid = await grid_message(reel, drafts.id)
+        render = await click(reel, grid, f"draft:{drafts.id}:render:3")
+        await reel.clip_message(render.id)
+        rendered = await reel.delivered(render.id)
+    assert rendered.rewritten_prompt == SCENE
+    assert rewriter.asked == [prompt]  # the scene writer was not asked again for the render
