@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Sequence
+from typing import TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from jobqueue.cli import DEFAULT_LOG_LEVEL, EXIT_INTERRUPTED, configure_logging
 
@@ -19,15 +24,37 @@ __all__ = [
     "EXIT_BAD_REQUEST",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "BadSetting",
     "build_parser",
     "log_level",
     "main",
+    "read_settings",
 ]
 
 SUBCOMMANDS = ("run", "worker", "rewriter", "generate", "rewrite", "web", "verify")
 EXIT_FAILED = 1
 EXIT_BAD_REQUEST = 2
 """The command was asked for something it cannot do (a bad option or setting)."""
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class BadSetting(Exception):
+    """A setting in the environment or ``.env`` is not valid; ``str(error)`` names it."""
+
+
+def read_settings(kind: type[SettingsT]) -> SettingsT:
+    """``kind`` read from the environment and ``.env``; raises :class:`BadSetting`."""
+    try:
+        return kind()
+    except ValidationError as exc:
+        raise BadSetting(invalid_setting(exc)) from exc
+
+
+def invalid_setting(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "a setting"
+    return f"The setting {name} is not valid: {first['msg']}."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +79,6 @@ def log_level(args: argparse.Namespace) -> str:
 
 def configured_log_level() -> str | None:
     """REELBOT_LOG_LEVEL from the environment or ``.env``, when it is set."""
-    from pydantic import ValidationError
-
     from jobqueue.settings import CoreSettings
 
     try:
@@ -68,5 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(log_level(args))
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except BadSetting as bad:
+        sys.stderr.write(f"{bad}\n")
+        return EXIT_BAD_REQUEST
     return code

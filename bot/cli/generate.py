@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, EXIT_INTERRUPTED
+from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, EXIT_INTERRUPTED, read_settings
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         _quiet_libraries()
     try:
-        return generate_clip(args, CoreSettings(), out=sys.stdout, err=sys.stderr)
+        return generate_clip(args, read_settings(CoreSettings), out=sys.stdout, err=sys.stderr)
     except KeyboardInterrupt:
         sys.stderr.write("Stopped.\n")
         return EXIT_INTERRUPTED

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
-from bot.cli import EXIT_BAD_REQUEST, EXIT_INTERRUPTED
+from bot.cli import EXIT_BAD_REQUEST, EXIT_INTERRUPTED, read_settings
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, UnidentifiedImageError) as exc:
             sys.stderr.write(f"Cannot read the picture {args.image}: {exc}\n")
             return EXIT_BAD_REQUEST
-    config = rewriter_config(CoreSettings(), backend=args.backend, model=args.model)
+    config = rewriter_config(read_settings(CoreSettings), backend=args.backend, model=args.model)
     if args.timeout is not None:
         config = dataclasses.replace(config, timeout_s=args.timeout)
     try:

@@ -26,11 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.cli import EXIT_BAD_REQUEST
+    from bot.cli import EXIT_BAD_REQUEST, read_settings
     from jobqueue.scene_cli import run_scene_writer
     from jobqueue.settings import CoreSettings
 
-    settings = CoreSettings()
+    settings = read_settings(CoreSettings)
     if settings.rewriter == "off":
         sys.stderr.write(NOTHING_TO_WRITE + "\n")
         return EXIT_BAD_REQUEST

@@ -6,9 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from pydantic import ValidationError
-
-from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED
+from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, read_settings
 from bot.settings import Settings
 
 NO_TOKEN = (
@@ -36,11 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        sys.stderr.write(invalid_setting(exc) + "\n")
-        return EXIT_BAD_REQUEST
+    settings = read_settings(Settings)
     if not settings.discord_token.strip():
         sys.stderr.write(NO_TOKEN + "\n")
         return EXIT_BAD_REQUEST
@@ -63,9 +57,3 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{exc}\n")
         return EXIT_BAD_REQUEST
     return 0
-
-
-def invalid_setting(error: ValidationError) -> str:
-    first = error.errors()[0]
-    name = ".".join(str(part) for part in first["loc"]) or "a setting"
-    return f"The setting {name} is not valid: {first['msg']}."

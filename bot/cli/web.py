@@ -9,10 +9,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED
-from bot.cli.run import invalid_setting
+from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, read_settings
 
 if TYPE_CHECKING:
     from bot.web.settings import WebSettings
@@ -41,11 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     from bot.web.settings import WebSettings
 
-    try:
-        settings = WebSettings()
-    except ValidationError as exc:
-        sys.stderr.write(invalid_setting(exc) + "\n")
-        return EXIT_BAD_REQUEST
+    settings = read_settings(WebSettings)
     host = args.host or settings.web_host
     port = settings.web_port if args.port is None else args.port
     if port == 0:

@@ -19,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.cli import read_settings
     from jobqueue.cli import run_worker
     from jobqueue.settings import CoreSettings
 
-    return run_worker(args, CoreSettings(), err=sys.stderr)
+    return run_worker(args, read_settings(CoreSettings), err=sys.stderr)
