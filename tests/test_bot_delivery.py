@@ -3,7 +3,13 @@ messages deleted under the bot, channels closed to clips, and where commands are
 
 from __future__ import annotations
 
-from jobqueue.models import JobKind, JobRequest
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+
+from jobqueue.models import Job, JobKind, JobRequest
 from tests.bot_harness import Reel
 
 
@@ -60,3 +66,37 @@ async def test_commands_are_synced_globally_without_guilds(reel: Reel) -> None:
         names = {command["name"] for command in reel.fake.registered_commands()}
     assert "create" in names
     assert reel.fake.registered_commands(reel.fake.guild) == []
+
+
+async def test_a_delivery_that_fails_twice_is_retried_until_the_clip_is_up(
+    reel: Reel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discord refusing the post, then the queue failing a read, still ends with the clip up."""
+    async with reel.bot_running() as bot:
+        cog = bot.get_cog("Delivery")
+        assert cog is not None
+        # discord.py loads each extension as a module object of its own.
+        monkeypatch.setattr(sys.modules[type(cog).__module__], "RETRY_AFTER_S", 0.2)
+        finish, read = cog.finish, bot.queue.get
+        failures = {"finish": 1, "read": 1}
+
+        async def finish_failing_once(*args: Any) -> None:
+            if failures["finish"]:
+                failures["finish"] -= 1
+                raise RuntimeError("Discord had a bad moment")
+            await finish(*args)
+
+        async def read_failing_once_in_a_retry(job_id: int) -> Job | None:
+            task = asyncio.current_task()
+            if failures["read"] and task is not None and task.get_name().startswith("retry-"):
+                failures["read"] -= 1
+                raise RuntimeError("database is locked")
+            return await read(job_id)
+
+        monkeypatch.setattr(cog, "finish", finish_failing_once)
+        monkeypatch.setattr(bot.queue, "get", read_failing_once_in_a_retry)
+        _, job = await reel.create("a paper boat")
+        async with reel.worker_running():
+            await reel.clip_message(job.id)
+            await reel.delivered(job.id)
+    assert failures == {"finish": 0, "read": 0}

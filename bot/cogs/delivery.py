@@ -114,6 +114,7 @@ class Delivery(commands.Cog):
         self.on_board: set[int] = set()
         self.deliveries: dict[int, asyncio.Task[None]] = {}
         self.retries: dict[int, asyncio.TimerHandle] = {}
+        self.retrying: set[asyncio.Task[None]] = set()
         self.check_history: set[int] = set()
         self.changed = asyncio.Event()
         self.main: asyncio.Task[None] | None = None
@@ -130,6 +131,8 @@ class Delivery(commands.Cog):
                 await self.main
         for handle in self.retries.values():
             handle.cancel()
+        for retrying in set(self.retrying):
+            retrying.cancel()
         # Deliveries still waiting for the channel's budget have written nothing: stop them.
         await self.writes.close()
         if self.deliveries:
@@ -329,11 +332,23 @@ class Delivery(commands.Cog):
 
     def retry_later(self, job_id: int) -> None:
         self.retries[job_id] = asyncio.get_running_loop().call_later(
-            RETRY_AFTER_S, lambda: asyncio.create_task(self.retry(job_id))
+            RETRY_AFTER_S, self.start_retry, job_id
         )
 
+    def start_retry(self, job_id: int) -> None:
+        self.retries.pop(job_id, None)
+        task = asyncio.create_task(self.retry(job_id), name=f"retry-{job_id}")
+        self.retrying.add(task)
+        task.add_done_callback(self.retrying.discard)
+
     async def retry(self, job_id: int) -> None:
-        job = await self.bot.queue.get(job_id)
+        try:
+            job = await self.bot.queue.get(job_id)
+        except Exception:
+            # A finished job must not wait for a restart because one read failed.
+            log.exception("could not read job %s to deliver it; retrying later", job_id)
+            self.retry_later(job_id)
+            return
         if job is not None and job.status.is_terminal and job.delivered_at is None:
             self.deliver_soon(job)
 
