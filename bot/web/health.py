@@ -9,6 +9,7 @@ bot runs, inside ``reelbot run``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from typing import Any
 
 from jobqueue.models import WorkerInfo
 from jobqueue.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
 
 WRITE_TIMEOUT_S = 5.0
 
@@ -72,8 +75,10 @@ class HealthCheck:
     async def _database(self) -> CheckResult:
         try:
             await asyncio.wait_for(self.telemetry.probe_write(), WRITE_TIMEOUT_S)
-        except Exception as exc:
-            return CheckResult("database", False, f"cannot write: {exc!r}")
+        except Exception:
+            # /healthz is public: the error's text (paths, SQL) goes to the log only.
+            log.exception("health check: the database cannot be written")
+            return CheckResult("database", False, "cannot write (the log says why)")
         return CheckResult("database", True, "writable")
 
     async def _workers(self) -> CheckResult:
