@@ -98,7 +98,7 @@ async def test_control_characters_are_removed_and_the_clip_is_made(
         pytest.param(
             {"prompt": "a cat", "model": "/etc"},
             "The model '/etc' cannot make this clip; choose one of"
-            " wan2.1-t2v-1.3b, ltx-video, tiny.",
+            " wan2.1-t2v-1.3b, wan2.1-t2v-1.3b-fast, ltx-video, tiny.",
             id="model",
         ),
     ],
