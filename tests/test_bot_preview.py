@@ -1,6 +1,7 @@
 """Live previews through the real bot against the fake Discord (rate limits on): while a clip
 renders, its status message's attachment is the clip forming, replaced as it changes; the
-finished clip takes its place and no preview is left anywhere."""
+finished clip takes its place and no preview is left anywhere. In a busy channel, where jobs
+have no status message, the requester's private reply shows it instead."""
 
 from __future__ import annotations
 
@@ -16,18 +17,22 @@ from jobqueue.models import Job, JobKind, JobRequest
 from pipeline.preview import PreviewOptions
 from tests.bot_harness import Reel
 from tests.broker_harness import BOTH_MODES
-from tests.fakediscord import Message
+from tests.fakediscord import InteractionHandle, Message
 
-STEPS = 40
-"""Long enough on the tiny model for a few progress edits, each with a newer preview."""
+STEPS, FRAMES = 50, 81
+"""With ``hd``, the largest clip the tiny model makes: seconds of rendering even on a fast
+machine, so a few progress edits."""
+EDIT_EVERY_S = 1.0
+"""Progress edits paced so the channel's edit budget (three updates in five seconds) spans
+the render rather than its first second."""
 PREVIEWS = PreviewOptions(every_steps=2, min_seconds=0.2, width=96)
 
 
-async def submit(reel: Reel, *, steps: int = STEPS) -> Job:
+async def submit(reel: Reel) -> Job:
     fake = reel.fake
     return await reel.queue.submit(
         JobKind.CREATE,
-        JobRequest(prompt="a lighthouse at dusk", seed=3, steps=steps),
+        JobRequest(prompt="a lighthouse at dusk", seed=3, steps=STEPS, frames=FRAMES, hd=True),
         user_id=fake.alice.id,
         guild_id=fake.guild.id,
         channel_id=fake.general.id,
@@ -48,6 +53,7 @@ def previews_shown(message: Message) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_the_status_message_shows_the_clip_forming_then_the_clip(reel: Reel) -> None:
     fake = reel.fake
+    reel.settings = reel.settings.model_copy(update={"progress_edit_seconds": EDIT_EVERY_S})
     async with reel.bot_running(), reel.worker_running(preview=PREVIEWS):
         job = await submit(reel)
         clip = await reel.clip_message(job.id)
@@ -70,11 +76,37 @@ async def test_the_status_message_shows_the_clip_forming_then_the_clip(reel: Ree
     assert not preview_path(reel.settings.clips_dir, job.id).exists()
 
 
-async def test_no_preview_when_previews_are_off(reel: Reel) -> None:
+async def test_in_a_busy_channel_the_preview_goes_to_the_requesters_own_reply(reel: Reel) -> None:
     fake = reel.fake
-    async with reel.bot_running(), reel.worker_running(preview=None):
-        job = await submit(reel, steps=12)
-        await reel.clip_message(job.id)
-        done = await reel.delivered(job.id)
-    assert done.status_message_id is not None
-    assert previews_shown(fake.message(done.status_message_id)) == []
+    # Every job is listed on the queue board: none has a status message of its own.
+    busy = {"queue_board_from_jobs": 1, "private_update_seconds": 0.3}
+    reel.settings = reel.settings.model_copy(update=busy)
+    async with reel.bot_running():
+        handle, job = await reel.create("a lighthouse at dusk")
+        await made_long(reel, job.id)
+        async with reel.worker_running(preview=PREVIEWS):
+            done = await reel.delivered(job.id)
+            reply = await fake.wait_for(lambda: ready_reply(handle), timeout=30)
+
+    assert done.status_message_id is None
+    assert previews_shown(reply), "the requester should have seen the clip forming"
+    assert PREVIEW_NAME not in [attachment.filename for attachment in reply.attachments]
+    for message in fake.channel_messages(fake.general):
+        assert previews_shown(message) == []
+
+
+async def made_long(reel: Reel, job_id: int) -> None:
+    """Make the waiting job ``job_id`` a long render, as a server's own preset would (/create
+    has no steps option, and the tiny model's clips take two)."""
+    await reel.queue.db.write(
+        lambda db: db.execute(
+            "UPDATE jobs SET request = json_set(request, '$.steps', ?, '$.frames', ?) WHERE id = ?",
+            [STEPS, FRAMES, job_id],
+        )
+    )
+
+
+def ready_reply(handle: InteractionHandle) -> Message | None:
+    """The requester's private reply once it links to the finished clip."""
+    reply = handle.original
+    return reply if reply is not None and "ready" in reply.content else None
