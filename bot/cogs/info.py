@@ -19,13 +19,17 @@ if TYPE_CHECKING:
 DAY_S = 24 * 3600
 
 HELP = (
-    ("/create prompt", "Make a clip from a text prompt. Options: negative prompt, aspect,"
-     " duration, seed, enhance (let a language model expand the prompt), model."),
+    ("/create prompt", "Make a clip from a text prompt: first four quick drafts to choose from."
+     " Options: negative prompt, aspect, duration, seed, enhance (let a language model expand"
+     " the prompt), model, drafts (False: the clip at once)."),
     ("/animate image prompt", "Make a clip that starts from your picture."),
     ("/queue", "See your clips in the queue, their place in line and when they should start."),
     ("/cancel [job]", "Cancel a clip that is waiting or being made (your latest by default)."),
-    ("/settings", "Set your default aspect and whether prompts are enhanced."),
+    ("/settings", "Set your default aspect, whether prompts are enhanced and whether /create"
+     " makes drafts first."),
     ("/info", "See how many clips you made today and your limits."),
+    ("Buttons under drafts", "Render 1-4: the full clip from that draft · Vary 1-4: four new"
+     " drafts near it · 🔁 New drafts · 🗑️ Delete."),
     ("Buttons under a clip", "🔁 Retry with a new seed · ✏️ Remix the prompt · ➕ Extend from the"
      " last frame · ⬆️ HD (same seed, higher quality) · 🗑️ Delete (yours, or as a moderator)."),
     ("Reactions on a clip", "🔁 retry · ❌ delete (yours, or as a moderator) · ✉️ get the clip's"
