@@ -15,6 +15,7 @@ from PIL import Image
 from bot.settings import Settings
 from jobqueue.clipfiles import draft_path
 from jobqueue.models import Job, JobKind
+from jobqueue.safety import Verdict
 from pipeline.clip import ModelChoice
 from pipeline.drafts import draft_seeds
 from pipeline.encode import read_frames
@@ -108,10 +109,11 @@ async def test_create_posts_drafts_render_posts_a_clip_and_vary_a_new_grid(
 
 
 async def test_a_grids_buttons_work_after_a_restart(reel: Reel) -> None:
-    async with reel.bot_running(), reel.worker_running():
+    async with reel.bot_running(), reel.worker_running(safety=True):
         _, drafts = await reel.create("a paper boat on a pond", seed=5)
         grid = await grid_message(reel, drafts.id)
-        await reel.delivered(drafts.id)
+        done = await reel.delivered(drafts.id)
+    assert done.safety_verdict == Verdict.SAFE  # the output safety check looked at the grid
 
     async with reel.bot_running(), reel.worker_running():
         render = await click(reel, grid, f"draft:{drafts.id}:render:1")
