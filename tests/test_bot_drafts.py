@@ -13,12 +13,15 @@ import pytest
 from PIL import Image
 
 from bot.settings import Settings
+from jobqueue.broker.wire import Outcome
 from jobqueue.clipfiles import draft_path
 from jobqueue.models import Job, JobKind
 from jobqueue.safety import Verdict
 from pipeline.clip import ModelChoice
 from pipeline.drafts import draft_seeds
 from pipeline.encode import read_frames
+from pipeline.presets import PRESETS
+from pipeline.request import ClipRequest, resolve_request
 from tests.bot_harness import Reel, probe_mp4
 from tests.broker_harness import BOTH_MODES
 from tests.fakediscord import Message, User
@@ -205,3 +208,33 @@ async def test_a_render_is_made_from_its_drafts_scene(reel: Reel) -> None:
         rendered = await reel.delivered(render.id)
     assert rendered.rewritten_prompt == SCENE
     assert rewriter.asked == [prompt]  # the scene writer was not asked again for the render
+
+
+def test_a_remote_workers_drafts_land_only_beside_their_grid(tmp_path: Path) -> None:
+    request = resolve_request(PRESETS["tiny"], ClipRequest("a cat", seed=1))
+    sent = Outcome(
+        "done",
+        clip=b"grid",
+        poster=b"poster",
+        encoded={"size_bytes": 4, "width": 128, "height": 64, "frames": 9, "fps": 16}
+        | {"quality": 20, "seconds": 0.1},
+        request={name: value for name, value in vars(request).items() if name != "start_image"},
+        prompt={"text": "a cat"},
+        beside={
+            "-1.mp4": b"draft 1",
+            "-2.latents.npz": b"latents 2",
+            "/../../elsewhere.mp4": b"x",
+            "-5.mp4": b"y",
+        },
+    )
+    received = Outcome.from_result(sent.to_result(limit=2**20))
+    received.made_at(tmp_path / "partial" / "7-w.mp4")
+    written = {
+        path.relative_to(tmp_path).as_posix(): path.read_bytes() for path in tmp_path.rglob("*.*")
+    }
+    assert written == {
+        "partial/7-w.mp4": b"grid",
+        "partial/7-w.jpg": b"poster",
+        "partial/7-w-1.mp4": b"draft 1",
+        "partial/7-w-2.latents.npz": b"latents 2",
+    }
