@@ -216,8 +216,15 @@ def test_a_remote_workers_drafts_land_only_beside_their_grid(tmp_path: Path) -> 
         "done",
         clip=b"grid",
         poster=b"poster",
-        encoded={"size_bytes": 4, "width": 128, "height": 64, "frames": 9, "fps": 16}
-        | {"quality": 20, "seconds": 0.1},
+        encoded={
+            "size_bytes": 4,
+            "width": 128,
+            "height": 64,
+            "frames": 9,
+            "fps": 16,
+            "quality": 20,
+            "seconds": 0.1,
+        },
         request={name: value for name, value in vars(request).items() if name != "start_image"},
         prompt={"text": "a cat"},
         beside={
