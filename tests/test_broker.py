@@ -105,7 +105,7 @@ async def submit_long(reel: Reel, prompt: str) -> Job:
     fake = reel.fake
     return await reel.queue.submit(
         JobKind.CREATE,
-        JobRequest(prompt=prompt, frames=13, steps=LONG_STEPS, enhance=False),
+        JobRequest(prompt=prompt, frames=81, steps=LONG_STEPS, enhance=False),
         user_id=fake.alice.id,
         guild_id=fake.guild.id,
         channel_id=fake.general.id,
