@@ -2,6 +2,7 @@
 
     python benchmarks/bench_queue.py                 # defaults, about a minute on a laptop
     python benchmarks/bench_queue.py --jobs 5000 --waiting 10000 --users 1000 --tiny-jobs 5
+    python benchmarks/bench_queue.py --broker-jobs 0 # without the broker (no redis-server)
 
 1. Throughput: jobs submitted, claimed and completed through the JobQueue API on one SQLite
    file (the path the bot and workers use: async calls, the writer thread, IMMEDIATE
@@ -12,26 +13,49 @@
    minus the model's own time (denoise and decode, as the generator measures them) and the
    MP4 encode: what is left is the worker's cost (claim, lease, heartbeats, progress
    writes, the moderation check, thread hand-offs, completion).
+4. Dispatch through the broker: a real redis-server (Debian's) on a free port, the bot host's
+   dispatcher, and ``--broker-workers`` remote worker processes whose clips take no time (a
+   few bytes come back): jobs/s from submit to recorded done (target >= 500), and the
+   latency the broker adds to one job, beside the same no-op job made by a worker on the
+   SQLite file (target < 50 ms).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import os
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+# The redis-server helper lives with the tests, which are not an installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobqueue.broker.connection import Broker
+from jobqueue.broker.dispatcher import DispatchConfig, Dispatcher
+from jobqueue.broker.registry import registered_workers
+from jobqueue.broker.remote_worker import RemoteConfig, RemoteWorker
+from jobqueue.broker.routing import Capability
+from jobqueue.broker.wire import Assignment, Outcome
 from jobqueue.db import Database
 from jobqueue.eta import request_key
 from jobqueue.jobs import JobQueue, QueueLimits
 from jobqueue.models import Job, JobKind, JobRequest, JobResult, JobStatus
+from jobqueue.progress import JobTracker
+from jobqueue.runs import JobRuns
 from jobqueue.scheduling import pick_next
-from jobqueue.store import next_version
+from jobqueue.store import count_in_status, next_version
 from jobqueue.worker import Worker, WorkerConfig
-from pipeline.clip import ModelChoice
+from pipeline.clip import ClipMaker, MadeClip, ModelChoice
+from pipeline.rewrite import PromptRewriter
+from tests.redis_server import RedisServer
 
 LEASE = 60.0
 RESULT = JobResult(
@@ -230,6 +254,206 @@ async def worker_overhead(folder: Path, count: int) -> None:
     )
 
 
+# --- dispatch through the broker ---
+
+NOOP_OUTCOME = Outcome(
+    "done",
+    clip=bytes(2048),
+    poster=bytes(256),
+    encoded={"size_bytes": 2048, "width": 832, "height": 480, "frames": 81, "fps": 16,
+             "quality": 20, "seconds": 0.0},
+    request={"model": "m", "prompt": "p", "negative_prompt": "", "aspect": "16:9", "width": 832,
+             "height": 480, "frames": 81, "fps": 16, "seed": 1, "steps": 30, "guidance": 5.0,
+             "hd": False},
+    prompt={"text": "p", "rewritten": None, "note": None},
+)  # fmt: skip
+"""What a no-op job's worker sends back: a few bytes in place of a clip."""
+MODELS = ModelChoice(models_dir=Path("models"), t2v_model="tiny", i2v_model="tiny-i2v")
+
+
+class NoopRemoteWorker(RemoteWorker):
+    """A remote worker whose clips take no time: what is left is the broker's cost."""
+
+    async def _warm_up(self, maker: ClipMaker, rewriter: PromptRewriter) -> None:
+        return None
+
+    async def _outcome(
+        self,
+        saq_job: Any,
+        assignment: Assignment,
+        scratch: Path,
+        maker: ClipMaker,
+        rewriter: PromptRewriter,
+    ) -> Outcome:
+        return NOOP_OUTCOME
+
+
+async def noop_worker_process(broker_url: str, worker_id: str) -> None:
+    """Run one no-op remote worker until SIGTERM (the benchmark starts several)."""
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        config = RemoteConfig(
+            WorkerConfig(clips_dir=Path(tmp), models=MODELS, lease_seconds=LEASE),
+            Capability(),
+            64 * 2**20,
+        )
+        worker = NoopRemoteWorker(broker_url, config=config, worker_id=worker_id)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
+        await worker.run()
+
+
+async def submit_noop(queue: JobQueue, count: int, users: int) -> None:
+    for index in range(count):
+        await queue.submit(
+            JobKind.CREATE,
+            JobRequest(prompt=f"no-op clip {index}", enhance=False),
+            user_id=1 + index % users,
+            guild_id=1,
+            channel_id=2,
+        )
+
+
+async def all_done(queue: JobQueue, count: int) -> None:
+    for _ in itertools.count():
+        if await queue.db.read(lambda db: count_in_status(db, JobStatus.DONE)) >= count:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def wait_registered(broker_url: str, count: int) -> None:
+    broker = await Broker(broker_url).open()
+    try:
+        for _ in itertools.count():
+            if len(await registered_workers(broker.registry)) >= count:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await broker.close()
+
+
+def run_milliseconds(jobs: list[Job]) -> list[float]:
+    """Claim to recorded done of each job."""
+    return [
+        (job.finished_at - job.started_at) * 1000
+        for job in jobs
+        if job.finished_at is not None and job.started_at is not None
+    ]
+
+
+async def broker_round(
+    folder: Path, broker_url: str, jobs: int, users: int, workers: int
+) -> tuple[float, list[Job]]:
+    """Seconds from starting the dispatcher to ``jobs`` no-op jobs recorded done."""
+    queue = await JobQueue.open(folder / "broker.db", limits=ROOMY)
+    try:
+        await submit_noop(queue, jobs, users)
+        config = DispatchConfig(clips_dir=folder / "clips", models=MODELS, lease_seconds=LEASE)
+        started = time.perf_counter()
+        async with Dispatcher(queue, broker_url, config=config):
+            await all_done(queue, jobs)
+            elapsed = time.perf_counter() - started
+        done = [
+            job
+            for user in range(1, users + 1)
+            for job in await queue.user_jobs(user, active_only=False)
+        ]
+    finally:
+        await queue.close()
+    return elapsed, done
+
+
+async def broker_latency(folder: Path, broker_url: str, count: int) -> list[Job]:
+    """``count`` no-op jobs one at a time through one remote worker (the others idle)."""
+    queue = await JobQueue.open(folder / "latency.db", limits=ROOMY)
+    try:
+        config = DispatchConfig(clips_dir=folder / "clips", models=MODELS, lease_seconds=LEASE)
+        async with Dispatcher(queue, broker_url, config=config):
+            for index in range(count):
+                await submit_noop(queue, 1, 1)
+                await all_done(queue, index + 1)
+        return await queue.user_jobs(1, active_only=False)
+    finally:
+        await queue.close()
+
+
+async def local_latency(folder: Path, count: int) -> list[Job]:
+    """The same no-op jobs made by a worker on the SQLite file: claim, run, record."""
+    queue = await JobQueue.open(folder / "local.db", limits=ROOMY)
+    runs = JobRuns(
+        queue, "local", clips_dir=folder / "clips", lease_seconds=LEASE,
+        progress_interval_s=2.0, guard=None,
+    )  # fmt: skip
+
+    async def noop(job: Job, tracker: JobTracker, partial: Path) -> MadeClip:
+        return await asyncio.to_thread(NOOP_OUTCOME.made_at, partial)
+
+    try:
+        await submit_noop(queue, count, 1)
+        while (job := await queue.claim("local", lease_seconds=LEASE)) is not None:
+            await runs.run(job, noop)
+        return await queue.user_jobs(1, active_only=False)
+    finally:
+        await queue.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def broker_dispatch(folder: Path, jobs: int, users: int, workers: int) -> None:
+    (folder / "redis").mkdir()
+    server = RedisServer(folder / "redis")
+    server.start()
+    assert server.process is not None
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--noop-worker",
+            server.url,
+            f"noop-{index}",
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for index in range(workers)
+    ]
+    pids = {"dispatcher": os.getpid(), "redis": server.process.pid}
+    pids.update({f"worker {index}": process.pid for index, process in enumerate(processes)})
+    try:
+        await wait_registered(server.url, workers)
+        # A warm-up round: connections, scripts, the blocklist seeded, imports.
+        await broker_round(folder / "warm", server.url, 50, 5, workers)
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        elapsed, done = await broker_round(folder / "round", server.url, jobs, users, workers)
+        used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        sequential = (await broker_latency(folder / "one", server.url, 101))[1:]
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            await asyncio.wait_for(process.wait(), 60)
+        server.stop()
+    local = (await local_latency(folder / "local", 101))[1:]
+    broker_run = run_milliseconds(sequential)
+    local_run = run_milliseconds(local)
+    waited = [(job.started_at - job.created_at) * 1000 for job in sequential if job.started_at]
+    added = statistics.median(broker_run) - statistics.median(local_run)
+    per_job = {
+        "the dispatcher": used["dispatcher"],
+        "the workers": sum(seconds for name, seconds in used.items() if name.startswith("worker")),
+        "redis-server": used["redis"],
+    }
+    split = ", ".join(f"{name} {seconds / jobs * 1000:.2f}" for name, seconds in per_job.items())
+    print(f"dispatch through Redis (no-op clips, {workers} remote worker processes):")
+    print(f"  {jobs} jobs from {users} users   {jobs / elapsed:6.0f} jobs/s   (target >= 500)")
+    print(f"  CPU per job (ms)       {split}")
+    print(f"  claim to done, remote  {_median_p95(broker_run)}   (one job at a time)")
+    print(f"  claim to done, local   {_median_p95(local_run)}   (a worker on the SQLite file)")
+    print(f"  latency the broker adds {added:6.1f} ms (medians; target < 50 ms)")
+    print(f"  submit to claim        {_median_p95(waited)}   (the dispatcher's poll)")
+    assert len(done) == jobs
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=2000, help="jobs for the throughput run")
@@ -237,11 +461,19 @@ async def main() -> None:
     parser.add_argument("--users", type=int, default=1000, help="users in the backlog")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the throughput run")
     parser.add_argument("--tiny-jobs", type=int, default=8, help="jobs for the overhead run")
+    parser.add_argument("--broker-jobs", type=int, default=2000, help="jobs through the broker")
+    parser.add_argument("--broker-workers", type=int, default=4, help="remote worker processes")
+    parser.add_argument("--noop-worker", nargs=2, metavar=("URL", "ID"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.noop_worker:
+        await noop_worker_process(*args.noop_worker)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp:
         folder = Path(tmp)
         await throughput(folder, args.jobs, args.users // 10 or 1, args.rounds)
         await pick_time(folder, args.waiting, args.users)
+        if args.broker_jobs > 0:
+            await broker_dispatch(folder, args.broker_jobs, 100, args.broker_workers)
         if args.tiny_jobs > 0:
             await worker_overhead(folder, args.tiny_jobs)
 

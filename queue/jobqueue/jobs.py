@@ -326,14 +326,16 @@ class JobQueue:
         *,
         lease_seconds: float,
         can_run: Callable[[Job], bool] | None = None,
+        then: Callable[[sqlite_utils.Database, Job], None] | None = None,
     ) -> Job | None:
         """Start the next job in the fair order, leased to ``worker_id``; None if none may start.
 
-        ``can_run`` limits the choice to the jobs a worker can run (its models and sizes).
+        ``can_run`` limits the choice to the jobs a worker can run (its models and sizes);
+        ``then`` records something with the claimed job in the claim's own transaction.
         """
 
         def claim(db: sqlite_utils.Database) -> Job | None:
-            return claim_next(
+            job = claim_next(
                 db,
                 worker_id=worker_id,
                 lease_seconds=lease_seconds,
@@ -341,6 +343,9 @@ class JobQueue:
                 now=time.time(),
                 can_run=can_run,
             )
+            if job is not None and then is not None:
+                then(db, job)
+            return job
 
         return await self.db.write(claim)
 

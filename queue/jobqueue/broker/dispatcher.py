@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import saq
+import sqlite_utils
 from saq.job import Status
 
 from jobqueue.broker.connection import BROKER_ERRORS, Broker, RateLimitedLog
@@ -46,6 +47,7 @@ from jobqueue.broker.records import (
     NoteChange,
     dispatch_key,
     inputs_key,
+    sent,
 )
 from jobqueue.broker.registry import WorkerAd, registered_workers
 from jobqueue.broker.routing import Capability, Need, anyone_can_run, need_of
@@ -55,7 +57,7 @@ from jobqueue.clipjob import draft_to_start, job_model
 from jobqueue.jobs import JobQueue
 from jobqueue.leases import live_workers
 from jobqueue.models import Job, JobKind, JobStatus, Stage
-from jobqueue.moderation import Moderation
+from jobqueue.moderation import BlockRule, Moderation
 from jobqueue.progress import JobTracker
 from jobqueue.runs import JobRuns, Ready, WorkerLost, before_clip
 from jobqueue.safety import OutputGuard, OutputVerdict, SafetyPolicy
@@ -82,6 +84,13 @@ JANITOR_EVERY_S = 5.0
 RESULT_TTL_S = 3600
 """How long the broker keeps an answer or an inputs record the bot has not collected."""
 STALE_FORGET_S = 86400.0
+SETTLED_AFTER_S = 60.0
+RULES_FRESH_S = 1.0
+"""How long a server's blocklist and safety policy are sent without being read again."""
+KEEP_SMALL_ANSWER_BYTES = 256 * 1024
+"""An answer smaller than this (a sentence, a tiny clip) is left to expire in the broker: two
+round trips to drop it cost more than it takes up for an hour."""
+"""An attempt sent this long ago that no longer holds its job has been settled (its row goes)."""
 NEVER = 2**31 - 1
 """``scheduled`` of an inputs record: a time no worker ever runs it at (it only holds bytes)."""
 SCENE_WAIT_MARGIN_S = 30.0
@@ -157,6 +166,8 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._down_log = RateLimitedLog()
         self._safety_status: dict[str, Any] | None = None
+        self._rules: dict[int | None, tuple[float, tuple[BlockRule, ...], SafetyPolicy]] = {}
+        self._needs: dict[int, Need] = {}
         self._opened = False
 
     async def __aenter__(self) -> Dispatcher:
@@ -180,6 +191,20 @@ class Dispatcher:
 
     def registered(self, worker_id: str) -> bool:
         return worker_id in self._ads
+
+    async def server_rules(
+        self, guild_id: int | None
+    ) -> tuple[tuple[BlockRule, ...], SafetyPolicy]:
+        """The server's blocklist and safety policy, read at most once a second: the jobs of
+        a burst go out without a database read each."""
+        now = time.monotonic()
+        cached = self._rules.get(guild_id)
+        if cached is not None and now - cached[0] < RULES_FRESH_S:
+            return cached[1], cached[2]
+        rules = tuple(await self.moderation.blocklist_list(guild_id))
+        policy = await self.guard.policies.policy(guild_id)
+        self._rules[guild_id] = (now, rules, policy)
+        return rules, policy
 
     def wake(self) -> None:
         self._wake.set()
@@ -242,16 +267,21 @@ class Dispatcher:
     async def _dispatch(self) -> None:
         if not self.reachable:
             return
-        for ad in list(self._ads.values()):
-            if ad.stopping or ad.worker_id in self._running or self._went_silent(ad):
-                continue
-            waiting = await self.queue.db.read(lambda db: count_in_status(db, JobStatus.QUEUED))
-            if waiting == 0:
-                return
+        free = [
+            ad
+            for ad in self._ads.values()
+            if not (ad.stopping or ad.worker_id in self._running or self._went_silent(ad))
+        ]
+        if not free or not await self.queue.db.read(
+            lambda db: count_in_status(db, JobStatus.QUEUED)
+        ):
+            return
+        for ad in free:
             job = await self.queue.claim(
                 ad.worker_id,
                 lease_seconds=self.config.lease_seconds,
                 can_run=self._can_run(ad.capability),
+                then=_records_sending(ad),
             )
             if job is not None:
                 self._start(RemoteRun(self, ad.worker_id, ad.queue, job), job)
@@ -262,8 +292,19 @@ class Dispatcher:
         self._silent.pop(ad.worker_id, None)
         return False
 
-    def _can_run(self, capability: Capability) -> Callable[[Job], bool]:
-        return lambda job: capability.can_run(need_of(job, self.config.models))
+    def _can_run(self, capability: Capability) -> Callable[[Job], bool] | None:
+        """The claim's filter for a worker (None for one that runs anything: the plain fair
+        pick, one index seek)."""
+        if capability.serves_anything:
+            return None
+        return lambda job: capability.can_run(self._need(job))
+
+    def _need(self, job: Job) -> Need:
+        """What ``job`` needs (its request never changes: worked out once per job)."""
+        need = self._needs.get(job.id)
+        if need is None:
+            need = self._needs[job.id] = need_of(job, self.config.models)
+        return need
 
     def _start(self, run: RemoteRun, job: Job) -> None:
         task = asyncio.create_task(self._run_one(run, job), name=f"remote-job-{job.id}")
@@ -305,20 +346,21 @@ class Dispatcher:
 
     async def _settle(self, run: RemoteRun) -> None:
         """Drop a finished attempt's bytes from the broker; an attempt given up while its
-        worker may still be at it becomes stale (aborted, its answer thrown away)."""
+        worker may still be at it becomes stale (aborted, its answer thrown away). A settled
+        attempt's row goes in the janitor's next sweep, not in a write of its own."""
         if not run.sent:
             return
         try:
             queue = await self.broker.queue(run.queue_name)
-            found = await queue.job(run.key)
+            found = run.last_seen if run.ended else await queue.job(run.key)
             if found is not None and found.status not in saq.job.TERMINAL_STATUSES:
                 await queue.abort(found, "given up by the bot")
                 await self.records.mark(run.key, DispatchState.STALE)
                 return
-            if found is not None and found.result is not None:
+            if found is not None and _is_large(found.result):
                 await queue.finish(found, found.status, result=None, error=found.error)
-            await self._drop_inputs(queue, run.key)
-            await self.records.forget(run.key)
+            if run.sent_inputs:
+                await self._drop_inputs(queue, run.key)
         except BROKER_ERRORS:
             await self.records.mark(run.key, DispatchState.STALE)
 
@@ -333,6 +375,7 @@ class Dispatcher:
             if not self.reachable:
                 continue
             try:
+                await self.records.forget_settled(before=time.time() - SETTLED_AFTER_S)
                 for dispatch in await self.records.in_state(DispatchState.STALE):
                     await self._clean_up(dispatch)
             except BROKER_ERRORS:
@@ -376,11 +419,13 @@ class Dispatcher:
         now = time.time()
         changes: list[NoteChange] = []
         for job in jobs:
-            need = need_of(job, self.config.models)
+            need = self._need(job)
             change = self._note_for(job, need, capabilities, since.get(job.id), now=now)
             if change is not None:
                 changes.append(change)
         await self.records.apply_notes(changes)
+        waiting = {job.id for job in jobs}
+        self._needs = {job_id: need for job_id, need in self._needs.items() if job_id in waiting}
 
     async def _live_capabilities(self) -> list[Capability]:
         local = await self.queue.db.read(
@@ -451,7 +496,12 @@ class RemoteRun:
         self._touched: int | None = None
         self._touched_seen = time.monotonic()
         self._last_seen: tuple[Status, int] | None = None
-        self._wait_s = FIRST_POLL_S
+        self._wait_s = FIRST_POLL_S / 2
+        self.sent_inputs = sent
+        """Whether an inputs record went out (after a restart: perhaps)."""
+        self.last_seen: saq.Job | None = None
+        """The SAQ job as last read; ``ended``: it had finished, one way or another."""
+        self.ended = False
         self._preview_number = 0
 
     async def judge(self, job: Job, made: MadeClip) -> OutputVerdict | None:
@@ -483,30 +533,24 @@ class RemoteRun:
             wait_s=config.scene_wait_s,
         )
         self.ready = ready
-        inputs = await asyncio.to_thread(_read_inputs, job, config.clips_dir)
+        inputs = Inputs()
+        if _has_inputs(job):
+            inputs = await asyncio.to_thread(_read_inputs, job, config.clips_dir)
+        rules, policy = await dispatcher.server_rules(job.guild_id)
         assignment = Assignment(
             job=job,
             attempt=self.attempt,
             model=job_model(job, config.models),
             max_bytes=config.max_upload_bytes,
             scene=ready.scene,
-            rules=tuple(await dispatcher.moderation.blocklist_list(job.guild_id)),
-            safety=await dispatcher.guard.policies.policy(job.guild_id),
+            rules=rules,
+            safety=policy,
             inputs_key=inputs_key(self.key) if inputs != Inputs() else None,
         )
-        # Written first: a bot that dies right after sending still knows of the attempt.
-        await dispatcher.records.sent(
-            Dispatch(
-                job.id,
-                self.attempt,
-                self.worker_id,
-                self.queue_name,
-                self.key,
-                DispatchState.LIVE,
-                time.time(),
-            )
-        )
+        # Its row was written with the claim: a bot that dies right after sending still knows
+        # of the attempt.
         self.sent = True
+        self.sent_inputs = assignment.inputs_key is not None
         try:
             if assignment.inputs_key is not None:
                 await _hold_inputs(queue, assignment.inputs_key, inputs, config.max_transfer_bytes)
@@ -534,8 +578,10 @@ class RemoteRun:
         aborting = False
         unreachable_since: float | None = None
         while True:
+            # The worker has barely had the job yet: asking at once would only see it waiting.
+            await asyncio.sleep(self._pause(self.last_seen))
             try:
-                found = await queue.job(self.key)
+                found = self.last_seen = await queue.job(self.key)
                 if tracker.should_stop() and not aborting and found is not None:
                     await queue.abort(found, "cancelled")
                     aborting = True
@@ -551,6 +597,7 @@ class RemoteRun:
                 continue
             if found is None:
                 raise WorkerLost("the broker no longer has the job (did it restart empty?)")
+            self.ended = found.status in saq.job.TERMINAL_STATUSES
             if found.status is Status.COMPLETE:
                 return await self._answer(job, found, partial)
             if found.status is Status.FAILED:
@@ -562,12 +609,11 @@ class RemoteRun:
             await self._pass_on_progress(found.meta, tracker)
             await self._keep_preview(job, found.meta)
             self._check_alive(found)
-            await asyncio.sleep(self._pause(found))
 
-    def _pause(self, found: saq.Job) -> float:
+    def _pause(self, found: saq.Job | None) -> float:
         """How long to wait before asking again: soon after the job changed (it may be about
         to finish), then twice as long each time up to the poll interval."""
-        seen = (found.status, found.touched)
+        seen = (found.status, found.touched) if found is not None else None
         if seen != self._last_seen:
             self._last_seen, self._wait_s = seen, FIRST_POLL_S
         else:
@@ -636,6 +682,35 @@ class RemoteRun:
 
 class RemoteError(Exception):
     """The remote worker's code raised: its traceback is the job's detail for the log."""
+
+
+def _records_sending(ad: WorkerAd) -> Callable[[sqlite_utils.Database, Job], None]:
+    """Write the attempt's row in the claim's transaction: a bot that dies right after
+    sending still knows of it."""
+
+    def record(db: sqlite_utils.Database, job: Job) -> None:
+        key = dispatch_key(job.id, job.attempts)
+        dispatch = Dispatch(
+            job.id, job.attempts, ad.worker_id, ad.queue, key, DispatchState.LIVE, time.time()
+        )
+        sent(db, dispatch)
+
+    return record
+
+
+def _is_large(result: object) -> bool:
+    if not isinstance(result, dict):
+        return False
+    return sum(len(value) for value in result.values() if isinstance(value, str)) > (
+        KEEP_SMALL_ANSWER_BYTES
+    )
+
+
+def _has_inputs(job: Job) -> bool:
+    """Whether ``job`` starts from a file (a picture, a clip, a draft), without looking."""
+    return job.parent_id is not None or (
+        job.kind is JobKind.ANIMATE and job.request.image_path is not None
+    )
 
 
 def _read_inputs(job: Job, clips_dir: Path) -> Inputs:

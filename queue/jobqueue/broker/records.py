@@ -21,7 +21,7 @@ import sqlite_utils
 from jobqueue.broker.registry import WorkerAd
 from jobqueue.db import Database
 from jobqueue.models import Job, JobStatus
-from jobqueue.sql import IS_QUEUED
+from jobqueue.sql import IS_QUEUED, status_is
 from jobqueue.store import fetch_jobs, rows, update_job
 
 
@@ -71,24 +71,6 @@ class BrokerRecords:
 
     # --- attempts sent out ---
 
-    async def sent(self, dispatch: Dispatch) -> None:
-        await self.db.write(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO broker_dispatches"
-                " (job_id, attempt, worker_id, queue, key, state, sent_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    dispatch.job_id,
-                    dispatch.attempt,
-                    dispatch.worker_id,
-                    dispatch.queue,
-                    dispatch.key,
-                    dispatch.state.value,
-                    dispatch.sent_at,
-                ],
-            )
-        )
-
     async def mark(self, key: str, state: DispatchState) -> None:
         await self.db.write(
             lambda db: db.execute(
@@ -99,6 +81,20 @@ class BrokerRecords:
     async def forget(self, key: str) -> None:
         await self.db.write(
             lambda db: db.execute("DELETE FROM broker_dispatches WHERE key = ?", [key])
+        )
+
+    async def forget_settled(self, *, before: float) -> None:
+        """Drop the rows of attempts sent before ``before`` that no longer hold their job:
+        they were settled (an abandoned one is stale by then, and kept)."""
+        await self.db.write(
+            lambda db: db.execute(
+                "DELETE FROM broker_dispatches WHERE state = ? AND sent_at < ? AND NOT EXISTS"
+                " (SELECT 1 FROM jobs WHERE jobs.id = broker_dispatches.job_id"
+                f" AND {status_is(JobStatus.RUNNING, column='jobs.status')}"
+                " AND jobs.worker_id = broker_dispatches.worker_id"
+                " AND jobs.attempts = broker_dispatches.attempt)",
+                [DispatchState.LIVE.value, before],
+            )
         )
 
     async def in_state(self, state: DispatchState) -> list[Dispatch]:
@@ -153,6 +149,24 @@ class BrokerRecords:
         waiting change."""
         if changes:
             await self.db.write(lambda db: _apply_notes(db, changes, now=time.time()))
+
+
+def sent(db: sqlite_utils.Database, dispatch: Dispatch) -> None:
+    """Record an attempt about to go out (in the transaction that claims its job)."""
+    db.execute(
+        "INSERT OR REPLACE INTO broker_dispatches"
+        " (job_id, attempt, worker_id, queue, key, state, sent_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            dispatch.job_id,
+            dispatch.attempt,
+            dispatch.worker_id,
+            dispatch.queue,
+            dispatch.key,
+            dispatch.state.value,
+            dispatch.sent_at,
+        ],
+    )
 
 
 def _upsert_workers(db: sqlite_utils.Database, ads: list[WorkerAd], *, now: float) -> None:

@@ -84,6 +84,10 @@ class Capability:
         models = tuple(worker.models) if worker.models is not None else None
         return cls(models, worker.max_video_pixels, worker.gpu_total_bytes)
 
+    @property
+    def serves_anything(self) -> bool:
+        return self.models is None and self.max_video_pixels is None
+
     def can_run(self, need: Need) -> bool:
         if self.models is not None and need.model not in self.models:
             return False
