@@ -24,6 +24,7 @@ from tests.bot_harness import Reel
 from tests.broker_harness import BROKER, SINGLE_HOST
 from tests.fakediscord import FakeDiscord
 from tests.fakellm import serving
+from tests.postgres_server import PostgresServer, missing_postgres
 from tests.redis_server import RedisServer, missing_redis
 from tests.web_browser import Browser, missing_browser, start_chromium
 
@@ -290,6 +291,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     if problem is not None:
         pytest.fail(problem)
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on a free port, started once per session (for SAQ's
+    Postgres queue)."""
+    problem = missing_postgres()
+    if problem is not None:
+        pytest.fail(problem)
+    server = PostgresServer()
     server.start()
     try:
         yield server

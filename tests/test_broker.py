@@ -40,6 +40,7 @@ from tests.broker_harness import (
     start_remote_worker,
     worker_data_dir,
 )
+from tests.postgres_server import PostgresServer
 from tests.quick_jobs import small_clip
 from tests.redis_server import RedisServer
 
@@ -389,6 +390,33 @@ async def test_a_restarted_bot_host_picks_up_the_job_its_worker_is_making(
             )
     assert (done.attempts, done.worker_id) == (1, "remote")
     assert await asyncio.to_thread(Path(done.result_path or "").is_file)
+
+
+async def test_jobs_and_their_pictures_travel_through_postgres_too(
+    reel: Reel, postgres_server: PostgresServer, tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    url = postgres_server.url
+    config = dispatch_config(reel.settings.clips_dir, tiny_models_dir, lease_seconds=LEASE_S)
+    picture = await asyncio.to_thread(noise_picture, tmp_path / "start.png")
+    requests = [
+        (JobKind.CREATE, JobRequest(prompt="a red kite", enhance=False)),
+        (JobKind.ANIMATE, JobRequest(prompt="it moves", image_path=str(picture), enhance=False)),
+    ]
+    jobs = [
+        await reel.queue.submit(kind, request, user_id=user, guild_id=1, channel_id=2)
+        for user, (kind, request) in enumerate(requests, start=1)
+    ]
+    async with (
+        Dispatcher(reel.queue, url, config=config),
+        reel_remote(reel, url, tmp_path, tiny_models_dir),
+    ):
+        for job in jobs:
+            await job_change(reel.queue, lambda j, job=job: j.id == job.id and j.status.is_terminal)
+    finished = [await reel.queue.get(job.id) for job in jobs]
+    assert [(job.status, job.worker_id) for job in finished if job] == [
+        (JobStatus.DONE, "remote"),
+        (JobStatus.DONE, "remote"),
+    ]
 
 
 async def test_inputs_over_the_brokers_cap_fail_with_a_sentence(

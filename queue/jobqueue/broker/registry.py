@@ -64,7 +64,10 @@ class WorkerAd:
 async def advertise(registry: Queue, ad: WorkerAd, *, ttl_s: float) -> None:
     """Write ``ad`` into the registry for ``ttl_s`` seconds (SAQ keeps whole seconds)."""
     info: Any = {"stats": None, "queue_key": REGISTRY_QUEUE, "metadata": ad.to_metadata()}
-    await registry.write_worker_info(ad.worker_id, info, ttl=max(1, math.ceil(ttl_s)))
+    # Not the worker's own id: SAQ's Postgres queue keeps one stats row per id, and the
+    # worker's SAQ worker writes its own row under it.
+    entry = f"{ad.worker_id}.ad"
+    await registry.write_worker_info(entry, info, ttl=max(1, math.ceil(ttl_s)))
 
 
 async def registered_workers(registry: Queue) -> list[WorkerAd]:
