@@ -26,10 +26,11 @@ from saq.job import Status
 from jobqueue.broker.connection import Broker, worker_queue_name
 from jobqueue.broker.dispatcher import Dispatcher
 from jobqueue.broker.records import dispatch_key
-from jobqueue.broker.remote_worker import RemoteConfig, RemoteWorker
+from jobqueue.broker.remote_worker import BrokerLease, RemoteConfig, RemoteWorker
 from jobqueue.broker.routing import Capability
 from jobqueue.broker.wire import Outcome
 from jobqueue.jobs import JobQueue, QueueLimits
+from jobqueue.leases import LeaseState
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.worker import Worker
 from tests.bot_harness import Reel, worker_config
@@ -280,6 +281,25 @@ async def test_cancel_stops_a_remote_job_at_its_next_step(reel: Reel, broker_url
     # SAQ's abort reached the worker, which stopped the job instead of finishing it.
     assert await saq_status(broker_url, "remote-worker-0", job.id) is Status.ABORTED
     assert clips_of(reel, job.id) == 0
+
+
+async def test_a_remote_job_sees_its_abort_on_its_next_progress_write(broker_url: str) -> None:
+    """The cancel does not depend on SAQ's task cancellation reaching the pipeline: one that
+    lands in a broker call is lost, and the clip would render to its end."""
+    broker = await Broker(broker_url).open()
+    try:
+        queue = await broker.queue(worker_queue_name("aborted-host"))
+        job = await queue.enqueue("make_clip", key="reelbot-job-7-attempt-1")
+        assert job is not None
+        lease = BrokerLease(job)
+        assert await lease.heartbeat(7, "aborted-host", lease_seconds=LEASE_S) is LeaseState.HELD
+        await job.abort("cancelled from Discord")
+        state = await lease.report_progress(
+            7, "aborted-host", lease_seconds=LEASE_S, stage=Stage.GENERATING, step=3
+        )
+        assert state is LeaseState.CANCEL_REQUESTED
+    finally:
+        await broker.close()
 
 
 async def saq_status(broker_url: str, worker_id: str, job_id: int) -> Status | None:

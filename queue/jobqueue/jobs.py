@@ -55,6 +55,7 @@ from jobqueue.models import (
     JobStatus,
     Stage,
     WorkerInfo,
+    progress_values,
 )
 from jobqueue.scheduling import jobs_ahead
 from jobqueue.schema import SERVER_SCOPE, all_migrations
@@ -368,14 +369,13 @@ class JobQueue:
         rewrite_note: str | None = None,
     ) -> LeaseState:
         """Record a stage, a step or the rewritten prompt (also renews the lease)."""
-        given = {
-            "stage": stage.value if stage is not None else None,
-            "step": step,
-            "total_steps": total_steps,
-            "rewritten_prompt": rewritten_prompt,
-            "rewrite_note": rewrite_note,
-        }
-        values = {column: value for column, value in given.items() if value is not None}
+        values = progress_values(
+            stage=stage,
+            step=step,
+            total_steps=total_steps,
+            rewritten_prompt=rewritten_prompt,
+            rewrite_note=rewrite_note,
+        )
         return await self.db.write(
             lambda db: update_running(
                 db, job_id, worker_id, values, lease_seconds=lease_seconds, now=time.time()

@@ -48,11 +48,10 @@ from jobqueue.broker.wire import (
     Outcome,
     TooLarge,
     preview_meta,
-    progress_meta,
 )
 from jobqueue.clipjob import JobInputs, make_job_clip
 from jobqueue.leases import LeaseState
-from jobqueue.models import Stage
+from jobqueue.models import Stage, progress_values
 from jobqueue.moderation import BlockHit, BlockRule
 from jobqueue.moderation.matcher import Blocklist
 from jobqueue.moderation.service import prompt_hit
@@ -71,6 +70,8 @@ SCRATCH_DIR = ".remote"
 """Under the worker's clips folder: each job's inputs and clip until they are sent back."""
 STOP_WAIT_S = 60.0
 """How long a stopping worker waits for its job to reach its next step and go back."""
+ABORTED_STATUSES = frozenset({saq.job.Status.ABORTING, saq.job.Status.ABORTED})
+"""A job the bot aborted (SAQ's abort), whether or not the worker has seen it yet."""
 
 
 def remote_worker_id() -> str:
@@ -126,8 +127,7 @@ class BrokerLease:
         self._meta.update(preview_meta(data, self._previews))
 
     async def heartbeat(self, job_id: int, worker_id: str, *, lease_seconds: float) -> LeaseState:
-        await self._update()
-        return LeaseState.HELD
+        return await self._update()
 
     async def report_progress(
         self,
@@ -142,7 +142,7 @@ class BrokerLease:
         rewrite_note: str | None = None,
     ) -> LeaseState:
         self._meta.update(
-            progress_meta(
+            progress_values(
                 stage=stage,
                 step=step,
                 total_steps=total_steps,
@@ -150,14 +150,24 @@ class BrokerLease:
                 rewrite_note=rewrite_note,
             )
         )
-        await self._update()
-        return LeaseState.HELD
+        return await self._update()
 
-    async def _update(self) -> None:
+    async def _update(self) -> LeaseState:
+        """Write the progress, and read back whether the bot aborted the job meanwhile.
+
+        SAQ's own abort cancels the job's task, which stops the generation only if the
+        cancellation reaches the pipeline's await; one that lands in a broker call can be
+        lost. Reading the status on every write makes a cancel stop the run at its next
+        step whatever the task was doing."""
         try:
             await self._job.update(meta=dict(self._meta))
+            stored = await self._job.get_queue().job(self._job.key)
         except BROKER_ERRORS as exc:
             self._trouble.warning("job %s: cannot reach the broker (%s)", self._job.key, exc)
+            return LeaseState.HELD
+        if stored is not None and stored.status in ABORTED_STATUSES:
+            return LeaseState.CANCEL_REQUESTED
+        return LeaseState.HELD
 
 
 class ShippedRules:
@@ -397,6 +407,9 @@ class RemoteWorker:
                     on_preview=lease.preview,
                 )
             except GenerationCancelled:
+                if tracker.cancel_requested:
+                    log.info("job %d stopped: it was cancelled", job.id)
+                    return Outcome("released", detail="cancelled")
                 log.info("job %d goes back: the worker is stopping", job.id)
                 return Outcome("released", detail=f"worker {self.worker_id} stopped")
             except ClipFailed as failure:

@@ -6,9 +6,9 @@ blocklist and safety policy). The start image of /animate, the parent clip of Ex
 draft latents Render and Vary start from wait beside it in an *inputs record* (a SAQ job that
 is never run, finished at once with the bytes as its result), so the assignment the bot reads
 while it watches stays small. Back: the running job's ``meta`` carries its stage, step, scene
-and latest live preview (:func:`progress_meta`, :func:`preview_meta`), and its result is an
-:class:`Outcome`: the clip and poster bytes (a grid's drafts beside them) with what the
-pipeline resolved and what the safety check found, or a sentence why not.
+(:func:`~jobqueue.models.progress_values`) and latest live preview (:func:`preview_meta`), and
+its result is an :class:`Outcome`: the clip and poster bytes (a grid's drafts beside them)
+with what the pipeline resolved and what the safety check found, or a sentence why not.
 
 Bytes travel base64-encoded. Either direction refuses more than the configured cap with a
 sentence (:class:`TooLarge`). Every reader ignores fields it does not know, so a bot and its
@@ -192,25 +192,6 @@ def _policy_from_wire(data: Mapping[str, Any]) -> SafetyPolicy:
 
 
 # --- back: progress and the outcome ---
-
-
-def progress_meta(
-    *,
-    stage: Stage | None,
-    step: int | None,
-    total_steps: int | None,
-    rewritten_prompt: str | None,
-    rewrite_note: str | None,
-) -> dict[str, Any]:
-    """The running job's ``meta`` (only what is known; the reader keeps the rest)."""
-    given = {
-        "stage": stage.value if stage is not None else None,
-        "step": step,
-        "total_steps": total_steps,
-        "rewritten_prompt": rewritten_prompt,
-        "rewrite_note": rewrite_note,
-    }
-    return {name: value for name, value in given.items() if value is not None}
 
 
 def preview_meta(data: bytes, number: int) -> dict[str, Any]:
