@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from PIL import Image
 
+from pipeline.camera import checked_camera, checked_motion
 from pipeline.errors import InvalidRequest
 from pipeline.presets import ASPECTS, ModelPreset
 from pipeline.text import checked_negative_prompt, checked_prompt
@@ -45,6 +46,13 @@ class ClipRequest:
     steps: int | None = None
     guidance: float | None = None
     hd: bool = False
+    camera: str | None = None
+    """A camera move from :data:`~pipeline.camera.CAMERA_MOVES` (``None``: the model's choice)."""
+    motion: str | None = None
+    """How much moves: one of :data:`~pipeline.camera.MOTION_LEVELS` (``None``: as usual)."""
+    loop: bool = False
+    """The clip's last frame returns to its first (image-to-video models that take an end
+    frame)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,11 @@ class ResolvedRequest:
     guidance: float
     hd: bool
     start_image: Image.Image | None
+    camera: str | None = None
+    motion: str | None = None
+    loop: bool = False
+    end_image: Image.Image | None = None
+    """The picture the clip ends on (given, or the start image for a loop)."""
 
     @property
     def duration_s(self) -> float:
@@ -115,6 +128,9 @@ def _resolved(preset: ModelPreset, asked: ClipRequest) -> ResolvedRequest:
         guidance=_checked_guidance(asked.guidance, preset),
         hd=asked.hd,
         start_image=None,
+        camera=checked_camera(asked.camera),
+        motion=checked_motion(asked.motion),
+        loop=asked.loop,
     )
 
 

@@ -92,14 +92,15 @@ def test_a_resolved_request_has_every_setting_decided() -> None:
     assert resolved.start_image is None
 
 
-def test_only_the_start_image_may_be_absent_from_a_resolved_request() -> None:
+def test_only_pictures_and_unasked_camera_words_may_be_absent_from_a_resolved_request() -> None:
     hints = typing.get_type_hints(ResolvedRequest)
     optional = {
         name
         for name, hint in hints.items()
         if isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
     }
-    assert optional == {"start_image"}
+    # A camera move or motion level nobody asked for is decided: the prompt says nothing.
+    assert optional == {"start_image", "end_image", "camera", "motion"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         resolve_request(TINY, ClipRequest("x")).seed = 1  # type: ignore[misc]
 

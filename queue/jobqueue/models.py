@@ -71,6 +71,26 @@ class Stage(StrEnum):
     ENCODING = "encoding"
 
 
+def progress_values(
+    *,
+    stage: Stage | None,
+    step: int | None,
+    total_steps: int | None,
+    rewritten_prompt: str | None,
+    rewrite_note: str | None,
+) -> dict[str, Any]:
+    """A running job's progress as its ``jobs`` columns, only what is given (the rest stays):
+    what a worker writes to the queue, or sends through the broker."""
+    given = {
+        "stage": stage.value if stage is not None else None,
+        "step": step,
+        "total_steps": total_steps,
+        "rewritten_prompt": rewritten_prompt,
+        "rewrite_note": rewrite_note,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
 @dataclass
 class JobRequest:
     """What the user asked for, as given; the worker resolves defaults when it runs."""
@@ -89,6 +109,11 @@ class JobRequest:
     hd: bool = False
     draft: int | None = None
     """Render and Vary: the number (1-4) of the parent's draft they start from."""
+    camera: str | None = None
+    motion: str | None = None
+    loop: bool = False
+    end_image_path: str | None = None
+    """/animate's ``end_image``: the picture the clip ends on."""
 
     def as_asked(self) -> ClipRequest:
         """The clip this asks for, as the pipeline checks and resolves it."""
@@ -102,6 +127,9 @@ class JobRequest:
             steps=self.steps,
             guidance=self.guidance,
             hd=self.hd,
+            camera=self.camera,
+            motion=self.motion,
+            loop=self.loop,
         )
 
     def to_json(self) -> str:
