@@ -60,8 +60,8 @@ async def serve(settings: Settings, *, workers: bool = True) -> None:
                 await asyncio.to_thread(settings.signing_identity().ensure)
                 async with (
                     worker_processes(settings, enabled=workers),
-                    remote_workers(settings, queue, moderation),
-                    beside_bot(settings, queue, bot),
+                    remote_workers(settings, queue, moderation) as dispatcher,
+                    beside_bot(settings, queue, bot, dispatcher=dispatcher),
                 ):
                     await connect_until_stopped(bot)
     finally:
@@ -84,7 +84,7 @@ def worker_processes(settings: Settings, *, enabled: bool) -> AbstractAsyncConte
 
 def remote_workers(
     settings: Settings, queue: JobQueue, moderation: Moderation
-) -> AbstractAsyncContextManager[object]:
+) -> AbstractAsyncContextManager[Dispatcher | None]:
     """The dispatcher to workers on other hosts, when a broker is configured."""
     if not settings.broker_url:
         return contextlib.nullcontext()

@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,11 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.client import ReelBot
 from bot.web.metrics import fallback_reason
 from bot.web.server import beside_bot
+from jobqueue.broker.dispatcher import Dispatcher
 from jobqueue.telemetry import Telemetry
 from pipeline.clip import REWRITE_BLOCKED_NOTE
 from pipeline.rewrite.config import RewriterConfig
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
+from tests.broker_harness import dispatch_config
 from tests.conftest import ChatReply, FakeChatServer, Site
+from tests.redis_server import RedisServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -202,3 +206,41 @@ async def test_the_gpu_memory_each_worker_reports_is_exported(
     samples = await scrape(site.url)
     assert ("reelbot_worker_gpu_memory_bytes", frozenset({("worker", "gpu0")})) not in samples
     assert value(samples, "reelbot_workers_alive") == 0
+
+
+async def test_healthz_says_when_the_broker_is_unreachable(reel: Reel, tmp_path: Path) -> None:
+    """With remote workers, /healthz also says whether the dispatcher reaches the broker."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    redis = RedisServer(folder)
+    redis.start()
+    port = free_port()
+    settings = reel.settings.model_copy(update={"web_port": port})
+    config = dispatch_config(reel.settings.clips_dir, reel.settings.models_dir, lease_seconds=3.0)
+    try:
+        async with (
+            reel.bot_running() as bot,
+            Dispatcher(reel.queue, redis.url, config=config, moderation=reel.moderation) as d,
+            beside_bot(settings, reel.queue, bot, dispatcher=d) as context,
+        ):
+            assert context is not None
+            served = Served(reel, bot, f"http://127.0.0.1:{port}")
+            reachable = await broker_check(served, ok=True)
+            assert reachable == {"ok": True, "detail": "reachable"}
+            redis.stop()
+            unreachable = await broker_check(served, ok=False)
+            assert unreachable["detail"] == "unreachable; jobs wait in the queue until it is back"
+            assert (await served.health())[0] == 503
+    finally:
+        redis.stop()
+
+
+async def broker_check(served: Served, *, ok: bool) -> dict[str, Any]:
+    """/healthz's broker check once it says ``ok`` (the dispatcher polls every 20 ms)."""
+    async with asyncio.timeout(30):
+        while True:
+            _, health = await served.health()
+            check: dict[str, Any] = health["checks"]["broker"]
+            if check["ok"] is ok:
+                return check
+            await asyncio.sleep(0.1)

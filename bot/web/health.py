@@ -1,9 +1,11 @@
-"""/healthz: whether the bot is connected, the database takes writes and a worker is alive.
+"""/healthz: whether the bot is connected, the database takes writes, a worker is alive and,
+with remote workers, the broker answers.
 
 A worker counts as alive when it was seen within the last minute and has not stopped; one on
 this host must also still be running (a worker killed with ``kill -9`` never says it
-stopped, and its process is gone at once). The bot's connection is checked only where the
-bot runs, inside ``reelbot run``.
+stopped, and its process is gone at once). The bot's connection and the broker (as the
+dispatcher last found it, within a poll interval) are checked only where the bot runs,
+inside ``reelbot run``.
 """
 
 from __future__ import annotations
@@ -49,13 +51,19 @@ class Health:
 
 
 class HealthCheck:
-    """The checks behind /healthz; ``bot_connected`` is given where the bot runs."""
+    """The checks behind /healthz; ``bot_connected`` is given where the bot runs, and
+    ``broker_reachable`` where it also dispatches to remote workers."""
 
     def __init__(
-        self, telemetry: Telemetry, *, bot_connected: Callable[[], bool] | None = None
+        self,
+        telemetry: Telemetry,
+        *,
+        bot_connected: Callable[[], bool] | None = None,
+        broker_reachable: Callable[[], bool] | None = None,
     ) -> None:
         self.telemetry = telemetry
         self.bot_connected = bot_connected
+        self.broker_reachable = broker_reachable
         self.host = socket.gethostname()
 
     async def check(self) -> Health:
@@ -64,7 +72,15 @@ class HealthCheck:
             checks.append(self._bot())
         checks.append(await self._database())
         checks.append(await self._workers())
+        if self.broker_reachable is not None:
+            checks.append(self._broker(self.broker_reachable()))
         return Health(checks)
+
+    def _broker(self, reachable: bool) -> CheckResult:
+        if reachable:
+            return CheckResult("broker", True, "reachable")
+        # The address may carry a password: the log names it, /healthz does not.
+        return CheckResult("broker", False, "unreachable; jobs wait in the queue until it is back")
 
     def _bot(self) -> CheckResult:
         assert self.bot_connected is not None

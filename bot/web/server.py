@@ -23,6 +23,7 @@ from bot.web.app import WebContext, make_app
 from bot.web.health import HealthCheck
 from bot.web.metrics import ReelMetrics
 from bot.web.settings import WebSettings
+from jobqueue.broker.dispatcher import Dispatcher
 from jobqueue.gallery import Gallery
 from jobqueue.jobs import JobQueue
 from jobqueue.telemetry import Telemetry
@@ -36,12 +37,15 @@ def web_context(
     *,
     registry: CollectorRegistry | None = None,
     bot_connected: Callable[[], bool] | None = None,
+    broker_reachable: Callable[[], bool] | None = None,
 ) -> WebContext:
     """What the server's handlers need, over ``queue``'s database."""
     telemetry = Telemetry(queue.db)
     return WebContext(
         gallery=Gallery(queue.db),
-        health=HealthCheck(telemetry, bot_connected=bot_connected),
+        health=HealthCheck(
+            telemetry, bot_connected=bot_connected, broker_reachable=broker_reachable
+        ),
         metrics=ReelMetrics(registry or CollectorRegistry(), telemetry),
         clips_dir=settings.clips_dir,
         public_url=settings.public_url,
@@ -84,15 +88,22 @@ class WebServer:
 
 @contextlib.asynccontextmanager
 async def beside_bot(
-    settings: WebSettings, queue: JobQueue, bot: commands.Bot
+    settings: WebSettings,
+    queue: JobQueue,
+    bot: commands.Bot,
+    *,
+    dispatcher: Dispatcher | None = None,
 ) -> AsyncIterator[WebContext | None]:
     """The web server of ``reelbot run``, when it is on; the bot runs on without it when it
-    cannot listen (the log says why)."""
+    cannot listen (the log says why). With a ``dispatcher`` /healthz also checks its broker."""
     if not settings.web_enabled:
         yield None
         return
     context = web_context(
-        settings, queue, bot_connected=lambda: bot.is_ready() and not bot.is_closed()
+        settings,
+        queue,
+        bot_connected=lambda: bot.is_ready() and not bot.is_closed(),
+        broker_reachable=(lambda: dispatcher.reachable) if dispatcher is not None else None,
     )
 
     async def acknowledged(interaction: discord.Interaction, seconds: float) -> None:
