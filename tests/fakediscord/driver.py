@@ -217,10 +217,23 @@ class FakeDiscord:
         return _named(self.world, name)
 
     def channel(self, name: str, guild: Guild | None = None) -> Channel:
-        for channel in (guild or self.guild).channels.values():
+        """A text channel or thread by name."""
+        found = guild or self.guild
+        for channel in (*found.channels.values(), *found.threads.values()):
             if channel.name == name:
                 return channel
         raise DriverError(f"no channel #{name}")
+
+    def threads(self, parent: Channel | None = None) -> list[Channel]:
+        """The guild's threads (in ``parent`` only, if given), oldest first."""
+        guild = self.guild if parent is None else self.world.guild_of(parent)
+        assert guild is not None
+        return [t for t in guild.threads.values() if parent is None or t.parent_id == parent.id]
+
+    def thread_of(self, message: Message | int) -> Channel | None:
+        """The thread started from the message, if any."""
+        current = self.world.messages[message if isinstance(message, int) else message.id]
+        return None if current.thread_id is None else self.world.channels[current.thread_id]
 
     def role(self, name: str, guild: Guild | None = None) -> Role:
         for role in (guild or self.guild).roles.values():

@@ -83,6 +83,8 @@ class Messages:
             replied_to=replied_to,
         )
         self.world.messages[message.id] = message
+        if channel.thread is not None:
+            channel.thread.message_count += 1
         self._announce("MESSAGE_CREATE", channel, message)
         return message
 

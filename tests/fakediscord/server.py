@@ -18,6 +18,7 @@ from tests.fakediscord.ratelimits import REALISTIC, RateLimiter, RateLimitProfil
 from tests.fakediscord.reactions import ReactionRoutes, Reactions
 from tests.fakediscord.routing import Handler, RouteSpec
 from tests.fakediscord.state import World
+from tests.fakediscord.threads import ThreadRoutes, Threads
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class FakeDiscordServer:
         self.gateway = Gateway(world)
         self.messages = Messages(world, self.gateway)
         self.reactions = Reactions(world, self.gateway)
+        self.threads = Threads(world, self.gateway, self.messages)
         self.commands = CommandRegistry(world)
         self.interactions = Interactions(world, self.gateway, self.messages)
         self.requests: list[RequestRecord] = []
@@ -101,6 +103,7 @@ class FakeDiscordServer:
             *own,
             *ChannelRoutes(self.world, self.messages).routes(),
             *ReactionRoutes(self.world, self.reactions).routes(),
+            *ThreadRoutes(self.world, self.threads).routes(),
             *CommandRoutes(self.world, self.commands).routes(),
             *InteractionRoutes(self.world, self.interactions).routes(),
         ]

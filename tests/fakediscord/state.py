@@ -24,6 +24,10 @@ DISCORD_EPOCH_MS = 1420070400000
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 EPHEMERAL = 64
 LOADING = 128
+HAS_THREAD = 1 << 5  # message flag: a thread was started from this message
+TEXT_CHANNEL, DM_CHANNEL, PUBLIC_THREAD, PRIVATE_THREAD = 0, 1, 11, 12
+THREAD_TYPES = (PUBLIC_THREAD, PRIVATE_THREAD)
+THREAD_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
 
 EVERYONE_PERMISSIONS = discord.Permissions(
     view_channel=True,
@@ -141,6 +145,18 @@ class Member:
 
 
 @dataclass(eq=False)
+class Thread:
+    """What makes a channel a thread: its parent text channel, who started it, its settings."""
+
+    parent_id: int
+    owner_id: int
+    type: int = PUBLIC_THREAD
+    auto_archive_duration: int = 1440
+    created_at: str = ""  # ISO timestamp, Discord's `create_timestamp`
+    message_count: int = 0
+
+
+@dataclass(eq=False)
 class Channel:
     id: int
     name: str
@@ -148,10 +164,19 @@ class Channel:
     position: int = 0
     recipient: User | None = None  # set for DM channels
     nsfw: bool = False  # Discord's "age-restricted channel"
+    thread: Thread | None = None  # set for thread channels (type 11 or 12)
 
     @property
     def is_dm(self) -> bool:
         return self.guild_id is None
+
+    @property
+    def is_thread(self) -> bool:
+        return self.thread is not None
+
+    @property
+    def parent_id(self) -> int | None:
+        return None if self.thread is None else self.thread.parent_id
 
     @property
     def mention(self) -> str:
@@ -159,10 +184,16 @@ class Channel:
 
     def payload(self) -> dict[str, Any]:
         if self.recipient is not None:
-            return {"id": str(self.id), "type": 1, "recipients": [self.recipient.payload()]}
+            return {
+                "id": str(self.id),
+                "type": DM_CHANNEL,
+                "recipients": [self.recipient.payload()],
+            }
+        if self.thread is not None:
+            return self._thread_payload(self.thread)
         data: dict[str, Any] = {
             "id": str(self.id),
-            "type": 0,
+            "type": TEXT_CHANNEL,
             "name": self.name,
             "position": self.position,
             "permission_overwrites": [],
@@ -174,6 +205,31 @@ class Channel:
             data["guild_id"] = str(self.guild_id)
         return data
 
+    def _thread_payload(self, thread: Thread) -> dict[str, Any]:
+        # Every key discord.py's Thread reads without a default is present (no nulls for
+        # nested objects: its parser trips on them).
+        return {
+            "id": str(self.id),
+            "type": thread.type,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(thread.parent_id),
+            "owner_id": str(thread.owner_id),
+            "name": self.name,
+            "nsfw": self.nsfw,
+            "rate_limit_per_user": 0,
+            "message_count": thread.message_count,
+            "total_message_sent": thread.message_count,
+            "member_count": 1,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": thread.auto_archive_duration,
+                "archive_timestamp": thread.created_at,
+                "locked": False,
+                "create_timestamp": thread.created_at,
+            },
+        }
+
 
 @dataclass(eq=False)
 class Guild:
@@ -183,6 +239,7 @@ class Guild:
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     roles: dict[int, Role] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
+    threads: dict[int, Channel] = field(default_factory=dict)  # the active threads
     members: dict[int, Member] = field(default_factory=dict)
 
     @property
@@ -221,7 +278,7 @@ class Guild:
                 for ch in self.channels.values()
             ],
             "members": [member.payload() for member in self.members.values()],
-            "threads": [],
+            "threads": [thread.payload() for thread in self.threads.values()],
             "voice_states": [],
             "presences": [],
             "stage_instances": [],
@@ -292,6 +349,7 @@ class Message:
     pings: Pings = field(default_factory=Pings)
     reactions: dict[str, list[int]] = field(default_factory=dict)
     interaction_metadata: dict[str, Any] | None = None
+    thread_id: int | None = None  # the thread started from this message
     visible_to: int | None = None  # ephemeral: the only user who sees it
     deleted: bool = False
     revisions: list[dict[str, Any]] = field(default_factory=list)
@@ -407,6 +465,34 @@ class World:
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel
         return channel
+
+    def add_thread(
+        self,
+        parent: Channel,
+        name: str,
+        *,
+        owner: User,
+        thread_type: int = PUBLIC_THREAD,
+        auto_archive_duration: int = 1440,
+        thread_id: int | None = None,
+    ) -> Channel:
+        """A thread in ``parent``; one started from a message shares the message's id."""
+        guild = self.guild_of(parent)
+        assert guild is not None, "threads live in guilds"
+        assert not parent.is_thread, "no thread in a thread"
+        info = Thread(
+            parent.id,
+            owner.id,
+            thread_type,
+            auto_archive_duration,
+            created_at=self.clock.timestamp(),
+        )
+        thread = Channel(
+            thread_id or self.snowflakes.next(), name, guild.id, nsfw=parent.nsfw, thread=info
+        )
+        guild.threads[thread.id] = thread
+        self.channels[thread.id] = thread
+        return thread
 
     def dm_channel(self, user: User) -> Channel:
         for channel in self.channels.values():
@@ -527,6 +613,8 @@ class World:
             data["reactions"] = [
                 self._reaction_payload(emoji, users) for emoji, users in message.reactions.items()
             ]
+        if message.thread_id is not None:
+            data["thread"] = self.channels[message.thread_id].payload()
         if message.interaction_metadata is not None:
             data["webhook_id"] = str(self.application_id)
             data["application_id"] = str(self.application_id)
