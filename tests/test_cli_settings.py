@@ -1,13 +1,16 @@
 """A bad setting in the environment or ``.env`` is one sentence naming it, for every
-``reelbot`` command, never a traceback."""
+``reelbot`` command and the ``python -m`` entry points, never a traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bot.cli import EXIT_BAD_REQUEST, main
+from jobqueue import cli as worker_cli
+from jobqueue import scene_cli
 
 
 @pytest.mark.parametrize(
@@ -30,4 +33,24 @@ def test_a_bad_setting_is_one_sentence(
     err = capsys.readouterr().err
     assert err == (
         "The setting safety_frames is not valid: Input should be greater than or equal to 1.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "entry", [worker_cli.main, scene_cli.main], ids=["python -m jobqueue", "scene_cli"]
+)
+def test_a_bad_setting_is_one_sentence_for_the_module_entry_points(
+    entry: Callable[[list[str]], int],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REELBOT_MAX_QUEUE", "many")
+
+    assert entry([]) == EXIT_BAD_REQUEST
+
+    assert capsys.readouterr().err == (
+        "The setting max_queue is not valid: "
+        "Input should be a valid integer, unable to parse string as an integer.\n"
     )

@@ -13,12 +13,11 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import TypeVar
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
 
-from jobqueue.cli import DEFAULT_LOG_LEVEL, EXIT_INTERRUPTED, configure_logging
+from jobqueue.cli import DEFAULT_LOG_LEVEL, EXIT_BAD_REQUEST, EXIT_INTERRUPTED, configure_logging
+from jobqueue.settings import BadSetting, read_settings
 
 __all__ = [
     "EXIT_BAD_REQUEST",
@@ -33,29 +32,6 @@ __all__ = [
 
 SUBCOMMANDS = ("run", "worker", "rewriter", "generate", "rewrite", "web", "verify")
 EXIT_FAILED = 1
-EXIT_BAD_REQUEST = 2
-"""The command was asked for something it cannot do (a bad option or setting)."""
-
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
-
-
-class BadSetting(Exception):
-    """A setting in the environment or ``.env`` is not valid; ``str(error)`` names it."""
-
-
-def read_settings(kind: type[SettingsT]) -> SettingsT:
-    """``kind`` read from the environment and ``.env``; raises :class:`BadSetting`."""
-    try:
-        return kind()
-    except ValidationError as exc:
-        raise BadSetting(invalid_setting(exc)) from exc
-
-
-def invalid_setting(error: ValidationError) -> str:
-    first = error.errors()[0]
-    name = ".".join(str(part) for part in first["loc"]) or "a setting"
-    return f"The setting {name} is not valid: {first['msg']}."
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

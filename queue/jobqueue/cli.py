@@ -18,7 +18,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from jobqueue.settings import CoreSettings
+from jobqueue.settings import BadSetting, CoreSettings, read_settings
 
 if TYPE_CHECKING:
     from jobqueue.broker.remote_worker import RemoteConfig
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LOG_LEVEL = "INFO"
 EXIT_INTERRUPTED = 130
 """What a shell reports for a command stopped by Ctrl-C (128 + SIGINT)."""
-EXIT_BAD_OPTIONS = 2
+EXIT_BAD_REQUEST = 2
+"""The command was asked for something it cannot do (a bad option or setting)."""
 FROM_SETTINGS = "settings"
 """``--broker`` given without an address: the address is REELBOT_BROKER_URL."""
 
@@ -95,7 +96,7 @@ def run_worker(args: argparse.Namespace, settings: CoreSettings, *, err: TextIO)
         settings = settings_with_overrides(settings, args)
     except ValidationError as exc:
         err.write(f"{exc.errors()[0]['msg']}.\n")
-        return EXIT_BAD_OPTIONS
+        return EXIT_BAD_REQUEST
     if getattr(args, "broker", None) is not None:
         return _run_remote_worker(args, settings, err=err)
     from jobqueue.worker import Worker, WorkerConfig
@@ -109,15 +110,15 @@ def _run_remote_worker(args: argparse.Namespace, settings: CoreSettings, *, err:
     url = settings.broker_url if args.broker == FROM_SETTINGS else args.broker.strip()
     if not url:
         err.write("--broker needs an address (redis://host:6379/0), or REELBOT_BROKER_URL.\n")
-        return EXIT_BAD_OPTIONS
+        return EXIT_BAD_REQUEST
     if args.burst or args.database is not None:
         err.write("--burst and --database work on the bot's host only, not with --broker.\n")
-        return EXIT_BAD_OPTIONS
+        return EXIT_BAD_REQUEST
     try:
         url = type(settings).model_validate({**settings.model_dump(), "broker_url": url}).broker_url
     except ValueError:
         err.write(f"{url!r} is not a broker address: use redis://... or postgresql://...\n")
-        return EXIT_BAD_OPTIONS
+        return EXIT_BAD_REQUEST
     from jobqueue.broker.remote_worker import RemoteWorker
 
     worker = RemoteWorker(url, config=remote_config(settings), worker_id=args.worker_id)
@@ -166,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_worker_arguments(parser)
     args = parser.parse_args(argv)
-    settings = CoreSettings()
+    try:
+        settings = read_settings(CoreSettings)
+    except BadSetting as bad:
+        sys.stderr.write(f"{bad}\n")
+        return EXIT_BAD_REQUEST
     configure_logging(settings.log_level)
     return run_worker(args, settings, err=sys.stderr)
 

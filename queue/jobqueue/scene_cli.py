@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobqueue.cli import EXIT_INTERRUPTED, configure_logging
-from jobqueue.settings import CoreSettings
+from jobqueue.cli import EXIT_BAD_REQUEST, EXIT_INTERRUPTED, configure_logging
+from jobqueue.settings import BadSetting, CoreSettings, read_settings
 
 if TYPE_CHECKING:
     from jobqueue.scene_writer import SceneWriter
@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_scene_writer_arguments(parser)
     args = parser.parse_args(argv)
-    settings = CoreSettings()
+    try:
+        settings = read_settings(CoreSettings)
+    except BadSetting as bad:
+        sys.stderr.write(f"{bad}\n")
+        return EXIT_BAD_REQUEST
     configure_logging(settings.log_level)
     return run_scene_writer(args, settings)
 

@@ -8,9 +8,9 @@ Every field has a line in ``.env.example``; a test keeps the two in step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.rewrite.config import RewriterConfig
@@ -24,6 +24,26 @@ if TYPE_CHECKING:
 
 MIB = 1024 * 1024
 BROKER_SCHEMES = ("redis://", "rediss://", "postgres://", "postgresql://")
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class BadSetting(Exception):
+    """A setting in the environment or ``.env`` is not valid; ``str(error)`` names it."""
+
+
+def read_settings(kind: type[SettingsT]) -> SettingsT:
+    """``kind`` read from the environment and ``.env``; raises :class:`BadSetting`."""
+    try:
+        return kind()
+    except ValidationError as exc:
+        raise BadSetting(invalid_setting(exc)) from exc
+
+
+def invalid_setting(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "a setting"
+    return f"The setting {name} is not valid: {first['msg']}."
 
 
 class CoreSettings(BaseSettings):
