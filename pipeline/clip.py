@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.camera import directed_prompt, idea_with_direction
 from pipeline.drafts import (
     DRAFT_COUNT,
     DraftClip,
@@ -466,7 +467,8 @@ async def write_scene(
     """
     preset = resolve_preset(model)
     image = await asyncio.to_thread(_start_image, start_image, extend)
-    return await _rewrite(asked.prompt, preset, rewriter, seed=asked.seed or 0, image=image)
+    idea = idea_with_direction(asked.prompt, asked.camera, asked.motion)
+    return await _rewrite(idea, preset, rewriter, seed=asked.seed or 0, image=image)
 
 
 async def _rewrite(
@@ -511,7 +513,7 @@ async def _prompt(
     """The rewriting stage: the prompt the model gets, and the seconds it took."""
     await report(StageChange(ClipStage.REWRITING))
     started = time.perf_counter()
-    prompt = await _chosen_prompt(request, preset, rewriter, scene, screen)
+    prompt = _directed(await _chosen_prompt(request, preset, rewriter, scene, screen), request)
     return prompt, {"rewrite": time.perf_counter() - started}
 
 
@@ -526,8 +528,9 @@ async def _chosen_prompt(
     it, else the user's words."""
     rewrite = scene
     if rewrite is None and rewriter is not None:
+        idea = idea_with_direction(request.prompt, request.camera, request.motion)
         rewrite = await _rewrite(
-            request.prompt, preset, rewriter, seed=request.seed, image=request.start_image
+            idea, preset, rewriter, seed=request.seed, image=request.start_image
         )
     # A language model can write anything, control characters included.
     rewritten = clean_text(rewrite.rewritten) if rewrite is not None and rewrite.enhanced else ""
@@ -542,6 +545,14 @@ async def _chosen_prompt(
     if not rewritten:
         return ChosenPrompt(request.prompt, note=_fallback_note(rewrite), rewrite=rewrite)
     return ChosenPrompt(rewritten, rewritten=rewritten, rewrite=rewrite)
+
+
+def _directed(prompt: ChosenPrompt, request: ResolvedRequest) -> ChosenPrompt:
+    """``prompt`` with the camera and motion sentences after it, after the rewrite and its
+    screening: a rewrite cannot lose them, and the model follows them written out."""
+    text = directed_prompt(prompt.text, request.camera, request.motion)
+    rewritten = None if prompt.rewritten is None else text
+    return replace(prompt, text=text, rewritten=rewritten)
 
 
 def _fallback_note(rewrite: RewriteResult | None) -> str | None:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from pipeline.camera import motion_flow_shift
 from pipeline.errors import GenerationCancelled, InvalidRequest, ModelUnavailable
 from pipeline.levers import check_levers, compile_frames, step_cache_for
 from pipeline.loading import Placement, load_pipeline
@@ -268,9 +269,14 @@ class VideoGenerator:
         ]
 
     def _schedule_for(self, run: _Run) -> _Schedule:
-        """A fresh scheduler for this run: the preset's sampler and flow shift, its start."""
+        """A fresh scheduler for this run: the preset's sampler and flow shift (moved by the
+        clip's motion), its start."""
         base = self._scheduler
-        shift = self.preset.flow_shift_for(hd=run.request.hd)
+        shift = motion_flow_shift(
+            self.preset.flow_shift_for(hd=run.request.hd),
+            run.request.motion,
+            sampler=self.preset.sampler,
+        )
         if self.preset.sampler == "lcm":
             from diffusers import FlowMatchEulerDiscreteScheduler
 

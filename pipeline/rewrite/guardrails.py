@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 
+from pipeline.camera import idea_without_direction
 from pipeline.text import clean_text
 
 from .prompts import system_briefs
@@ -151,7 +152,8 @@ def _first_problem(original: str, text: str, limits: OutputLimits) -> str | None
         return "the answer repeats itself"
     if is_list(text, limits):
         return "the answer is a list, not a scene"
-    if not keeps_subject(original, text):
+    # The camera note after an idea is the brief's to follow, not part of the subject.
+    if not keeps_subject(idea_without_direction(original), text):
         return "lost the subject"
     return None
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from .base import RewriteMode
 
-INSTRUCTIONS_REVISION = 2
+INSTRUCTIONS_REVISION = 3
 
 _T2V_BRIEF = """\
 You are a film director writing the brief for a text-to-video model. Rewrite the user's idea \
@@ -18,6 +18,9 @@ as one vivid paragraph describing a single continuous shot.
 Rules:
 - Keep every element of the user's idea: the subject, what it does, and any detail they give.
 - Add the setting, the lighting, the camera movement and the visual style.
+- The idea may end with a note in brackets, such as (camera: zoom in; motion: low). Then the \
+shot has exactly that camera movement and no other, and its motion is slow and gentle for low, \
+fast and energetic for high. Leave the note itself out of the paragraph.
 - 60 to 150 words, in English, present tense, plain prose.
 - Do not add the names of real people.
 - Answer with the paragraph only: no title, no preamble, no quotes, no lists."""
@@ -29,6 +32,9 @@ moves, as one paragraph.
 Rules:
 - Keep every element of the user's idea about the motion.
 - Describe the motion of the subject and the surroundings, and one camera movement.
+- The idea may end with a note in brackets, such as (camera: zoom in; motion: low). Then the \
+camera movement is exactly that one, and the motion is slow and gentle for low, fast and \
+energetic for high. Leave the note itself out of the paragraph.
 - 30 to 80 words, in English, present tense, plain prose.
 - Do not add the names of real people.
 - Answer with the paragraph only: no title, no preamble, no quotes, no lists."""
@@ -53,6 +59,13 @@ _T2V_EXAMPLES = (
         "summer mood.",
     ),
     (
+        "a red vintage car on a desert road (camera: orbit; motion: low)",
+        "A red vintage convertible stands alone on an empty desert highway at golden hour, "
+        "heat shimmering above the asphalt and dust drifting slowly across the road. Distant "
+        "mesas glow orange under a cloudless sky. The camera orbits slowly around the car, "
+        "keeping it centred. Gentle, unhurried movement, warm film tones, wide-angle lens.",
+    ),
+    (
         "neon city at night",
         "A dense futuristic city at night, rain-soaked streets reflecting pink and cyan neon "
         "signs. Crowds with umbrellas pass under glowing billboards while steam rises from "
@@ -74,6 +87,12 @@ _I2V_EXAMPLES = (
         "The woman slowly turns her head toward the camera and breaks into a warm smile, her "
         "hair lifting slightly in the breeze. The background stays still. The camera holds a "
         "steady medium close-up with a gentle push in.",
+    ),
+    (
+        "the flag waves (camera: static; motion: high)",
+        "The flag whips and snaps hard in a strong gusting wind, its fabric rippling fast from "
+        "the pole to the frayed edge. Clouds race across the sky behind it. The camera stays "
+        "completely still on a locked-off shot.",
     ),
     (
         "make the car drive away",
