@@ -31,6 +31,7 @@ EXTENSIONS = (
     "bot.cogs.queue_cmds",
     "bot.cogs.usersettings",
     "bot.cogs.info",
+    "bot.cogs.storyboard",
     "bot.cogs.delivery",
     "bot.cogs.reactions",
     "bot.cogs.admin",

@@ -60,15 +60,21 @@ def channel_of(bot: ReelBot, job: Job) -> discord.PartialMessageable:
     return bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
 
 
-async def post_clip(bot: ReelBot, job: Job, *, replacing: int | None = None) -> discord.Message:
-    """Post ``job``'s clip with its embed and buttons, in place of the message ``replacing``
-    if it still exists; raises :class:`ClipWontFit`."""
+async def post_clip(
+    bot: ReelBot,
+    job: Job,
+    *,
+    replacing: int | None = None,
+    view: discord.ui.View | None = None,
+) -> discord.Message:
+    """Post ``job``'s clip with its embed and buttons (``view``, else the clip's own), in
+    place of the message ``replacing`` if it still exists; raises :class:`ClipWontFit`."""
     if job.result_path is None:
         raise ValueError(f"job {job.id} is done but has no clip")
     limit = bot.upload_limit(job.guild_id)
     path = await fitted(bot, job, Path(job.result_path), limit)
     try:
-        return await put_clip(bot, job, path, replacing)
+        return await put_clip(bot, job, path, replacing, view)
     except discord.HTTPException as exc:
         if exc.status != 413 and exc.code != PAYLOAD_TOO_LARGE:
             raise
@@ -76,10 +82,16 @@ async def post_clip(bot: ReelBot, job: Job, *, replacing: int | None = None) -> 
         size = (await asyncio.to_thread(path.stat)).st_size
         smaller = int(min(limit, size) * SHRINK_AFTER_REFUSAL)
         log.warning("upload of job %s refused at %d bytes; trying %d", job.id, limit, smaller)
-        return await put_clip(bot, job, await fitted(bot, job, path, smaller), replacing)
+        return await put_clip(bot, job, await fitted(bot, job, path, smaller), replacing, view)
 
 
-async def put_clip(bot: ReelBot, job: Job, path: Path, replacing: int | None) -> discord.Message:
+async def put_clip(
+    bot: ReelBot,
+    job: Job,
+    path: Path,
+    replacing: int | None,
+    view: discord.ui.View | None = None,
+) -> discord.Message:
     channel = channel_of(bot, job)
     if replacing is not None:
         try:
@@ -87,33 +99,37 @@ async def put_clip(bot: ReelBot, job: Job, path: Path, replacing: int | None) ->
                 channel.id,
                 Route.EDIT,
                 Priority.CLIP,
-                lambda: edit_into_clip(bot, job, path, replacing),
+                lambda: edit_into_clip(bot, job, path, replacing, view),
             )
         except discord.NotFound:
             log.info("status message of job %s is gone; posting its clip anew", job.id)
     message = await bot.writes.run(
-        channel.id, Route.SEND, Priority.CLIP, lambda: send_clip(bot, job, path)
+        channel.id, Route.SEND, Priority.CLIP, lambda: send_clip(bot, job, path, view)
     )
     bot.writes.sent(channel.id, message.id)
     return message
 
 
-async def send_clip(bot: ReelBot, job: Job, path: Path) -> discord.Message:
+async def send_clip(
+    bot: ReelBot, job: Job, path: Path, view: discord.ui.View | None = None
+) -> discord.Message:
     return await channel_of(bot, job).send(
         embed=await embed_of(bot, job),
         file=clip_file(job, path),
-        view=view_of(job),
+        view=view if view is not None else view_of(job),
         allowed_mentions=NO_PINGS,
     )
 
 
-async def edit_into_clip(bot: ReelBot, job: Job, path: Path, message_id: int) -> discord.Message:
+async def edit_into_clip(
+    bot: ReelBot, job: Job, path: Path, message_id: int, view: discord.ui.View | None = None
+) -> discord.Message:
     message = channel_of(bot, job).get_partial_message(message_id)
     return await message.edit(
         content=None,
         embed=await embed_of(bot, job),
         attachments=[clip_file(job, path)],
-        view=view_of(job),
+        view=view if view is not None else view_of(job),
         allowed_mentions=NO_PINGS,
     )
 

@@ -43,6 +43,7 @@ from discord.ext import commands
 
 from bot import output_safety, render
 from bot.channel_writes import NOT_SENT, Priority, Route
+from bot.cogs.storyboard import SHOT_EVENT, film_delivery
 from bot.output_safety import Disposition
 from bot.posting import ClipWontFit, channel_of, find_posted_clip, offer_reactions, post_clip
 from bot.previews import Preview, attachments_for, latest_previews, version
@@ -50,7 +51,7 @@ from bot.queue_board import QueueBoards
 from bot.render import NO_PINGS
 from bot.scene import can_edit, scene_view
 from jobqueue.jobs import QueuePosition
-from jobqueue.models import NO_MESSAGE, Job, JobStatus
+from jobqueue.models import NO_MESSAGE, Job, JobKind, JobStatus
 from jobqueue.scenes import Scenes
 
 if TYPE_CHECKING:
@@ -162,6 +163,10 @@ class Delivery(commands.Cog):
                 await asyncio.sleep(FOLLOW_AGAIN_AFTER_S)
 
     def seen(self, job: Job) -> None:
+        if job.kind is JobKind.SHOT:
+            # A storyboard's shots are never posted: its cog shows them on the plan.
+            self.bot.dispatch(SHOT_EVENT, job)
+            return
         if job.status.is_terminal:
             if job.delivered_at is None:
                 self.deliver_soon(job)
@@ -192,7 +197,11 @@ class Delivery(commands.Cog):
             await asyncio.sleep(min(REFRESH_GAP_S, self.interval))
 
     async def show_active_jobs(self) -> None:
-        jobs = [job for job in await self.bot.queue.active_jobs() if job.channel_id is not None]
+        jobs = [
+            job
+            for job in await self.bot.queue.active_jobs()
+            if job.channel_id is not None and job.kind is not JobKind.SHOT
+        ]
         waiting = [job.id for job in jobs if job.status is JobStatus.QUEUED]
         positions = await self.bot.queue.positions(waiting)
         scenes = await self.scenes.of_jobs(waiting)
@@ -305,6 +314,9 @@ class Delivery(commands.Cog):
     # --- when jobs end ---
 
     def deliver_soon(self, job: Job) -> None:
+        if job.kind is JobKind.SHOT:
+            self.bot.dispatch(SHOT_EVENT, job)
+            return
         if job.id in self.deliveries or job.channel_id is None:
             return
         self.retries.pop(job.id, None)
@@ -372,12 +384,15 @@ class Delivery(commands.Cog):
     async def deliver_clip(self, job: Job, status: StatusMessage) -> None:
         # Clips ahead of it in a busy channel can take a while: say it is done meanwhile.
         self.bot.private_replies.update(job.id, render.private_posting(job), news=True)
-        posted = None
+        posted, view = None, None
+        if job.kind is JobKind.FILM:
+            # A storyboard's film goes into its thread, with Reshoot N instead of the clip's.
+            job, view = await film_delivery(self.bot, job)
         if job.id in self.check_history:
             posted = await find_posted_clip(self.bot, job)
         try:
             posted = posted or await post_clip(
-                self.bot, job, replacing=self.replaceable(job, status)
+                self.bot, job, replacing=self.replaceable(job, status), view=view
             )
         except ClipWontFit as too_large:
             sentence = render.too_large_line(job, too_large.size_bytes, too_large.limit_bytes)
@@ -397,7 +412,8 @@ class Delivery(commands.Cog):
             await posted.delete()
             return
         self.check_history.discard(job.id)
-        offer_reactions(self.bot, posted)
+        if job.kind is not JobKind.FILM:
+            offer_reactions(self.bot, posted)
         self.bot.private_replies.finish(job.id, render.private_done(job, posted.jump_url))
 
     def replaceable(self, job: Job, status: StatusMessage) -> int | None:

@@ -1,0 +1,130 @@
+"""/storyboard through the real bot against the fake Discord, with the tiny models: the plan is
+posted with Shoot and Edit plan, only its owner may use them, Edit plan changes a shot, Shoot
+makes a thread with the joined film (about as long as its shots), Reshoot 2 re-renders from
+shot 2 on and posts the new film in the thread. Planning uses no language model here
+(``rewriter`` off), so the plan is the simple one with its sentence: the same every run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobqueue.models import JobKind
+from jobqueue.storyboards import Storyboard, Storyboards
+from tests.bot_harness import CLIP_TIMEOUT_S, Reel
+from tests.fakediscord import Channel, Message, User
+from tests.mp4probe import probe_mp4
+
+IDEA = "a fox explores a city at night"
+SHOT_SECONDS = 1.0
+FPS = 16  # the tiny models' frame rate
+
+
+async def storyboard(reel: Reel, *, user: User, **options: object) -> tuple[Message, Storyboard]:
+    """``user`` runs /storyboard; the plan message and its storyboard."""
+    handle = await reel.fake.invoke(
+        "storyboard", {"idea": IDEA, "shots": 2, "seconds": SHOT_SECONDS, **options}, user=user
+    )
+    answer = await handle.response(timeout=30)
+    assert handle.ephemeral
+    assert "planned" in answer.content, answer.content
+    plan = await reel.fake.wait_for_message(
+        reel.fake.general, lambda m: any(c.endswith(":shoot") for c in m.custom_ids())
+    )
+    storyboard_id = int(plan.custom_ids()[0].split(":")[1])
+    board = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(storyboard_id)
+    assert board is not None
+    return plan, board
+
+
+async def private_answer(reel: Reel, message: Message, custom_id: str, user: User) -> str:
+    handle = await reel.fake.click(message, custom_id, user=user)
+    answer = await handle.response(timeout=30)
+    assert handle.ephemeral
+    return answer.content
+
+
+async def films(reel: Reel, thread: Channel, count: int) -> list[Message]:
+    """The thread's films once there are ``count`` of them."""
+
+    def posted() -> list[Message] | None:
+        found = [m for m in reel.fake.channel_messages(thread) if m.attachments]
+        return found if len(found) >= count else None
+
+    return await reel.fake.wait_for(posted, timeout=CLIP_TIMEOUT_S)
+
+
+def seconds_of(message: Message, folder: Path) -> float:
+    path = folder / f"film-{message.id}.mp4"
+    path.write_bytes(message.attachments[0].data)
+    info = probe_mp4(path)
+    return info.frames / info.fps
+
+
+async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path) -> None:
+    fake = reel.fake
+    async with reel.bot_running(), reel.worker_running():
+        plan, board = await storyboard(reel, user=fake.alice)
+        embed = plan.embeds[0]
+        assert IDEA in embed["title"]
+        shot_fields = [f for f in embed["fields"] if f["name"].startswith("Shot ")]
+        assert [f["name"].split(" · ")[0] for f in shot_fields] == ["Shot 1", "Shot 2"]
+        assert "1 s" in shot_fields[0]["name"]
+        assert "simple plan" in embed["footer"]["text"], "the fallback plan says so"
+        shoot, edit = f"storyboard:{board.id}:shoot", f"storyboard:{board.id}:edit"
+        assert plan.custom_ids() == [shoot, edit]
+
+        refusal = await private_answer(reel, plan, shoot, fake.bob)
+        assert refusal.startswith("Only the person who planned")
+        assert fake.thread_of(plan) is None, "bob's press started nothing"
+
+        opened = await fake.click(plan, edit, user=fake.alice)
+        modal = await opened.modal_opened()
+        assert modal["title"] == f"Edit storyboard #{board.id}"
+        shots = "\n".join(
+            (
+                "The fox sniffs a lamp post | static | 1",
+                "The fox leaps over a puddle in the rain | pan left | 1",
+            )
+        )
+        edited = await fake.submit_modal(opened, {"shots": shots})
+        assert "updated" in (await edited.response(timeout=30)).content
+        shown = fake.message(plan.id).embeds[0]["fields"]
+        assert shown[1]["value"] == "The fox leaps over a puddle in the rain"
+        assert "pan left" in shown[1]["name"]
+
+        answer = await private_answer(reel, plan, shoot, fake.alice)
+        thread = fake.thread_of(plan)
+        assert thread is not None
+        assert thread.mention in answer
+        assert fake.message(plan.id).custom_ids() == [], "Shoot and Edit plan are gone"
+
+        (film,) = await films(reel, thread, 1)
+        assert abs(seconds_of(film, tmp_path) - 2 * SHOT_SECONDS) < 0.2
+        reshoots = [f"storyboard:{board.id}:reshoot:{n}" for n in (1, 2)]
+        assert film.custom_ids() == reshoots
+        assert fake.channel_messages(fake.general) == [fake.message(plan.id)], (
+            "shots are not posted on their own"
+        )
+        assert "shot" in fake.message(plan.id).content.lower()
+        shooting = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
+        assert shooting is not None
+        first_take = shooting.shot_job_ids
+        shot_two = await reel.queue.get(first_take[1])
+        assert shot_two is not None
+        assert "leaps over a puddle" in shot_two.request.prompt
+
+        assert (await private_answer(reel, film, reshoots[1], fake.bob)).startswith("Only")
+        answer = await private_answer(reel, film, reshoots[1], fake.alice)
+        assert "from shot 2" in answer
+        _, again = await films(reel, thread, 2)
+        assert abs(seconds_of(again, tmp_path) - 2 * SHOT_SECONDS) < 0.2
+        assert again.attachments[0].data != film.attachments[0].data
+
+    later = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
+    assert later is not None
+    assert later.shot_job_ids[0] == first_take[0], "shot 1 was kept"
+    assert later.shot_job_ids[1] != first_take[1], "shot 2 was made again"
+    film_job = await reel.queue.get(later.film_job_id or 0)
+    assert film_job is not None
+    assert film_job.kind is JobKind.FILM
+    assert film_job.result_message_id == again.id, "the new film was delivered once"
