@@ -52,7 +52,7 @@ from pipeline.generator import (
     steps_run,
 )
 from pipeline.levers import LeverSettings
-from pipeline.presets import ModelPreset, resolve_preset
+from pipeline.presets import ModelPreset, end_frame_model, resolve_preset
 from pipeline.preview import DEFAULT_PREVIEW, PreviewCallback, PreviewOptions
 from pipeline.provenance import ClipFacts, SigningIdentity, credit
 from pipeline.request import ClipRequest, ResolvedRequest, resolve_request
@@ -131,10 +131,18 @@ class ModelChoice:
     device: str = "auto"
     cpu_offload: bool = False
     levers: LeverSettings = field(default_factory=LeverSettings)
+    end_frame_model: str = ""
+    """The model for image-to-video clips that end on a chosen frame when ``i2v_model``
+    cannot (empty: none)."""
 
-    def model_for(self, task: str) -> str:
-        """The configured model for ``task`` (``"t2v"`` or ``"i2v"``)."""
-        return self.i2v_model if task == "i2v" else self.t2v_model
+    def model_for(self, task: str, *, end_frame: bool = False) -> str:
+        """The configured model for ``task`` (``"t2v"`` or ``"i2v"``); ``end_frame``: for a
+        clip that ends on a chosen frame (a loop or an end image)."""
+        if task != "i2v":
+            return self.t2v_model
+        if end_frame:
+            return end_frame_model(self.i2v_model, self.end_frame_model) or self.i2v_model
+        return self.i2v_model
 
     def preset_for(self, model: str) -> ModelPreset:
         """``model``'s preset with the server's speed levers (and LoRA, for the text-to-video
@@ -221,6 +229,7 @@ class ClipMaker:
         output: OutputPath,
         max_bytes: int,
         start_image: Path | None = None,
+        end_image: Path | None = None,
         extend: Path | None = None,
         rewriter: PromptRewriter | None = None,
         scene: RewriteResult | None = None,
@@ -233,7 +242,8 @@ class ClipMaker:
     ) -> MadeClip:
         """Make the clip ``asked`` for with ``model`` and encode it within ``max_bytes``.
 
-        ``start_image`` is a picture an image-to-video model starts from; ``extend`` a clip
+        ``start_image`` is a picture an image-to-video model starts from, ``end_image`` one a
+        first-last-frame model ends on (a loop ends on the start image); ``extend`` a clip
         to continue: its last frame starts the new part and its frames come first. Without a
         ``rewriter`` the model gets the user's words. ``scene`` is a rewrite already written
         (by :func:`write_scene` while the job waited, or by the job's owner): the rewriter is
@@ -249,6 +259,7 @@ class ClipMaker:
             model=model,
             draft_path=from_draft,
             start_image=start_image,
+            end_image=end_image,
             extend=extend,
             prompting=(rewriter, scene, screen),
             report=report,
@@ -313,6 +324,7 @@ class ClipMaker:
             model=model,
             draft_path=near,
             start_image=start_image,
+            end_image=None,
             extend=None,
             prompting=(rewriter, scene, screen),
             report=report,
@@ -353,6 +365,7 @@ class ClipMaker:
         model: str,
         draft_path: Path | None,
         start_image: Path | None,
+        end_image: Path | None,
         extend: Path | None,
         prompting: tuple[PromptRewriter | None, RewriteResult | None, PromptScreen | None],
         report: StageCallback,
@@ -364,7 +377,8 @@ class ClipMaker:
         if draft is not None:
             asked = shaped_like(asked, draft)
         image = await asyncio.to_thread(_start_image, start_image, extend)
-        request = resolve_request(preset, asked, image=image)
+        last = None if end_image is None else await asyncio.to_thread(_end_image, end_image)
+        request = resolve_request(preset, asked, image=image, end_image=last)
         generator = self._generator_for(preset)
         prompt, timings = await _prompt(request, preset, *prompting, report)
         return _Job(preset, generator, draft, request, prompt, timings)
@@ -443,12 +457,20 @@ def _start_image(start_image: Path | None, extend: Path | None) -> Image.Image |
         return last_frame(extend)
     if start_image is None:
         return None
+    return _picture(start_image, which="start image")
+
+
+def _end_image(end_image: Path) -> Image.Image:
+    return _picture(end_image, which="end image")
+
+
+def _picture(path: Path, *, which: str) -> Image.Image:
     try:
-        with Image.open(start_image) as image:
+        with Image.open(path) as image:
             image.load()
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise StartImageUnreadable(start_image, str(exc)) from exc
+        raise StartImageUnreadable(path, str(exc), which=which) from exc
 
 
 async def write_scene(

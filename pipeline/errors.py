@@ -24,12 +24,13 @@ class ModelUnavailable(ClipFailed, RuntimeError):
 
 
 class StartImageUnreadable(ClipFailed):
-    """The start image file could not be opened as a picture; ``reason`` says why."""
+    """The start image file (or, as ``which`` says, the end image) could not be opened as a
+    picture; ``reason`` says why."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path, reason: str, *, which: str = "start image") -> None:
         super().__init__(
-            "The start image for this clip could not be read; upload it again.",
-            f"cannot read the start image {path}: {reason}",
+            f"The {which} for this clip could not be read; upload it again.",
+            f"cannot read the {which} {path}: {reason}",
         )
         self.path = path
         self.reason = reason

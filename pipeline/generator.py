@@ -348,6 +348,9 @@ class VideoGenerator:
         inputs: dict[str, Any] = {}
         if request.start_image is not None:
             inputs["image"] = fit_image(request.start_image, request.width, request.height)
+        if request.end_image is not None:
+            # Wan's first-last-frame model: the clip's last frame, fitted like the first.
+            inputs["last_image"] = fit_image(request.end_image, request.width, request.height)
         if self.preset.pipeline_class.startswith("LTX"):
             inputs["frame_rate"] = request.fps
         return inputs

@@ -16,7 +16,7 @@ import torch
 from pipeline.errors import ModelUnavailable
 from pipeline.levers import apply_load_levers, compile_blocks
 from pipeline.presets import TINY_SOURCE_PREFIX, ModelPreset
-from pipeline.tiny import ensure_tiny_pipeline
+from pipeline.tiny import ensure_tiny_pipeline, tiny_kind
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _place(pipe: Any, placement: Placement, *, group_offload: bool) -> None:
 
 def _local_source(preset: ModelPreset, models_dir: Path) -> str:
     if preset.source.startswith(TINY_SOURCE_PREFIX):
-        return str(ensure_tiny_pipeline(models_dir, preset.task))
+        return str(ensure_tiny_pipeline(models_dir, tiny_kind(preset.source)))
     return preset.source
 
 

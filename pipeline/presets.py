@@ -41,7 +41,9 @@ class ModelPreset:
     the last ``render_strength`` of the schedule from a draft upscaled to full size, Vary the
     last ``vary_strength`` of the draft schedule from a draft. ``mag_ratios`` are the model's
     MagCache magnitude ratios per step (None: MagCache cannot run). ``levers``, ``loras`` and
-    ``fuse_loras`` say how the pipeline runs.
+    ``fuse_loras`` say how the pipeline runs. ``takes_end_frame``: the model is given the
+    clip's last frame as well as its first, and needs both (Wan's first-last-frame model):
+    loops and ``end_image``.
     """
 
     name: str
@@ -70,6 +72,7 @@ class ModelPreset:
     levers: SpeedLevers = field(default_factory=SpeedLevers)
     loras: tuple[LoraWeights, ...] = ()
     fuse_loras: bool = False
+    takes_end_frame: bool = False
 
     @property
     def is_tiny(self) -> bool:
@@ -191,6 +194,22 @@ WAN_I2V = replace(
     mag_ratios=WAN_I2V_480P_MAG_RATIOS,
 )
 
+# Wan 2.1's first-last-frame model (14B, 720p): the image-to-video model with both pictures
+# given, its CLIP embeddings side by side. Its authors sample it with 50 steps and flow shift
+# 16 (Wan2.1 generate.py); it was trained at 720p only, so HD means more steps.
+WAN_FLF2V = replace(
+    WAN_I2V,
+    name="wan2.1-flf2v-14b-720p",
+    source="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+    sizes=_sizes((1280, 720), (960, 960)),
+    hd_sizes=_sizes((1280, 720), (960, 960)),
+    steps=50,
+    hd_steps=50,
+    flow_shift=16.0,
+    mag_ratios=None,
+    takes_end_frame=True,
+)
+
 # LTX-Video: sizes in multiples of 32, 8k+1 frames at 24 fps (5 s by default); its scheduler
 # shifts by resolution itself.
 LTX_VIDEO = ModelPreset(
@@ -246,8 +265,27 @@ TINY_I2V = replace(
     pipeline_class="WanImageToVideoPipeline",
 )
 
+TINY_FLF2V = replace(
+    TINY_I2V,
+    name="tiny-flf2v",
+    source=TINY_SOURCE_PREFIX + "flf2v",
+    takes_end_frame=True,
+)
+
 PRESETS: Mapping[str, ModelPreset] = MappingProxyType(
-    {preset.name: preset for preset in (WAN_T2V, WAN_T2V_FAST, WAN_I2V, LTX_VIDEO, TINY, TINY_I2V)}
+    {
+        preset.name: preset
+        for preset in (
+            WAN_T2V,
+            WAN_T2V_FAST,
+            WAN_I2V,
+            WAN_FLF2V,
+            LTX_VIDEO,
+            TINY,
+            TINY_I2V,
+            TINY_FLF2V,
+        )
+    }
 )
 DEFAULT_PRESET = WAN_T2V.name
 
@@ -270,6 +308,15 @@ def resolve_preset(name_or_path: str) -> ModelPreset:
     return _preset_for_class(name_or_path, _guess_class(name_or_path))
 
 
+def end_frame_model(default: str, end_frame: str) -> str | None:
+    """The model for a clip that ends on a chosen frame (a loop or an end image): the
+    ``default`` image-to-video model when it can, else the ``end_frame`` model the server
+    names for them (``None`` when it names none)."""
+    if resolve_preset(default).takes_end_frame:
+        return default
+    return end_frame or None
+
+
 def _preset_for_folder(folder: Path) -> ModelPreset:
     index = folder / "model_index.json"
     try:
@@ -284,7 +331,7 @@ def _guess_class(model_id: str) -> str:
     lowered = model_id.lower()
     if "ltx" in lowered:
         return "LTXPipeline"
-    if "i2v" in lowered or "image-to-video" in lowered:
+    if "i2v" in lowered or "flf2v" in lowered or "image-to-video" in lowered:
         return "WanImageToVideoPipeline"
     return "WanPipeline"
 
@@ -295,10 +342,14 @@ def _is_image_to_video(class_name: str) -> bool:
 
 def _preset_for_class(source: str, class_name: str) -> ModelPreset:
     family = LTX_VIDEO if class_name.startswith("LTX") else WAN_T2V
+    image_to_video = _is_image_to_video(class_name)
     return replace(
         family,
         name=source,
         source=source,
-        task="i2v" if _is_image_to_video(class_name) else "t2v",
+        task="i2v" if image_to_video else "t2v",
         pipeline_class=class_name,
+        # Wan's first-last-frame weights load into the image-to-video class: only the name
+        # tells them apart without loading them.
+        takes_end_frame=image_to_video and "flf2v" in source.lower(),
     )

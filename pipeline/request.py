@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipeline.camera import checked_camera, checked_motion
 from pipeline.errors import InvalidRequest
-from pipeline.presets import ASPECTS, ModelPreset
+from pipeline.presets import ASPECTS, PRESETS, ModelPreset
 from pipeline.text import checked_negative_prompt, checked_prompt
 
 MAX_SEED = 2**32 - 1
@@ -87,24 +87,35 @@ class ResolvedRequest:
         return self.frames / self.fps
 
 
-def check_request(preset: ModelPreset, asked: ClipRequest) -> ClipRequest:
+def check_request(
+    preset: ModelPreset, asked: ClipRequest, *, end_image: bool = False
+) -> ClipRequest:
     """``asked`` with its text cleaned, once it is known ``preset`` can make it.
 
-    Checks everything but the start image (prompts, aspect, length, fps, seed, steps,
-    guidance); raises InvalidRequest with a sentence for the user.
+    Checks everything but the pictures themselves (prompts, aspect, length, fps, seed, steps,
+    guidance, and whether the model can take an end frame for a loop or, when ``end_image``
+    says one will be given, an end image); raises InvalidRequest with a sentence for the user.
     """
     resolved = _resolved(preset, asked)
+    _check_end_frame(preset, loop=asked.loop, end_image=end_image)
     return replace(asked, prompt=resolved.prompt, negative_prompt=resolved.negative_prompt)
 
 
 def resolve_request(
-    preset: ModelPreset, asked: ClipRequest, *, image: Image.Image | None = None
+    preset: ModelPreset,
+    asked: ClipRequest,
+    *,
+    image: Image.Image | None = None,
+    end_image: Image.Image | None = None,
 ) -> ResolvedRequest:
     """Every setting of ``asked`` decided for ``preset`` (a seed chosen when none was given),
-    with ``image`` as the start image; raises InvalidRequest."""
+    with ``image`` as the start image and ``end_image`` as the last frame (for a loop, the
+    start image); raises InvalidRequest."""
     resolved = _resolved(preset, asked)
     _check_image(preset, image)
-    return replace(resolved, start_image=image)
+    _check_end_frame(preset, loop=asked.loop, end_image=end_image is not None)
+    last = image if asked.loop else end_image
+    return replace(resolved, start_image=image, end_image=last)
 
 
 def _resolved(preset: ModelPreset, asked: ClipRequest) -> ResolvedRequest:
@@ -134,6 +145,13 @@ def _resolved(preset: ModelPreset, asked: ClipRequest) -> ResolvedRequest:
     )
 
 
+def frames_asked(preset: ModelPreset, asked: ClipRequest) -> tuple[int, int]:
+    """The frames and frame rate of the clip ``asked`` makes with ``preset`` (its length,
+    known before it runs); raises InvalidRequest like :func:`check_request`."""
+    fps = _checked_fps(asked.fps, preset)
+    return _checked_frames(asked.frames, asked.duration_s, fps, preset), fps
+
+
 def _check_aspect(aspect: str) -> None:
     if aspect not in ASPECTS:
         raise InvalidRequest(
@@ -150,6 +168,23 @@ def _check_image(preset: ModelPreset, image: Image.Image | None) -> None:
         raise InvalidRequest(
             f"The model {preset.name} makes clips from text only; "
             "use an image-to-video model to start from an image."
+        )
+
+
+def _check_end_frame(preset: ModelPreset, *, loop: bool, end_image: bool) -> None:
+    if loop and end_image:
+        raise InvalidRequest("A loop ends on its start image; give no end image with it.")
+    wanted = loop or end_image
+    if preset.takes_end_frame and not wanted:
+        raise InvalidRequest(
+            f"The model {preset.name} makes a clip between a first and a last frame; give an"
+            " end image, or ask for a loop."
+        )
+    if wanted and not preset.takes_end_frame:
+        able = ", ".join(name for name, other in PRESETS.items() if other.takes_end_frame)
+        raise InvalidRequest(
+            f"The model {preset.name} cannot end a clip on a chosen frame (a loop or an end"
+            f" image); use one that can: {able}."
         )
 
 

@@ -1,6 +1,7 @@
 """Tiny randomly initialised Wan pipelines, built offline for tests and for trying reelbot.
 
-They use the same diffusers classes as Wan 2.1 (text-to-video and image-to-video) with a few
+They use the same diffusers classes as Wan 2.1 (text-to-video, image-to-video and
+first-last-frame image-to-video) with a few
 thousand parameters each, so the whole path from prompt to MP4 runs on any CPU in a second.
 A pipeline is built once into ``models_dir/<name>/`` with ``save_pretrained`` and always used
 through ``from_pretrained``, like any downloaded model. Building is deterministic (fixed seed)
@@ -16,11 +17,13 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
+
+from pipeline.presets import TINY_SOURCE_PREFIX
 
 log = logging.getLogger(__name__)
 
-TinyKind = Literal["t2v", "i2v"]
+TinyKind = Literal["t2v", "i2v", "flf2v"]
 
 # Bump when the components below change, so cached copies are rebuilt.
 TINY_VERSION = 2
@@ -31,6 +34,10 @@ TEXT_DIM = 32
 HEADS = 2
 HEAD_DIM = 12
 IMAGE_DIM = 8
+IMAGE_SIZE = 32
+IMAGE_PATCH = 8
+# What the tiny CLIP encoder gives per picture: one token per patch and its class token.
+IMAGE_TOKENS = (IMAGE_SIZE // IMAGE_PATCH) ** 2 + 1
 
 # Words the tokenizer knows; others become <unk>. Typical prompt vocabulary, so that
 # different prompts give different embeddings.
@@ -49,7 +56,15 @@ _TOKENIZER_CORPUS = (
 
 
 def tiny_model_dir(models_dir: Path, kind: TinyKind) -> Path:
-    return models_dir / ("tiny" if kind == "t2v" else "tiny-i2v")
+    return models_dir / ("tiny" if kind == "t2v" else f"tiny-{kind}")
+
+
+def tiny_kind(source: str) -> TinyKind:
+    """The kind a tiny preset's source (``tiny:flf2v``) names."""
+    kind = source.removeprefix(TINY_SOURCE_PREFIX)
+    if kind not in get_args(TinyKind):
+        raise ValueError(f"{source!r} names no tiny pipeline")
+    return cast(TinyKind, kind)
 
 
 def ensure_tiny_pipeline(models_dir: Path, kind: TinyKind) -> Path:
@@ -93,7 +108,8 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 
 def build_tiny_pipeline(kind: TinyKind) -> Any:
-    """A freshly initialised tiny ``WanPipeline`` or ``WanImageToVideoPipeline`` (not saved)."""
+    """A freshly initialised tiny ``WanPipeline`` or ``WanImageToVideoPipeline`` (not saved);
+    ``flf2v`` is the image-to-video pipeline that also takes the clip's last frame."""
     import torch
     from diffusers import WanImageToVideoPipeline, WanPipeline
 
@@ -106,7 +122,9 @@ def build_tiny_pipeline(kind: TinyKind) -> Any:
     if kind == "t2v":
         components["transformer"] = _seeded(torch, lambda: _transformer(image_to_video=False))
         return WanPipeline(**components)
-    components["transformer"] = _seeded(torch, lambda: _transformer(image_to_video=True))
+    components["transformer"] = _seeded(
+        torch, lambda: _transformer(image_to_video=True, end_frame=kind == "flf2v")
+    )
     components["image_encoder"] = _seeded(torch, _image_encoder)
     components["image_processor"] = _image_processor()
     return WanImageToVideoPipeline(**components)
@@ -223,7 +241,7 @@ def _vae() -> Any:
     return vae
 
 
-def _transformer(*, image_to_video: bool) -> Any:
+def _transformer(*, image_to_video: bool, end_frame: bool = False) -> Any:
     from diffusers import WanTransformer3DModel
 
     inner_dim = HEADS * HEAD_DIM
@@ -244,6 +262,8 @@ def _transformer(*, image_to_video: bool) -> Any:
         rope_max_seq_len=1024,
         image_dim=IMAGE_DIM if image_to_video else None,
         added_kv_proj_dim=inner_dim if image_to_video else None,
+        # First-last-frame: the two pictures' CLIP tokens side by side, each position learned.
+        pos_embed_seq_len=2 * IMAGE_TOKENS if end_frame else None,
     )
 
 
@@ -263,8 +283,8 @@ def _image_encoder() -> Any:
         intermediate_size=16,
         num_hidden_layers=2,
         num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
+        image_size=IMAGE_SIZE,
+        patch_size=IMAGE_PATCH,
     )
     return CLIPVisionModel(config).eval()
 
@@ -272,4 +292,4 @@ def _image_encoder() -> Any:
 def _image_processor() -> Any:
     from transformers import CLIPImageProcessor
 
-    return CLIPImageProcessor(crop_size=32, size=32)
+    return CLIPImageProcessor(crop_size=IMAGE_SIZE, size=IMAGE_SIZE)

@@ -82,7 +82,11 @@ def worker_config(
     return WorkerConfig(
         clips_dir=settings.clips_dir,
         models=ModelChoice(
-            models_dir=settings.models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
+            models_dir=settings.models_dir,
+            t2v_model="tiny",
+            i2v_model="tiny-i2v",
+            end_frame_model="tiny-flf2v",
+            device="cpu",
         ),
         lease_seconds=lease_seconds,
         progress_interval_s=0.2,

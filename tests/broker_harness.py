@@ -29,13 +29,19 @@ from pipeline.clip import ModelChoice
 SINGLE_HOST = "single-host"
 BROKER = "broker"
 BOTH_MODES = [SINGLE_HOST, BROKER]
-TINY_MODELS = ("tiny", "tiny-i2v")
+TINY_MODELS = ("tiny", "tiny-i2v", "tiny-flf2v")
 MAX_TRANSFER_BYTES = 64 * 2**20
 STOP_TIMEOUT_S = 120.0
 
 
 def tiny_models(models_dir: Path) -> ModelChoice:
-    return ModelChoice(models_dir=models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu")
+    return ModelChoice(
+        models_dir=models_dir,
+        t2v_model="tiny",
+        i2v_model="tiny-i2v",
+        end_frame_model="tiny-flf2v",
+        device="cpu",
+    )
 
 
 def dispatch_config(
@@ -103,6 +109,7 @@ def remote_worker_env(data_dir: Path, *, lease_seconds: float, **extra: str) -> 
         "REELBOT_DATA_DIR": str(data_dir),
         "REELBOT_MODEL": "tiny",
         "REELBOT_I2V_MODEL": "tiny-i2v",
+        "REELBOT_END_FRAME_MODEL": "tiny-flf2v",
         "REELBOT_DEVICE": "cpu",
         "REELBOT_REWRITER": "off",
         "REELBOT_LEASE_SECONDS": str(lease_seconds),

@@ -33,7 +33,8 @@ from tests.web_browser import Browser, missing_browser, start_chromium
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models folder holding the ``tiny`` and ``tiny-i2v`` pipelines, built once per session.
+    """A models folder holding the ``tiny``, ``tiny-i2v`` and ``tiny-flf2v`` pipelines, built
+    once per session.
 
     It is ``<data dir>/models``: pass it as ``VideoGenerator(..., models_dir=tiny_models_dir)``,
     or set ``REELBOT_DATA_DIR`` to ``tiny_models_dir.parent`` so settings find the models
@@ -42,6 +43,7 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models_dir = tmp_path_factory.mktemp("data") / "models"
     ensure_tiny_pipeline(models_dir, "t2v")
     ensure_tiny_pipeline(models_dir, "i2v")
+    ensure_tiny_pipeline(models_dir, "flf2v")
     return models_dir
 
 
@@ -193,6 +195,7 @@ def reel_settings(data_dir: Path, fake_discord: FakeDiscord) -> Settings:
         data_dir=data_dir,
         model="tiny",
         i2v_model="tiny-i2v",
+        end_frame_model="tiny-flf2v",
         rewriter="off",
         discord_token=fake_discord.token,
         discord_api_base=fake_discord.api_base,

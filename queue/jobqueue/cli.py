@@ -132,7 +132,11 @@ def remote_config(settings: CoreSettings) -> RemoteConfig:
     from jobqueue.settings import parse_video_size, split_list
     from jobqueue.worker import WorkerConfig
 
-    models = split_list(settings.worker_models) or [settings.model, settings.i2v_model]
+    models = split_list(settings.worker_models) or [
+        settings.model,
+        settings.i2v_model,
+        *split_list(settings.end_frame_model),
+    ]
     capability = Capability.serving(
         models,
         max_video_pixels=parse_video_size(settings.worker_max_size),

@@ -52,12 +52,19 @@ class JobInputs:
     extend: Path | None = None
     draft: Path | None = None
     """The draft Render and Vary start from (its latents beside it)."""
+    end_image: Path | None = None
+    """The uploaded picture an Animate job ends on (``end_image``)."""
 
     @classmethod
     def on_bot_host(cls, job: Job, clips_dir: Path) -> JobInputs:
-        """The uploaded picture, the parent clip and the parent's draft where the bot keeps
+        """The uploaded pictures, the parent clip and the parent's draft where the bot keeps
         them."""
-        return cls(start_image(job), clip_to_extend(job, clips_dir), draft_to_start(job, clips_dir))
+        return cls(
+            start_image(job),
+            clip_to_extend(job, clips_dir),
+            draft_to_start(job, clips_dir),
+            end_image(job),
+        )
 
 
 async def make_job_clip(
@@ -105,6 +112,7 @@ async def make_job_clip(
         output=lambda _request: output,
         max_bytes=max_bytes,
         start_image=inputs.start_image,
+        end_image=inputs.end_image,
         extend=inputs.extend,
         rewriter=rewrite,
         scene=scene,
@@ -125,14 +133,23 @@ def as_made_clip(drafts: MadeDrafts, preset: ModelPreset) -> MadeClip:
 
 
 def job_model(job: Job, models: ModelChoice) -> str:
-    """The model the user picked, else the configured one for the job's task."""
-    return job.request.model or models.model_for(job.kind.task)
+    """The model the user picked, else the configured one for the job's task (for a loop or
+    an end image, one that can end on a chosen frame)."""
+    end_frame = job.request.ends_on_frame
+    return job.request.model or models.model_for(job.kind.task, end_frame=end_frame)
 
 
 def start_image(job: Job) -> Path | None:
     """The uploaded picture an Animate job starts from."""
     if job.kind is JobKind.ANIMATE and job.request.image_path:
         return Path(job.request.image_path)
+    return None
+
+
+def end_image(job: Job) -> Path | None:
+    """The uploaded picture an Animate job ends on."""
+    if job.kind is JobKind.ANIMATE and job.request.end_image_path:
+        return Path(job.request.end_image_path)
     return None
 
 

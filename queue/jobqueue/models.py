@@ -115,6 +115,12 @@ class JobRequest:
     end_image_path: str | None = None
     """/animate's ``end_image``: the picture the clip ends on."""
 
+    @property
+    def ends_on_frame(self) -> bool:
+        """Whether the clip ends on a chosen frame (a loop, or an end image): only a
+        first-last-frame model makes it."""
+        return self.loop or self.end_image_path is not None
+
     def as_asked(self) -> ClipRequest:
         """The clip this asks for, as the pipeline checks and resolves it."""
         return ClipRequest(

@@ -59,6 +59,7 @@ class CoreSettings(BaseSettings):
 
     model: str = "wan2.1-t2v-1.3b"
     i2v_model: str = "wan2.1-i2v-14b-480p"
+    end_frame_model: str = "wan2.1-flf2v-14b-720p"
     device: str = "auto"
     cpu_offload: bool = False
     max_upload_bytes: int = 10 * MIB
@@ -180,6 +181,7 @@ class CoreSettings(BaseSettings):
             models_dir=self.models_dir,
             t2v_model=self.model,
             i2v_model=self.i2v_model,
+            end_frame_model=self.end_frame_model,
             device=self.device,
             cpu_offload=self.cpu_offload,
             levers=LeverSettings(

@@ -53,7 +53,7 @@ from jobqueue.broker.registry import WorkerAd, registered_workers
 from jobqueue.broker.routing import Capability, Need, anyone_can_run, need_of
 from jobqueue.broker.wire import MAKE_CLIP, Assignment, Inputs, Outcome, preview_of
 from jobqueue.clipfiles import clip_path, store_preview
-from jobqueue.clipjob import draft_to_start, job_model
+from jobqueue.clipjob import draft_to_start, end_image, job_model
 from jobqueue.jobs import JobQueue
 from jobqueue.leases import live_workers
 from jobqueue.models import Job, JobKind, JobStatus, Stage
@@ -725,7 +725,7 @@ def _read_inputs(job: Job, clips_dir: Path) -> Inputs:
     if job.kind is JobKind.ANIMATE and job.request.image_path:
         image = Path(job.request.image_path)
         try:
-            return Inputs(start_image=image.read_bytes())
+            return Inputs(start_image=image.read_bytes(), end_image=_end_image_bytes(job))
         except OSError as exc:
             raise StartImageUnreadable(image, str(exc)) from exc
     if job.kind is JobKind.EXTEND and job.parent_id is not None:
@@ -735,6 +735,16 @@ def _read_inputs(job: Job, clips_dir: Path) -> Inputs:
         except OSError as exc:
             raise ClipFailed(CLIP_TO_EXTEND_GONE, f"the clip to extend, {parent}: {exc}") from exc
     return Inputs()
+
+
+def _end_image_bytes(job: Job) -> bytes | None:
+    end = end_image(job)
+    if end is None:
+        return None
+    try:
+        return end.read_bytes()
+    except OSError as exc:
+        raise StartImageUnreadable(end, str(exc), which="end image") from exc
 
 
 async def _hold_inputs(queue: saq.Queue, key: str, inputs: Inputs, limit: int) -> None:

@@ -2,13 +2,14 @@
 
 Out, in the SAQ job's kwargs: an :class:`Assignment` (the job as the bot's database holds it,
 the attempt, the model the bot chose, the scene written while it waited, the server's
-blocklist and safety policy). The start image of /animate, the parent clip of Extend or the
-draft latents Render and Vary start from wait beside it in an *inputs record* (a SAQ job that
-is never run, finished at once with the bytes as its result), so the assignment the bot reads
-while it watches stays small. Back: the running job's ``meta`` carries its stage, step, scene
-(:func:`~jobqueue.models.progress_values`) and latest live preview (:func:`preview_meta`), and
-its result is an :class:`Outcome`: the clip and poster bytes (a grid's drafts beside them)
-with what the pipeline resolved and what the safety check found, or a sentence why not.
+blocklist and safety policy). The start and end images of /animate, the parent clip of
+Extend or the draft latents Render and Vary start from wait beside it in an *inputs record*
+(a SAQ job that is never run, finished at once with the bytes as its result), so the
+assignment the bot reads while it watches stays small. Back: the running job's ``meta``
+carries its stage, step, scene (:func:`~jobqueue.models.progress_values`) and latest live
+preview (:func:`preview_meta`), and its result is an :class:`Outcome`: the clip and poster
+bytes (a grid's drafts beside them) with what the pipeline resolved and what the safety check
+found, or a sentence why not.
 
 Bytes travel base64-encoded. Either direction refuses more than the configured cap with a
 sentence (:class:`TooLarge`). Every reader ignores fields it does not know, so a bot and its
@@ -40,6 +41,8 @@ MAKE_CLIP = "make_clip"
 """The name of the one function a remote worker runs."""
 
 OutcomeKind = Literal["done", "failed", "released"]
+_PICTURES = ("start_image", "end_image")
+"""A resolved request's pictures, which never travel back."""
 MAX_PREVIEW_BYTES = 2**20
 """A live preview larger than this stays on the worker (previews are a few hundred KB)."""
 
@@ -71,23 +74,26 @@ def decode_bytes(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Inputs:
-    """The files a job starts from, as bytes: the start image, the clip it extends, or the
-    latents of the draft a Render or Vary starts from."""
+    """The files a job starts from, as bytes: the start image (and the end image), the clip
+    it extends, or the latents of the draft a Render or Vary starts from."""
 
     start_image: bytes | None = None
     extend: bytes | None = None
     draft_latents: bytes | None = None
+    end_image: bytes | None = None
 
     def to_result(self, *, limit: int) -> dict[str, str]:
         found = {
             "start_image": self.start_image,
             "extend": self.extend,
             "draft_latents": self.draft_latents,
+            "end_image": self.end_image,
         }
         what = {
             "start_image": "start picture",
             "extend": "clip to extend",
             "draft_latents": "draft to start from",
+            "end_image": "end picture",
         }
         return {
             name: encode_bytes(data, what[name], limit=limit)
@@ -101,15 +107,19 @@ class Inputs:
             start_image=_maybe_bytes(result.get("start_image")),
             extend=_maybe_bytes(result.get("extend")),
             draft_latents=_maybe_bytes(result.get("draft_latents")),
+            end_image=_maybe_bytes(result.get("end_image")),
         )
 
     def write(self, folder: Path) -> JobInputs:
         """Save the files in ``folder``: the job's inputs on this host."""
         folder.mkdir(parents=True, exist_ok=True)
-        start = extend = draft = None
+        start = extend = draft = end = None
         if self.start_image is not None:
             start = folder / "start.png"
             start.write_bytes(self.start_image)
+        if self.end_image is not None:
+            end = folder / "end.png"
+            end.write_bytes(self.end_image)
         if self.extend is not None:
             extend = folder / "parent.mp4"
             extend.write_bytes(self.extend)
@@ -117,7 +127,7 @@ class Inputs:
             # The pipeline reads a draft's latents beside it; the draft's video is not needed.
             draft = folder / "draft.mp4"
             latents_beside(draft).write_bytes(self.draft_latents)
-        return JobInputs(start_image=start, extend=extend, draft=draft)
+        return JobInputs(start_image=start, extend=extend, draft=draft, end_image=end)
 
 
 @dataclass(frozen=True)
@@ -235,8 +245,11 @@ class Outcome:
         encoded = dataclasses.asdict(made.clip)
         for name in ("path", "poster_path"):
             encoded.pop(name)
-        request = dataclasses.asdict(dataclasses.replace(made.request, start_image=None))
-        request.pop("start_image")
+        # The pictures stay behind: the bot has them, and JSON has no place for them.
+        without_pictures = dataclasses.replace(made.request, start_image=None, end_image=None)
+        request = dataclasses.asdict(without_pictures)
+        for name in _PICTURES:
+            request.pop(name)
         beside = {
             name: path.read_bytes()
             for name, path in _names_beside(made.clip.path).items()
@@ -321,7 +334,7 @@ class Outcome:
             path=path, poster_path=poster, **_known_values(EncodedClip, self.encoded)
         )
         request = ResolvedRequest(
-            start_image=None, **_known_values(ResolvedRequest, self.request, skip="start_image")
+            start_image=None, **_known_values(ResolvedRequest, self.request, skip=_PICTURES)
         )
         prompt = ChosenPrompt(
             text=str(self.prompt["text"]),
@@ -352,8 +365,10 @@ def _known(cls: type[Any], data: Mapping[str, Any]) -> Any:
     return cls(**_known_values(cls, data))
 
 
-def _known_values(cls: type[Any], data: Mapping[str, Any], *, skip: str = "") -> dict[str, Any]:
-    return {name: value for name, value in data.items() if name in _field_names(cls) - {skip}}
+def _known_values(
+    cls: type[Any], data: Mapping[str, Any], *, skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    return {name: value for name, value in data.items() if name in _field_names(cls) - set(skip)}
 
 
 def _field_names(cls: type[Any]) -> set[str]:
