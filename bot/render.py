@@ -44,6 +44,8 @@ KIND_NAMES = {
     JobKind.DRAFTS: "drafts",
     JobKind.VARY: "variations",
     JobKind.RENDER: "render",
+    JobKind.SHOT: "shot",
+    JobKind.FILM: "film",
 }
 STAGE_LINES = {
     Stage.WAITING: "starting",

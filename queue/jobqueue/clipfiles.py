@@ -1,6 +1,7 @@
 """The names of a job's files in the clips folder, written down once.
 
-A finished job owns ``<id>.mp4`` and its poster ``<id>.jpg``. When a server's upload limit is
+A finished job owns ``<id>.mp4`` and its poster ``<id>.jpg`` (a storyboard's shot also its
+last frame, ``<id>.last.png``, which the next shot starts from). When a server's upload limit is
 smaller than the clip, the bot re-encodes a copy ``<id>.fit-<limit>.mp4``, and the encoder
 writes that copy's poster beside it (``<id>.fit-<limit>.jpg``). A clip being made lives in
 ``.partial/<id>-<worker>.mp4`` until it is renamed to its final name.
@@ -48,12 +49,19 @@ def partial_clip_path(clips_dir: Path, job_id: int, worker_id: str) -> Path:
     return clips_dir / PARTIAL_DIR / f"{job_id}-{worker_id}{CLIP_SUFFIX}"
 
 
+def last_frame_path(clips_dir: Path, job_id: int) -> Path:
+    """Where the last frame of ``job_id``'s clip is kept as a picture (a storyboard's next
+    shot starts from it)."""
+    return clips_dir / f"{job_id}.last.png"
+
+
 def job_files(clips_dir: Path, job_id: int) -> list[Path]:
     """Every file of ``job_id``'s finished clip that exists on disk: the clip, its poster,
-    and each re-encoded copy with its poster."""
+    each re-encoded copy with its poster, and its last frame."""
     candidates = [
         clip_path(clips_dir, job_id),
         poster_path(clips_dir, job_id),
+        last_frame_path(clips_dir, job_id),
         *sorted(clips_dir.glob(f"{job_id}.fit-*")),
         *files_beside_grid(clip_path(clips_dir, job_id)),
     ]

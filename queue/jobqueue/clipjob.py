@@ -136,12 +136,13 @@ def job_model(job: Job, models: ModelChoice) -> str:
     """The model the user picked, else the configured one for the job's task (for a loop or
     an end image, one that can end on a chosen frame)."""
     end_frame = job.request.ends_on_frame
-    return job.request.model or models.model_for(job.kind.task, end_frame=end_frame)
+    return job.request.model or models.model_for(job.task, end_frame=end_frame)
 
 
 def start_image(job: Job) -> Path | None:
-    """The uploaded picture an Animate job starts from."""
-    if job.kind is JobKind.ANIMATE and job.request.image_path:
+    """The picture the job starts from: an Animate job's upload, or the last frame of the
+    shot before a storyboard's shot (written beside that shot's clip when it was submitted)."""
+    if job.kind in (JobKind.ANIMATE, JobKind.SHOT) and job.request.image_path:
         return Path(job.request.image_path)
     return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -140,10 +140,15 @@ class JobQueue:
         parent_id: int | None = None,
         idempotency_key: str | None = None,
         priority: int = 0,
+        check_limits: bool = True,
+        then: Callable[[sqlite_utils.Database, Job], None] | None = None,
     ) -> Job:
         """Add a job; the same ``idempotency_key`` again returns the first job unchanged.
 
-        Raises :class:`QueuePaused` or :class:`LimitExceeded` (the message says why).
+        Raises :class:`QueuePaused` or :class:`LimitExceeded` (the message says why), unless
+        ``check_limits`` is False: a later part of work already accepted as a whole (a
+        storyboard's next shot) is refused by neither. ``then`` records something with the
+        job (the new one or the first) in the same transaction; if it raises, nothing is added.
         """
         row = {
             "kind": kind.value,
@@ -159,28 +164,79 @@ class JobQueue:
             "stage": Stage.WAITING.value,
             "request_key": request_key(kind, request),
         }
-        return await self.db.write(lambda db: self._insert(db, row))
 
-    def _insert(self, db: sqlite_utils.Database, row: dict[str, Any]) -> Job:
-        if row["idempotency_key"] is not None:
-            existing = fetch_jobs(
-                db, "SELECT * FROM jobs WHERE idempotency_key = ?", [row["idempotency_key"]]
-            )
-            if existing:
-                return existing[0]
+        def insert(db: sqlite_utils.Database) -> Job:
+            job = _existing(db, idempotency_key)
+            if job is None:
+                if check_limits:
+                    self._check_can_submit(db, user_id)
+                now = time.time()
+                job = _insert(db, {**row, "created_at": now, "updated_at": now})
+            if then is not None:
+                then(db, job)
+            return job
+
+        return await self.db.write(insert)
+
+    def _check_can_submit(self, db: sqlite_utils.Database, user_id: int) -> None:
         if is_paused(db):
             raise QueuePaused("The queue is paused by the server's moderators; try again later.")
+        limits = resolve_limits(db, user_id, self.default_limits)
+        check_can_submit(db, user_id, limits, now=time.time())
+
+    async def record_done(
+        self,
+        kind: JobKind,
+        request: JobRequest,
+        *,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        parent_id: int | None,
+        idempotency_key: str,
+        asked_at: float,
+        publish: Callable[[sqlite_utils.Database, Job], JobResult],
+        extra: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Add a job that is done as it is added: one no worker runs (a storyboard's film,
+        joined from clips already made). The bot delivers it like any finished clip.
+
+        ``publish`` runs in the same transaction with the new job: it moves the clip into
+        place under the job's id (and may check the job is still wanted) and returns the
+        job's result; if it raises, nothing is added. ``asked_at`` is when it was asked for
+        (its time taken counts from there); ``extra`` sets more columns (the safety verdict).
+        The same ``idempotency_key`` again returns the first job and publishes nothing.
+        """
         now = time.time()
-        limits = resolve_limits(db, row["user_id"], self.default_limits)
-        check_can_submit(db, row["user_id"], limits, now=now)
-        cursor = db.execute(
-            f"INSERT INTO jobs ({', '.join(row)}, created_at, updated_at, version)"
-            f" VALUES ({', '.join(':' + column for column in row)}, :now, :now, :version)",
-            {**row, "now": now, "version": next_version(db)},
-        )
-        job = fetch_job(db, int(cursor.lastrowid or 0))
-        assert job is not None
-        return job
+        row = {
+            "kind": kind.value,
+            "status": JobStatus.DONE.value,
+            "request": request.to_json(),
+            "user_id": user_id,
+            "guild_id": guild_id,
+            "channel_id": channel_id,
+            "parent_id": parent_id,
+            "idempotency_key": idempotency_key,
+            "max_attempts": 0,
+            "stage": Stage.ENCODING.value,
+            "request_key": request_key(kind, request),
+            "created_at": asked_at,
+            "updated_at": now,
+            "finished_at": now,
+        }
+
+        def record(db: sqlite_utils.Database) -> Job:
+            job = _existing(db, idempotency_key)
+            if job is not None:
+                return job
+            job = _insert(db, row)
+            result = publish(db, job)
+            update_job(db, job.id, {**result_values(result), **(extra or {})}, now=now)
+            done = fetch_job(db, job.id)
+            assert done is not None
+            return done
+
+        return await self.db.write(record)
 
     async def get(self, job_id: int) -> Job | None:
         return await self.db.read(lambda db: fetch_job(db, job_id))
@@ -442,6 +498,25 @@ class JobQueue:
             )
 
         return await self.db.write(release)
+
+
+def _existing(db: sqlite_utils.Database, idempotency_key: str | None) -> Job | None:
+    """The job already added under ``idempotency_key``, if any."""
+    if idempotency_key is None:
+        return None
+    found = fetch_jobs(db, "SELECT * FROM jobs WHERE idempotency_key = ?", [idempotency_key])
+    return found[0] if found else None
+
+
+def _insert(db: sqlite_utils.Database, row: Mapping[str, Any]) -> Job:
+    cursor = db.execute(
+        f"INSERT INTO jobs ({', '.join(row)}, version)"
+        f" VALUES ({', '.join(':' + column for column in row)}, :version)",
+        {**row, "version": next_version(db)},
+    )
+    job = fetch_job(db, int(cursor.lastrowid or 0))
+    assert job is not None
+    return job
 
 
 def _attempts(db: sqlite_utils.Database, job_id: int) -> int:

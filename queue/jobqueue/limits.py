@@ -14,7 +14,7 @@ from typing import Any
 import sqlite_utils
 
 from jobqueue.errors import LimitExceeded
-from jobqueue.models import JobStatus
+from jobqueue.models import JobKind, JobStatus
 from jobqueue.schema import SERVER_SCOPE
 from jobqueue.sql import status_is
 from jobqueue.store import count_in_status, rows
@@ -104,14 +104,15 @@ def _user_waiting(db: sqlite_utils.Database, user_id: int) -> int:
 
 
 def _check_daily(db: sqlite_utils.Database, user_id: int, limit: int, *, now: float) -> None:
-    # A job cancelled before it ran cost the GPU nothing, so it does not count.
+    # A job cancelled before it ran cost the GPU nothing, so it does not count; nor does a
+    # storyboard's film (its shots counted).
     counted = [
         row[0]
         for row in db.execute(
             "SELECT created_at FROM jobs WHERE user_id = ? AND created_at > ?"
             f" AND NOT ({status_is(JobStatus.CANCELLED)} AND started_at IS NULL)"
-            " ORDER BY created_at",
-            [user_id, now - DAY_SECONDS],
+            " AND kind != ? ORDER BY created_at",
+            [user_id, now - DAY_SECONDS, JobKind.FILM.value],
         )
     ]
     if len(counted) < limit:

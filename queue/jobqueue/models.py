@@ -47,6 +47,11 @@ class JobKind(StrEnum):
     """Four new drafts near draft ``request.draft`` of the parent's grid."""
     RENDER = "render"
     """The full clip from draft ``request.draft`` of the parent's grid."""
+    SHOT = "shot"
+    """One shot of a storyboard (jobqueue.storyboards): from text, or from the last frame of
+    the shot before it (its parent), whose frames it does not repeat."""
+    FILM = "film"
+    """A storyboard's shots joined into one film: recorded already done, never run."""
 
     @property
     def task(self) -> str:
@@ -200,6 +205,14 @@ class Job:
     """What became of a held clip (see jobqueue.safety.HeldState)."""
     wait_note: str | None = None
     """Why a waiting job does not start (no worker serves its model, the broker is down)."""
+
+    @property
+    def task(self) -> str:
+        """``"i2v"`` when the job starts from an image: its kind's task, and a storyboard's
+        shot after the first (it starts from the last frame of the shot before)."""
+        if self.kind is JobKind.SHOT and self.parent_id is not None:
+            return "i2v"
+        return self.kind.task
 
     @property
     def percent(self) -> int:

@@ -6,7 +6,8 @@ job to a worker on another host and waits for its answer. Either way the job run
 kept alive by :class:`~jobqueue.progress.JobTracker`, its clip is judged by the output safety
 check, and the job is recorded exactly once: done (the clip renamed into place in the same
 transaction), failed, cancelled, back in the queue (the worker stops; the attempt is not
-counted) or given up (its remote worker stopped answering; the attempt counts).
+counted) or given up (its remote worker stopped answering; the attempt counts). A storyboard's
+shot then takes its storyboard's next step (:meth:`~jobqueue.storyboards.Storyboards.advance`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from pathlib import Path
 from jobqueue.clipfiles import forget_preview, partial_clip_path
 from jobqueue.clipjob import discard, job_result, publish
 from jobqueue.jobs import JobQueue
-from jobqueue.models import Job
+from jobqueue.models import Job, JobKind
 from jobqueue.progress import JobTracker
 from jobqueue.safety import OutputGuard, OutputVerdict
 from jobqueue.scenes import Scenes, scene_for_worker
+from jobqueue.storyboards import Storyboards
 from pipeline.clip import ClipStage, MadeClip, StageChange
 from pipeline.errors import ClipFailed, GenerationCancelled
 from pipeline.rewrite import RewriteResult
@@ -113,6 +115,7 @@ class JobRuns:
         self.progress_interval_s = progress_interval_s
         self.guard = guard
         self.judge = judge
+        self.storyboards = Storyboards(queue, clips_dir=clips_dir)
         self._tracker: JobTracker | None = None
         self._stopping = False
 
@@ -151,6 +154,16 @@ class JobRuns:
                 # the clip (or the outcome) takes the live preview's place.
                 discard(partial)
                 forget_preview(self.clips_dir, job.id)
+        if job.kind is JobKind.SHOT:
+            await self._advance_storyboard(job)
+
+    async def _advance_storyboard(self, shot: Job) -> None:
+        """The storyboard's next step once its shot's outcome is recorded (the next shot or
+        the film); a step not taken now is taken by the next start-up's resume."""
+        try:
+            await self.storyboards.advance(shot)
+        except Exception:
+            log.exception("job %d: could not take its storyboard's next step", shot.id)
 
     async def _run_and_record(
         self, run_job: JobRunner, job: Job, tracker: JobTracker, partial: Path

@@ -441,6 +441,58 @@ def add_remote_workers(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@MIGRATIONS()
+def add_storyboards(db: sqlite_utils.Database) -> None:
+    """Storyboards (see storyboards.py): a film planned as shots, each shot a job.
+
+    ``storyboards`` holds the plan (JSON), its state (planned, shooting, done, failed,
+    cancelled), the current ``take`` (1 at Shoot, one more at each Reshoot; 0 before), the
+    film job of the current take once made, the thread the bot made for it and the message
+    with the plan. ``storyboard_shots`` lists each take's shot jobs: a Reshoot from shot N
+    keeps the jobs of shots 1 to N-1, so one job may be a shot of several takes.
+    ``storyboard_films`` lists every take's film job (the film of an earlier take stays up).
+    """
+    for statement in (
+        """
+        CREATE TABLE storyboards (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id INTEGER NOT NULL,
+            guild_id INTEGER,
+            channel_id INTEGER,
+            thread_id INTEGER,
+            plan_message_id INTEGER,
+            plan TEXT NOT NULL,
+            state TEXT NOT NULL,
+            take INTEGER NOT NULL DEFAULT 0,
+            take_started_at REAL,
+            film_job_id INTEGER,
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE storyboard_shots (
+            storyboard_id INTEGER NOT NULL REFERENCES storyboards (id),
+            take INTEGER NOT NULL,
+            shot INTEGER NOT NULL,
+            job_id INTEGER NOT NULL,
+            PRIMARY KEY (storyboard_id, take, shot)
+        )
+        """,
+        "CREATE INDEX storyboard_shots_job ON storyboard_shots (job_id)",
+        """
+        CREATE TABLE storyboard_films (
+            job_id INTEGER PRIMARY KEY,
+            storyboard_id INTEGER NOT NULL REFERENCES storyboards (id),
+            take INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX storyboards_shooting ON storyboards (state) WHERE state = 'shooting'",
+    ):
+        db.execute(statement)
+
+
 def all_migrations() -> list[sqlite_utils.Migrations]:
     """Every migration set in the shared database file: the queue's, then moderation's."""
     from jobqueue.moderation import MIGRATIONS as moderation_migrations

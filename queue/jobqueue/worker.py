@@ -161,6 +161,8 @@ class Worker:
             )
             if self._stopping.is_set():
                 self._runs.stop()
+            # Storyboards a crash left between a shot and their next step go on now.
+            await self._runs.storyboards.resume()
             run_job = self._job_runner(queue, maker, rewriter)
             await self._loop(queue, self._runs, run_job, burst=burst)
         finally:
@@ -234,6 +236,9 @@ class Worker:
                 return
             if time.monotonic() - last_seen >= SEEN_EVERY_S:
                 await queue.worker_seen(self.worker_id)
+                # A shot that ended in the queue itself (cancelled while waiting, out of
+                # attempts) ends its storyboard here.
+                await runs.storyboards.resume()
                 last_seen = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.poll_interval_s)

@@ -53,7 +53,7 @@ from jobqueue.broker.registry import WorkerAd, registered_workers
 from jobqueue.broker.routing import Capability, Need, anyone_can_run, need_of
 from jobqueue.broker.wire import MAKE_CLIP, Assignment, Inputs, Outcome, preview_of
 from jobqueue.clipfiles import clip_path, store_preview
-from jobqueue.clipjob import draft_to_start, end_image, job_model
+from jobqueue.clipjob import draft_to_start, end_image, job_model, start_image
 from jobqueue.jobs import JobQueue
 from jobqueue.leases import live_workers
 from jobqueue.models import Job, JobKind, JobStatus, Stage
@@ -708,9 +708,7 @@ def _is_large(result: object) -> bool:
 
 def _has_inputs(job: Job) -> bool:
     """Whether ``job`` starts from a file (a picture, a clip, a draft), without looking."""
-    return job.parent_id is not None or (
-        job.kind is JobKind.ANIMATE and job.request.image_path is not None
-    )
+    return job.parent_id is not None or start_image(job) is not None
 
 
 def _read_inputs(job: Job, clips_dir: Path) -> Inputs:
@@ -722,8 +720,8 @@ def _read_inputs(job: Job, clips_dir: Path) -> Inputs:
             return Inputs(draft_latents=latents_beside(draft).read_bytes())
         except OSError as exc:
             raise ClipFailed(DRAFT_GONE, f"the draft to start from, {draft}: {exc}") from exc
-    if job.kind is JobKind.ANIMATE and job.request.image_path:
-        image = Path(job.request.image_path)
+    image = start_image(job)
+    if image is not None:
         try:
             return Inputs(start_image=image.read_bytes(), end_image=_end_image_bytes(job))
         except OSError as exc:
