@@ -105,7 +105,9 @@ async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path
         assert fake.channel_messages(fake.general) == [fake.message(plan.id)], (
             "shots are not posted on their own"
         )
-        assert "shot" in fake.message(plan.id).content.lower()
+        lines = [r["content"] for r in fake.message(plan.id).revisions]
+        assert any("shot 1 of 2" in line for line in lines), lines
+        assert "All 2 shots are shot" in fake.message(plan.id).content
         shooting = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
         assert shooting is not None
         first_take = shooting.shot_job_ids
@@ -128,3 +130,52 @@ async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path
     assert film_job is not None
     assert film_job.kind is JobKind.FILM
     assert film_job.result_message_id == again.id, "the new film was delivered once"
+
+
+async def test_storyboard_refusals_at_the_door(reel: Reel) -> None:
+    fake = reel.fake
+    chat = fake.world.add_thread(fake.general, "chat", owner=fake.alice)
+    async with reel.bot_running():
+        too_long = await fake.invoke(
+            "storyboard",
+            {"idea": IDEA, "seconds": 30.0},
+            user=fake.alice,
+            client_checks=False,
+        )
+        assert (await too_long.response(timeout=30)).content == (
+            "A shot is 1 to 5 seconds on this server; 30 was asked for."
+        )
+        too_many = await fake.invoke(
+            "storyboard", {"idea": IDEA, "shots": 9}, user=fake.alice, client_checks=False
+        )
+        assert "2 to 8 shots" in (await too_many.response(timeout=30)).content
+        in_thread = await fake.invoke("storyboard", {"idea": IDEA}, user=fake.alice, channel=chat)
+        assert "text channel" in (await in_thread.response(timeout=30)).content
+    assert fake.channel_messages(fake.general) == [], "no plan was posted"
+
+
+async def test_buttons_after_a_restart_and_a_cancelled_shot_tells_its_owner(reel: Reel) -> None:
+    fake = reel.fake
+    async with reel.bot_running():
+        plan, board = await storyboard(reel, user=fake.alice)
+    async with reel.bot_running():
+        # No worker runs: shot 1 waits. Carol moderates, so she may shoot alice's plan.
+        answer = await private_answer(reel, plan, f"storyboard:{board.id}:shoot", fake.carol)
+        assert answer.startswith(f"Shooting storyboard #{board.id}")
+        thread = fake.thread_of(plan)
+        assert thread is not None
+        shooting = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
+        assert shooting is not None
+        (shot_one,) = shooting.shot_job_ids
+        await fake.wait_for(lambda: f"#{shot_one}" in fake.message(plan.id).content, timeout=30)
+
+        cancel = await fake.invoke("cancel", {"job": shot_one}, user=fake.alice)
+        await cancel.response(timeout=30)
+        told = await fake.wait_for_message(thread, lambda m: "stopped" in m.content, timeout=30)
+        await fake.wait_for(lambda: "cancelled" in fake.message(plan.id).content, timeout=30)
+
+    assert told.content == (
+        f"{fake.alice.mention} Storyboard #{board.id} stopped: shot 1 of 2 was cancelled."
+    )
+    assert fake.notified_users(told) == {fake.alice.id}
+    assert [m.id for m in fake.channel_messages(thread)] == [told.id], "nothing else was posted"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
@@ -141,10 +142,13 @@ class Planner:
 
 @dataclass
 class ShownLine:
-    """The progress line the plan message shows, and when it was last edited."""
+    """The progress line the plan message shows, the one it should show, when it was last
+    edited, and the timer of an edit waiting for its turn."""
 
     text: str = ""
-    edited_at: float = 0.0
+    wanted: str = ""
+    edited_at: float = -math.inf
+    timer: asyncio.TimerHandle | None = None
 
 
 class StoryboardCog(commands.Cog, name="Storyboard"):
@@ -155,6 +159,9 @@ class StoryboardCog(commands.Cog, name="Storyboard"):
         self.lines: dict[int, ShownLine] = {}
 
     async def cog_unload(self) -> None:
+        for shown in self.lines.values():
+            if shown.timer is not None:
+                shown.timer.cancel()
         await self.planner.aclose()
 
     @app_commands.command(name="storyboard")
@@ -283,28 +290,45 @@ class StoryboardCog(commands.Cog, name="Storyboard"):
         self.bot.writes.sent(channel_id, posted.id)
 
     def show_line(self, storyboard: Storyboard, text: str, *, final: bool = False) -> None:
-        """Show ``text`` above the plan (at most one edit per ``progress_edit_seconds``, but
-        always the final one)."""
+        """Show ``text`` above the plan: at most one edit per ``progress_edit_seconds`` (a
+        line that comes sooner waits for its turn; a newer one replaces it), a final line at
+        once."""
         if storyboard.plan_message_id is None or storyboard.channel_id is None:
             return
         shown = self.lines.setdefault(storyboard.id, ShownLine())
-        interval = self.bot.settings.progress_edit_seconds
-        if text == shown.text or (not final and time.monotonic() - shown.edited_at < interval):
+        shown.wanted = text
+        if shown.timer is not None:
+            if not final:
+                return  # the waiting edit will show the newest line
+            shown.timer.cancel()
+            shown.timer = None
+        wait = shown.edited_at + self.bot.settings.progress_edit_seconds - time.monotonic()
+        if wait > 0 and not final:
+            loop = asyncio.get_running_loop()
+            shown.timer = loop.call_later(wait, self.offer_edit, storyboard, shown, False)
             return
-        shown.text, shown.edited_at = text, time.monotonic()
+        self.offer_edit(storyboard, shown, final)
+
+    def offer_edit(self, storyboard: Storyboard, shown: ShownLine, final: bool) -> None:
+        shown.timer = None
+        if shown.wanted == shown.text or storyboard.channel_id is None:
+            return
+        shown.edited_at = time.monotonic()
         message = self.bot.get_partial_messageable(
             storyboard.channel_id, guild_id=storyboard.guild_id
-        ).get_partial_message(storyboard.plan_message_id)
+        ).get_partial_message(storyboard.plan_message_id or 0)
 
         async def edit() -> object:
-            if shown.text != text:
-                return NOT_SENT  # a newer line replaced it
+            text = shown.wanted
+            if text == shown.text:
+                return NOT_SENT
             with contextlib.suppress(discord.NotFound, discord.Forbidden):
                 await message.edit(content=text, allowed_mentions=NO_PINGS)
+            shown.text = text
             return None
 
         priority = Priority.FINAL if final else Priority.UPDATE
-        key = ("storyboard", storyboard.id, final)
+        key = ("storyboard", storyboard.id)
         self.bot.writes.offer(storyboard.channel_id, Route.EDIT, priority, key, edit)
 
 
@@ -335,21 +359,22 @@ def checked_options(
 
 
 def longest_shot_s(settings: Settings) -> float:
-    """The longest shot both the text-to-video and the image-to-video model can make."""
+    """The longest shot both the text-to-video and the image-to-video model can make, in
+    tenths of a second (Wan's 81 frames at 16 fps: 5.0 s)."""
     presets = (
         job_preset(settings, JobKind.CREATE, None),
         job_preset(settings, JobKind.ANIMATE, None),
     )
-    return min(preset.max_frames / preset.fps for preset in presets)
+    return math.floor(10 * min(preset.max_frames / preset.fps for preset in presets)) / 10
 
 
 def shot_line(job: Job, number: int, total: int) -> str:
     """The plan message's line for shot ``number`` of ``total`` (the job's state)."""
-    shot = f"shot {number} of {total}"
+    shot = f"shot {number} of {total} (#{job.id})"
     if job.status is JobStatus.DONE:
         if number == total:
-            return f"✅ All {total} shots are done: joining the film, it follows in the thread."
-        return f"🎬 Shooting: {shot} done."
+            return f"✅ All {total} shots are shot; the film goes into the thread."
+        return f"🎬 Shooting: {shot} is done."
     if job.status is JobStatus.FAILED:
         return f"⚠️ Stopped: {shot} failed."
     if job.status is JobStatus.CANCELLED:
@@ -435,19 +460,18 @@ async def shoot(
         return GONE
     thread = await thread_for(bot, plan_message, storyboard)
     try:
-        await cog.storyboards.shoot(storyboard.id, thread_id=thread.id)
+        first = await cog.storyboards.shoot(storyboard.id, thread_id=thread.id)
     except QueueError as exc:
         return str(exc)
-    total = storyboard.shots
     await bot.writes.run(
         storyboard.channel_id,
         Route.EDIT,
         Priority.FINAL,
         # The buttons go: the plan is being shot (Reshoot N sits under the film).
-        lambda: plan_message.edit(
-            content=f"⏳ Shooting: shot 1 of {total} is waiting for a worker.", view=None
-        ),
+        lambda: plan_message.edit(view=None),
     )
+    if storyboard.id not in cog.lines:  # else the shot's own progress is showing already
+        cog.show_line(storyboard, shot_line(first, 1, storyboard.shots), final=True)
     return f"Shooting storyboard #{storyboard.id}: the film will be posted in {thread.mention}."
 
 
