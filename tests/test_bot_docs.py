@@ -19,7 +19,7 @@ from pipeline.text import MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BENCHMARKS = ROOT / "benchmarks"
-USER_COGS = ("create", "animate", "queue_cmds", "usersettings", "info")
+USER_COGS = ("create", "animate", "storyboard", "queue_cmds", "usersettings", "info")
 
 
 def readme_section(title: str) -> str:
@@ -41,7 +41,8 @@ def slash_commands() -> list[app_commands.Command[commands.Cog, ..., None]]:
 
 def test_the_user_commands_are_found() -> None:
     names = {command.name for command in slash_commands()}
-    assert names == {"create", "animate", "queue", "cancel", "settings", "info", "help"}
+    expected = {"create", "animate", "storyboard", "queue", "cancel", "settings", "info", "help"}
+    assert names == expected
 
 
 @pytest.mark.parametrize("command", slash_commands(), ids=lambda command: command.name)

@@ -23,6 +23,8 @@ HELP = (
      " Options: negative prompt, aspect, duration, seed, enhance (let a language model expand"
      " the prompt), model, drafts (False: the clip at once)."),
     ("/animate image prompt", "Make a clip that starts from your picture."),
+    ("/storyboard idea", "Plan a film of several shots (a language model writes them), check"
+     " or edit the plan, then Shoot: the film is posted in a thread, with Reshoot 1-N."),
     ("/queue", "See your clips in the queue, their place in line and when they should start."),
     ("/cancel [job]", "Cancel a clip that is waiting or being made (your latest by default)."),
     ("/settings", "Set your default aspect, whether prompts are enhanced and whether /create"
