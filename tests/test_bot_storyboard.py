@@ -6,11 +6,13 @@ shot 2 on and posts the new film in the thread. Planning uses no language model 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from jobqueue.models import JobKind
 from jobqueue.storyboards import Storyboard, Storyboards
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
+from tests.conftest import ChatReply, FakeChatServer
 from tests.fakediscord import Channel, Message, User
 from tests.mp4probe import probe_mp4
 
@@ -179,3 +181,46 @@ async def test_buttons_after_a_restart_and_a_cancelled_shot_tells_its_owner(reel
     )
     assert fake.notified_users(told) == {fake.alice.id}
     assert [m.id for m in fake.channel_messages(thread)] == [told.id], "nothing else was posted"
+
+
+async def test_the_plan_is_the_language_models_or_the_simple_one_with_its_reason(
+    reel: Reel, chat_server: FakeChatServer
+) -> None:
+    fake = reel.fake
+    scenes = (
+        "The fox slips out of an alley onto a busy city street",
+        "The fox watches the city lights from a rooftop",
+    )
+    model_plan = {
+        "sheet": "A small red fox with a white-tipped tail; neon-lit wet streets, night",
+        "shots": [
+            {"scene": scenes[0], "camera": "pan right", "duration": 1},
+            {"scene": scenes[1], "camera": "dolly out", "duration": 1},
+        ],
+    }
+    chat_server.script(
+        ChatReply(content=json.dumps(model_plan)), ChatReply(content="Sure! Here is a plan:")
+    )
+    reel.settings = reel.settings.model_copy(
+        update={
+            "rewriter": "openai",
+            "openai_base_url": chat_server.base_url,
+            "openai_model": "planner",
+        }
+    )
+    async with reel.bot_running():
+        plan, _ = await storyboard(reel, user=fake.alice)
+        fields = plan.embeds[0]["fields"]
+        assert [f["value"] for f in fields[:2]] == list(scenes)
+        assert "pan right" in fields[0]["name"]
+        assert "footer" not in plan.embeds[0], "no sentence: the model's plan was used"
+        assert IDEA in chat_server.requests[0]["messages"][-1]["content"]
+
+        handle = await fake.invoke(
+            "storyboard", {"idea": IDEA, "shots": 2, "seconds": SHOT_SECONDS}, user=fake.bob
+        )
+        answer = (await handle.response(timeout=30)).content
+    assert "could not be used" in answer, "bob is told why his plan is the simple one"
+    simple = fake.channel_messages(fake.general)[-1].embeds[0]
+    assert "could not be used" in simple["footer"]["text"]
+    assert len(chat_server.requests) == 2
