@@ -71,11 +71,15 @@ def hd(parent: Job) -> FollowUp:
 def extend(parent: Job) -> FollowUp:
     """A continuation from the clip's last frame, joined to the clip.
 
-    A text-to-video model chosen for the parent cannot continue from a frame: the extension
-    runs on the server's image-to-video model instead.
+    A text-to-video model chosen for the parent cannot continue from a frame, nor can a
+    first-last-frame one without an end frame: the extension runs on the server's
+    image-to-video model instead. It ends where the model takes it (no loop, no end image).
     """
-    model = parent.request.model if parent.kind.task == "i2v" else None
-    request = replace(parent.request, seed=None, model=model, draft=None)
+    same_model = parent.kind.task == "i2v" and not parent.request.ends_on_frame
+    model = parent.request.model if same_model else None
+    request = replace(
+        parent.request, seed=None, model=model, draft=None, loop=False, end_image_path=None
+    )
     return FollowUp(JobKind.EXTEND, request, parent.id)
 
 

@@ -18,10 +18,21 @@ from bot.settings import Settings
 from bot.store import UserPrefs
 from jobqueue.models import JobKind, JobRequest
 from pipeline.errors import InvalidRequest
-from pipeline.presets import ASPECTS, PRESETS, ModelPreset, Task, resolve_preset
+from pipeline.presets import (
+    ASPECTS,
+    PRESETS,
+    ModelPreset,
+    Task,
+    end_frame_model,
+    resolve_preset,
+)
 from pipeline.request import MAX_SEED
 from pipeline.text import MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS
 
+NO_END_FRAME_MODEL = (
+    "This server has no model that ends a clip on a chosen frame, so loop and end_image are"
+    " off here; animate without them."
+)
 ASPECT_CHOICES = [app_commands.Choice(name=aspect, value=aspect) for aspect in ASPECTS]
 
 
@@ -119,13 +130,23 @@ def build_request(
     )
 
 
-def job_preset(settings: Settings, kind: JobKind, model: str | None) -> ModelPreset:
-    """The preset a job of ``kind`` will run on: the one asked for, else the server's default.
+def job_preset(
+    settings: Settings, kind: JobKind, model: str | None, *, end_frame: bool = False
+) -> ModelPreset:
+    """The preset a job of ``kind`` will run on: the one asked for, else the server's default
+    (for a clip that ends on a chosen frame, ``end_frame``, its end-frame model when the
+    image-to-video one cannot).
 
     Raises InvalidRequest for a model the commands do not offer for the job's task (only a
-    modified client could send one: Discord's shows the choices).
+    modified client could send one: Discord's shows the choices), and for an end frame on a
+    server with no model for it.
     """
     task: Task = "i2v" if kind.task == "i2v" else "t2v"
+    if model is None and task == "i2v" and end_frame:
+        chosen = end_frame_model(settings.i2v_model, settings.end_frame_model)
+        if chosen is None:
+            raise InvalidRequest(NO_END_FRAME_MODEL)
+        return resolve_preset(chosen)
     if model is None:
         return resolve_preset(settings.i2v_model if task == "i2v" else settings.model)
     offered = model_names(task)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from jobqueue.models import Job, JobKind, JobStatus, Stage
+from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.scenes import SceneState
 
 if TYPE_CHECKING:
@@ -289,6 +289,9 @@ def clip_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
         )
     embed.add_field(name="Seed", value=str(job.seed))
     embed.add_field(name="Model", value=shown(job.model or "default", 100))
+    ending = ending_words(request)
+    if ending is not None:
+        embed.add_field(name="Ends", value=ending)
     embed.add_field(name="Size", value=size_words(job))
     embed.add_field(name="Time taken", value=taken_words(job))
     embed.add_field(name="Requested by", value=mention(job.user_id))
@@ -296,6 +299,16 @@ def clip_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
         embed.add_field(name="From", value=f"#{job.parent_id}")
     embed.set_footer(text=f"job {job.id} · react 🔁 retry · ❌ delete · ✉️ details by DM")
     return embed
+
+
+def ending_words(request: JobRequest) -> str | None:
+    """How the clip ends when it was asked to end on a chosen frame (None: as the model took
+    it)."""
+    if request.loop:
+        return "where it began (loop)"
+    if request.end_image_path is not None:
+        return "on the end image"
+    return None
 
 
 def size_words(job: Job) -> str:
@@ -337,6 +350,7 @@ def details_embed(job: Job) -> discord.Embed:
         "Guidance": request.guidance or "preset default",
         "Enhanced": "yes" if request.enhance else "no",
         "HD": "yes" if request.hd else "no",
+        "Ends": ending_words(request) or "where the model took it",
     }
     for name, value in settings.items():
         embed.add_field(name=name, value=shown(str(value), 100))

@@ -44,12 +44,15 @@ def checked(settings: Settings, follow: FollowUp) -> FollowUp:
 
     Raises :class:`Refused` with the pipeline's sentence for anything it would refuse that is
     known before the job runs: empty or over-long prompts, the aspect, the length for the
-    model, seed, steps, guidance, and a model the commands do not offer.
+    model, seed, steps, guidance, a model the commands do not offer, and a loop or end image
+    on a model that cannot end on a chosen frame.
     """
     request = follow.request
     try:
-        preset = job_preset(settings, follow.kind, request.model)
-        asked = check_request(preset, request.as_asked())
+        preset = job_preset(settings, follow.kind, request.model, end_frame=request.ends_on_frame)
+        asked = check_request(
+            preset, request.as_asked(), end_image=request.end_image_path is not None
+        )
     except InvalidRequest as exc:
         raise Refused(str(exc)) from exc
     cleaned = replace(request, prompt=asked.prompt, negative_prompt=asked.negative_prompt)

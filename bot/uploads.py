@@ -1,4 +1,5 @@
-"""Start images for /animate: checked before, during and after download, then kept as PNG.
+"""Pictures for /animate (the start image, and the end image): checked before, during and
+after download, then kept as PNG. Each check's sentence names the picture (``which``).
 
 Discord tells the type, byte size and pixel size of an attachment up front, so most bad
 uploads are refused before a byte is fetched; the download stops at the byte limit whatever
@@ -19,60 +20,65 @@ IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_SIDE = 4096
 CHUNK_BYTES = 64 * 1024
+START_IMAGE = "start image"
+END_IMAGE = "end image"
 
 
 class ImageRefused(Exception):
-    """The start image cannot be used; ``str(error)`` is the sentence for the user."""
+    """The picture cannot be used; ``str(error)`` is the sentence for the user."""
 
 
-def check_attachment(attachment: discord.Attachment) -> None:
+def check_attachment(attachment: discord.Attachment, *, which: str = START_IMAGE) -> None:
     """Refuse an attachment from what Discord says about it, before downloading."""
     content_type = (attachment.content_type or "").split(";")[0].strip()
     if content_type not in IMAGE_TYPES:
-        raise ImageRefused("The start image must be a PNG, JPEG or WebP picture.")
+        raise ImageRefused(f"The {which} must be a PNG, JPEG or WebP picture.")
     if attachment.size > MAX_IMAGE_BYTES:
         raise ImageRefused(
-            f"The start image is {attachment.size / 2**20:.1f} MB; the most is"
+            f"The {which} is {attachment.size / 2**20:.1f} MB; the most is"
             f" {MAX_IMAGE_BYTES // 2**20} MB."
         )
     if attachment.width is not None and attachment.height is not None:
-        check_pixel_size(attachment.width, attachment.height)
+        check_pixel_size(attachment.width, attachment.height, which=which)
 
 
-def check_pixel_size(width: int, height: int) -> None:
+def check_pixel_size(width: int, height: int, *, which: str = START_IMAGE) -> None:
     if width < 1 or height < 1 or max(width, height) > MAX_IMAGE_SIDE:
         raise ImageRefused(
-            f"The start image is {width}×{height} pixels; each side must be at most"
+            f"The {which} is {width}×{height} pixels; each side must be at most"
             f" {MAX_IMAGE_SIDE} pixels."
         )
 
 
-async def download(session: aiohttp.ClientSession, url: str, *, max_bytes: int) -> bytes:
+async def download(
+    session: aiohttp.ClientSession, url: str, *, max_bytes: int, which: str = START_IMAGE
+) -> bytes:
     """The file at ``url``, stopping as soon as it passes ``max_bytes``."""
+    larger = f"The {which} is larger than it claimed; it was not used."
     async with session.get(url) as response:
         if response.status != 200:
-            raise ImageRefused("The start image could not be downloaded from Discord.")
+            raise ImageRefused(f"The {which} could not be downloaded from Discord.")
         if response.content_length is not None and response.content_length > max_bytes:
-            raise ImageRefused("The start image is larger than it claimed; it was not used.")
+            raise ImageRefused(larger)
         data = bytearray()
         async for chunk in response.content.iter_chunked(CHUNK_BYTES):
             data.extend(chunk)
             if len(data) > max_bytes:
-                raise ImageRefused("The start image is larger than it claimed; it was not used.")
+                raise ImageRefused(larger)
     return bytes(data)
 
 
-def save_start_image(data: bytes, path: Path) -> Path:
+def save_start_image(data: bytes, path: Path, *, which: str = START_IMAGE) -> Path:
     """Decode ``data`` safely and save it as an RGB PNG at ``path`` (blocking: use a thread)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             # The header alone gives the size: refuse before decoding any pixels.
-            check_pixel_size(image.width, image.height)
+            check_pixel_size(image.width, image.height, which=which)
             rgb = image.convert("RGB")
     except Image.DecompressionBombError as exc:
-        raise ImageRefused("The start image claims too many pixels to decode safely.") from exc
+        raise ImageRefused(f"The {which} claims too many pixels to decode safely.") from exc
     except (UnidentifiedImageError, OSError) as exc:
-        raise ImageRefused("The start image could not be read as a picture.") from exc
+        raise ImageRefused(f"The {which} could not be read as a picture.") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     rgb.save(path, format="PNG")
     return path
