@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 
 INVITE_SCOPES = ("bot", "applications.commands")
-# The README's invite URL carries this integer (117824); a test keeps the two in step.
+# The README's invite URL carries this integer (309237763136); a test keeps the two in step.
 BOT_PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
@@ -13,6 +13,9 @@ BOT_PERMISSIONS = discord.Permissions(
     attach_files=True,
     read_message_history=True,
     add_reactions=True,
+    # A storyboard's film goes into a thread started from its plan message.
+    create_public_threads=True,
+    send_messages_in_threads=True,
 )
 
 

@@ -190,6 +190,20 @@ async def test_discord_refuses_a_thread_where_it_would(
     assert "auto_archive_duration" in body["errors"]
 
 
+async def test_a_bot_without_create_public_threads_is_refused(
+    fake_discord: FakeDiscord, client: ThreadBot
+) -> None:
+    bot_role = fake_discord.role(fake_discord.bot_user.name)
+    bot_role.permissions &= ~discord.Permissions(create_public_threads=True).value
+    channel = client.text_channel(fake_discord.general.id)
+
+    with pytest.raises(discord.Forbidden) as refused:
+        await channel.create_thread(name="nope", type=discord.ChannelType.public_thread)
+
+    assert refused.value.code == 50013
+    assert fake_discord.threads() == []
+
+
 @pytest.mark.rate_limits(REALISTIC.with_windows(send=Window(2, 60.0)))
 async def test_a_thread_has_its_own_send_bucket(
     fake_discord: FakeDiscord, client: ThreadBot

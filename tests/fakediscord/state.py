@@ -38,7 +38,14 @@ EVERYONE_PERMISSIONS = discord.Permissions(
     attach_files=True,
     use_application_commands=True,
 ).value
-BOT_PERMISSIONS = EVERYONE_PERMISSIONS | discord.Permissions(mention_everyone=True).value
+CREATE_PUBLIC_THREADS = discord.Permissions(create_public_threads=True).value
+CREATE_PRIVATE_THREADS = discord.Permissions(create_private_threads=True).value
+# What reelbot's invite link asks for (bot/invite.py), plus Mention Everyone for ping tests.
+BOT_PERMISSIONS = (
+    EVERYONE_PERMISSIONS
+    | CREATE_PUBLIC_THREADS
+    | discord.Permissions(mention_everyone=True, send_messages_in_threads=True).value
+)
 ALL_PERMISSIONS = discord.Permissions.all().value
 ADMINISTRATOR = discord.Permissions(administrator=True).value
 

@@ -19,7 +19,10 @@ from tests.fakediscord.messages import Messages
 from tests.fakediscord.multipart import read_body
 from tests.fakediscord.routing import RouteSpec
 from tests.fakediscord.state import (
+    CREATE_PRIVATE_THREADS,
+    CREATE_PUBLIC_THREADS,
     HAS_THREAD,
+    PRIVATE_THREAD,
     PUBLIC_THREAD,
     THREAD_ARCHIVE_MINUTES,
     THREAD_TYPES,
@@ -34,6 +37,7 @@ THREAD_NAME_MAX = 100
 THREAD_CREATED_MESSAGE = 18
 CANNOT_ON_CHANNEL_TYPE = 50024
 THREAD_ALREADY_CREATED = 160004
+MISSING_PERMISSIONS = 50013
 
 
 class Threads:
@@ -48,7 +52,7 @@ class Threads:
         self, channel: Channel, message: Message, owner: User, payload: dict[str, Any]
     ) -> Channel:
         """A public thread started from ``message`` (it takes the message's id)."""
-        _check_parent(channel)
+        self._check_parent(channel, owner, PUBLIC_THREAD)
         if message.thread_id is not None:
             raise ApiError(400, THREAD_ALREADY_CREATED, "A thread has already been created")
         name, archive = _checked_settings(payload)
@@ -66,12 +70,12 @@ class Threads:
 
     def in_channel(self, channel: Channel, owner: User, payload: dict[str, Any]) -> Channel:
         """A thread without a starter message; the channel shows a "started a thread" line."""
-        _check_parent(channel)
         thread_type = int(payload.get("type") or PUBLIC_THREAD)
         if thread_type not in THREAD_TYPES:
             form = FormErrors()
             form.add("type", "BASE_TYPE_CHOICES", f"Value must be one of {THREAD_TYPES}.")
             form.raise_if_any()
+        self._check_parent(channel, owner, thread_type)
         name, archive = _checked_settings(payload)
         thread = self.world.add_thread(
             channel, name, owner=owner, thread_type=thread_type, auto_archive_duration=archive
@@ -82,6 +86,18 @@ class Threads:
             )
         self._announce(thread)
         return thread
+
+    def _check_parent(self, channel: Channel, owner: User, thread_type: int) -> None:
+        """Threads only in a guild's text channel, by a member allowed to start them."""
+        if channel.is_dm or channel.is_thread:
+            raise ApiError(
+                400, CANNOT_ON_CHANNEL_TYPE, "Cannot execute action on this channel type"
+            )
+        guild = self.world.guild_of(channel)
+        assert guild is not None
+        needed = CREATE_PRIVATE_THREADS if thread_type == PRIVATE_THREAD else CREATE_PUBLIC_THREADS
+        if not self.world.permissions(guild, owner.id) & needed:
+            raise ApiError(403, MISSING_PERMISSIONS, "Missing Permissions")
 
     def payload_for_bot(self, thread: Channel) -> dict[str, Any]:
         """The thread as the bot sees it: with its own thread member when it started it."""
@@ -99,11 +115,6 @@ class Threads:
     def _announce(self, thread: Channel) -> None:
         data = self.payload_for_bot(thread) | {"newly_created": True}
         self.gateway.dispatch("THREAD_CREATE", data, intent=GUILDS_INTENT)
-
-
-def _check_parent(channel: Channel) -> None:
-    if channel.is_dm or channel.is_thread:
-        raise ApiError(400, CANNOT_ON_CHANNEL_TYPE, "Cannot execute action on this channel type")
 
 
 def _checked_settings(payload: dict[str, Any]) -> tuple[str, int]:
