@@ -55,10 +55,15 @@ def vary(parent: Job, number: int) -> FollowUp:
     return FollowUp(JobKind.VARY, replace(parent.request, seed=None, draft=number), parent.id)
 
 
-def remix(parent: Job, prompt: str, negative_prompt: str) -> FollowUp:
-    """New prompts with the parent's seed and settings, so the change shows the prompt's effect."""
+def remix(parent: Job, prompt: str, negative_prompt: str, *, camera: str | None) -> FollowUp:
+    """New prompts and camera move with the parent's seed and other settings, so the change
+    shows the prompt's effect."""
     request = replace(
-        parent.request, prompt=prompt, negative_prompt=negative_prompt, seed=parent.seed
+        parent.request,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seed=parent.seed,
+        camera=camera,
     )
     return _again(parent, JobKind.REMIX, request)
 

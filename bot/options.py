@@ -17,6 +17,7 @@ from discord import app_commands
 from bot.settings import Settings
 from bot.store import UserPrefs
 from jobqueue.models import JobKind, JobRequest
+from pipeline.camera import CAMERA_MOVES, MOTION_LEVELS
 from pipeline.errors import InvalidRequest
 from pipeline.presets import (
     ASPECTS,
@@ -34,6 +35,8 @@ NO_END_FRAME_MODEL = (
     " off here; animate without them."
 )
 ASPECT_CHOICES = [app_commands.Choice(name=aspect, value=aspect) for aspect in ASPECTS]
+CAMERA_CHOICES = [app_commands.Choice(name=move, value=move) for move in CAMERA_MOVES]
+MOTION_CHOICES = [app_commands.Choice(name=level, value=level) for level in MOTION_LEVELS]
 
 
 def model_names(task: Task) -> list[str]:
@@ -60,6 +63,8 @@ class CommandOptions:
     seed: app_commands.Range[int, 0, MAX_SEED] | None = None
     enhance: bool | None = None
     model: str | None = None
+    camera: str | None = None
+    motion: str | None = None
 
 
 OPTION_DESCRIPTIONS = {
@@ -68,6 +73,8 @@ OPTION_DESCRIPTIONS = {
     "duration": "Length in seconds (the model's default if left out)",
     "seed": "Seed for a repeatable clip (random if left out)",
     "enhance": "Let a language model expand the prompt first (your /settings default)",
+    "camera": "How the camera moves (the model's choice if left out)",
+    "motion": "How much moves in the clip: low or high (as usual if left out)",
 }
 
 # Keyword-only, so they may follow a command's own parameters whatever their defaults.
@@ -102,7 +109,12 @@ def clip_options(task: Task, **descriptions: str) -> Callable[[Callback], Callba
         signature = inspect.Signature([*required, *_SHARED_PARAMETERS, *optional])
         callback.__signature__ = signature  # type: ignore[attr-defined]
         described = app_commands.describe(**(OPTION_DESCRIPTIONS | descriptions))(callback)
-        return app_commands.choices(aspect=ASPECT_CHOICES, model=model_choices(task))(described)
+        return app_commands.choices(
+            aspect=ASPECT_CHOICES,
+            model=model_choices(task),
+            camera=CAMERA_CHOICES,
+            motion=MOTION_CHOICES,
+        )(described)
 
     return declare
 
@@ -127,6 +139,8 @@ def build_request(
         enhance=enhance,
         model=options.model,
         image_path=image_path,
+        camera=options.camera,
+        motion=options.motion,
     )
 
 

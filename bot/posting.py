@@ -24,6 +24,7 @@ import discord
 from bot.buttons import clip_view
 from bot.channel_writes import Priority, Route
 from bot.drafts import drafts_embed, drafts_view
+from bot.extend_chain import segments_of
 from bot.render import NO_PINGS, clip_embed
 from bot.web.links import clip_page_url
 from jobqueue.clipfiles import fitted_clip_path
@@ -144,7 +145,7 @@ async def embed_of(bot: ReelBot, job: Job) -> discord.Embed:
     page_url = await clip_page_url(bot.settings.public_url, Gallery(bot.queue.db), job.id)
     if job.kind.makes_drafts:
         return drafts_embed(job, page_url=page_url)
-    return clip_embed(job, page_url=page_url)
+    return clip_embed(job, page_url=page_url, segments=await segments_of(bot.queue, job))
 
 
 def clip_file(job: Job, path: Path) -> discord.File:

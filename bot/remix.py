@@ -11,6 +11,7 @@ from bot import followups
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from bot.submit import submit_from_interaction
 from jobqueue.models import Job
+from pipeline.camera import CAMERA_MOVES
 from pipeline.text import MAX_NEGATIVE_CHARS, MAX_PROMPT_CHARS
 
 if TYPE_CHECKING:
@@ -19,10 +20,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODAL_TIMEOUT_S = 15 * 60
+MODELS_CHOICE = "model's choice"
+"""The camera menu's entry for no move asked for (the model decides)."""
 
 
 class RemixModal(discord.ui.Modal):
-    """Edits ``parent``'s prompt and negative prompt; the seed and settings stay."""
+    """Edits ``parent``'s prompt, negative prompt and camera move; the seed and the other
+    settings (motion among them) stay.
+
+    The camera move is a menu set to the parent's: a remix describes the shot again, its
+    camera included. What comes back is checked at the door like every request (a value that
+    is no move, which only a modified client sends, is refused with the moves to choose from).
+    """
 
     def __init__(self, parent: Job, *, key: str) -> None:
         # The key keeps two people remixing one clip at once from sharing a modal.
@@ -45,15 +54,21 @@ class RemixModal(discord.ui.Modal):
             max_length=MAX_NEGATIVE_CHARS,
             required=False,
         )
+        self.camera: discord.ui.Select[RemixModal] = discord.ui.Select(
+            options=camera_options(parent.request.camera), required=False
+        )
         self.add_item(self.prompt)
         self.add_item(self.negative)
+        self.add_item(discord.ui.Label(text="Camera move", component=self.camera))
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         if not await acknowledge(interaction):
             return
         # Checked and cleaned when submitted, like every request: the modal's length limits
         # and required prompt are enforced by Discord's client only.
-        follow = followups.remix(self.parent, self.prompt.value, self.negative.value)
+        follow = followups.remix(
+            self.parent, self.prompt.value, self.negative.value, camera=chosen_camera(self.camera)
+        )
         await submit_from_interaction(cast("ReelBot", interaction.client), interaction, follow)
 
     async def on_error(  # type: ignore[override]
@@ -61,3 +76,17 @@ class RemixModal(discord.ui.Modal):
     ) -> None:
         log.error("the remix of job %s failed", self.parent.id, exc_info=error)
         await reply_privately(interaction, SOMETHING_WRONG)
+
+
+def camera_options(current: str | None) -> list[discord.SelectOption]:
+    """The camera menu: the model's choice, then every move; ``current`` is selected."""
+    return [
+        discord.SelectOption(label=move, default=move == (current or MODELS_CHOICE))
+        for move in (MODELS_CHOICE, *CAMERA_MOVES)
+    ]
+
+
+def chosen_camera(menu: discord.ui.Select[RemixModal]) -> str | None:
+    """The move chosen in the camera menu; None for the model's choice (or no choice)."""
+    chosen = menu.values[0] if menu.values else MODELS_CHOICE
+    return None if chosen == MODELS_CHOICE else chosen

@@ -8,6 +8,7 @@ text also passes :data:`NO_PINGS`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import discord
@@ -16,6 +17,7 @@ from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.scenes import SceneState
 
 if TYPE_CHECKING:
+    from bot.extend_chain import Segment
     from jobqueue.jobs import QueuePosition
     from jobqueue.scenes import Scene
 
@@ -276,9 +278,11 @@ def prompt_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
     return embed
 
 
-def clip_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
+def clip_embed(
+    job: Job, *, page_url: str | None = None, segments: Sequence[Segment] = ()
+) -> discord.Embed:
     """The embed posted with a finished clip; its title links to ``page_url`` (the clip's
-    page in the web gallery) when there is one."""
+    page in the web gallery) when there is one; an extension lists its ``segments``."""
     request = job.request
     embed = prompt_embed(job, page_url=page_url)
     if request.negative_prompt:
@@ -292,13 +296,34 @@ def clip_embed(job: Job, *, page_url: str | None = None) -> discord.Embed:
     ending = ending_words(request)
     if ending is not None:
         embed.add_field(name="Ends", value=ending)
+    for name, value in direction_fields(job).items():
+        embed.add_field(name=name, value=value)
     embed.add_field(name="Size", value=size_words(job))
+    if segments:
+        embed.add_field(name="Segments", value=segments_words(segments), inline=False)
     embed.add_field(name="Time taken", value=taken_words(job))
     embed.add_field(name="Requested by", value=mention(job.user_id))
     if job.parent_id is not None:
         embed.add_field(name="From", value=f"#{job.parent_id}")
     embed.set_footer(text=f"job {job.id} · react 🔁 retry · ❌ delete · ✉️ details by DM")
     return embed
+
+
+def direction_fields(job: Job) -> dict[str, str]:
+    """The camera move and motion asked for, as embed fields (only those given)."""
+    request = job.request
+    fields = {"Camera": request.camera, "Motion": request.motion}
+    return {name: shown(value, 100) for name, value in fields.items() if value}
+
+
+def segments_words(segments: Sequence[Segment]) -> str:
+    """ "1 original 0–5.1 s · 2 extension #12 5.1–10.1 s", within a field's limit."""
+    pieces = [
+        f"{segment.number} {'original' if segment.original else 'extension'}"
+        f" #{segment.job_id} {segment.start_s:.1f}–{segment.end_s:.1f} s"
+        for segment in segments
+    ]
+    return shown(" · ".join(pieces), EMBED_FIELD_LIMIT)
 
 
 def ending_words(request: JobRequest) -> str | None:
@@ -351,6 +376,8 @@ def details_embed(job: Job) -> discord.Embed:
         "Enhanced": "yes" if request.enhance else "no",
         "HD": "yes" if request.hd else "no",
         "Ends": ending_words(request) or "where the model took it",
+        "Camera": request.camera or "model's choice",
+        "Motion": request.motion or "as usual",
     }
     for name, value in settings.items():
         embed.add_field(name=name, value=shown(str(value), 100))

@@ -54,6 +54,8 @@ class Settings(WebSettings):
     queue_board_from_jobs: int = Field(default=3, ge=1)
     drafts: bool = True
     """/create makes four quick drafts first, where the server and the user have not said."""
+    max_extended_seconds: float = Field(default=21.0, gt=0)
+    """The longest clip Extend makes: an Extend that would pass it is refused."""
 
     strikes_for_ban: int = 3
     strike_window_hours: float = 24.0

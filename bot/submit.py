@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
+from bot.extend_chain import too_long_extension
 from bot.followups import FollowUp
 from bot.gate import admit_user
 from bot.options import CommandOptions, build_request, job_preset
@@ -71,6 +72,9 @@ async def submit_for_user(
     """Check and submit ``follow`` for ``user_id``; raises :class:`Refused` with the reason."""
     follow = checked(bot.settings, follow)
     await refuse_withheld_parent(bot, follow, user_id)
+    too_long = await too_long_extension(bot.queue, bot.settings, follow)
+    if too_long is not None:
+        raise Refused(too_long)
     refusal = await admit_user(
         bot, guild_id=guild_id, channel_id=channel_id, user_id=user_id, request=follow.request
     )

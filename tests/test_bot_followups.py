@@ -14,7 +14,7 @@ def test_retry_keeps_the_request_with_a_new_seed() -> None:
 
 
 def test_remix_keeps_the_seed_and_changes_the_prompts() -> None:
-    follow = followups.remix(make_job(seed=99), "a dog", "blur")
+    follow = followups.remix(make_job(seed=99), "a dog", "blur", camera=None)
     assert (follow.kind, follow.parent_id) == (JobKind.REMIX, 7)
     assert (follow.request.prompt, follow.request.negative_prompt) == ("a dog", "blur")
     assert follow.request.seed == 99

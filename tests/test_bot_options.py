@@ -11,6 +11,7 @@ from bot.options import CommandOptions, build_request, job_preset, model_choices
 from bot.settings import Settings
 from bot.store import UserPrefs
 from jobqueue.models import JobKind
+from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
 from tests.bot_harness import Reel
 
@@ -24,6 +25,8 @@ SHARED_OPTIONS: list[dict[str, Any]] = [
     {"name": "seed", "type": INTEGER, "required": False, "min_value": 0, "max_value": 2**32 - 1},
     {"name": "enhance", "type": BOOLEAN, "required": False},
     {"name": "model", "type": STRING, "required": False},
+    {"name": "camera", "type": STRING, "required": False, "choices": list(CAMERA_MOVES)},
+    {"name": "motion", "type": STRING, "required": False, "choices": ["low", "high"]},
 ]
 
 
