@@ -34,6 +34,7 @@ class StartImageUnreadable(ClipFailed):
         )
         self.path = path
         self.reason = reason
+        self.which = which
 
 
 class GenerationCancelled(Exception):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.cli import main
 from jobqueue.broker.wire import Inputs, Outcome
 from pipeline.clip import ClipMaker, MadeClip, ModelChoice
 from pipeline.errors import InvalidRequest, StartImageUnreadable
@@ -206,3 +207,36 @@ async def test_a_finished_loop_goes_back_as_json_without_its_pictures(
         None,
     )
     assert back.clip.path.read_bytes() == made.clip.path.read_bytes()
+
+
+@pytest.fixture
+def cli_data_dir(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """``reelbot generate``'s settings: the tiny models, tiny-flf2v for end frames."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REELBOT_DATA_DIR", str(tiny_models_dir.parent))
+    monkeypatch.setenv("REELBOT_I2V_MODEL", "tiny-i2v")
+    monkeypatch.setenv("REELBOT_END_FRAME_MODEL", "tiny-flf2v")
+    return tiny_models_dir.parent
+
+
+@pytest.mark.usefixtures("cli_data_dir")
+@pytest.mark.parametrize("ending", [["--loop"], ["--end-image", "end.png"]])
+def test_generate_makes_a_loop_or_ends_on_an_image_with_the_end_frame_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ending: list[str]
+) -> None:
+    noise(1).save(tmp_path / "start.png")
+    noise(2).save(tmp_path / "end.png")
+    argv = ["generate", "the light turns", "--image", "start.png", *ending, "-o", "clip.mp4"]
+    assert main([*argv, "--no-safety"]) == 0, capsys.readouterr().err
+    assert "tiny-flf2v" in capsys.readouterr().out
+    assert probe_mp4(tmp_path / "clip.mp4").frames == 9
+
+
+@pytest.mark.usefixtures("cli_data_dir")
+def test_generate_names_an_unreadable_end_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noise(1).save(tmp_path / "start.png")
+    argv = ["generate", "x", "--image", "start.png", "--end-image", "missing.png"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("Cannot read the end image missing.png")

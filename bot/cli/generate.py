@@ -47,8 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("prompt", help="what the clip should show")
     parser.add_argument(
         "--model",
-        help="preset (wan2.1-t2v-1.3b, wan2.1-t2v-1.3b-fast, wan2.1-i2v-14b-480p, ltx-video, "
-        "tiny, tiny-i2v), "
+        help="preset (wan2.1-t2v-1.3b, wan2.1-t2v-1.3b-fast, wan2.1-i2v-14b-480p, "
+        "wan2.1-flf2v-14b-720p, ltx-video, tiny, tiny-i2v, tiny-flf2v), "
         "diffusers model id or local folder (default: REELBOT_MODEL, or REELBOT_I2V_MODEL "
         "with --image)",
     )
@@ -62,6 +62,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     parser.add_argument("--negative", default="", help="what the clip should avoid")
     parser.add_argument("--image", type=Path, help="start image, for image-to-video models")
+    ending = parser.add_mutually_exclusive_group()
+    ending.add_argument(
+        "--end-image",
+        type=Path,
+        help="picture the clip ends on, with --image (a first-last-frame model: "
+        "REELBOT_END_FRAME_MODEL unless --model names one)",
+    )
+    ending.add_argument(
+        "--loop", action="store_true", help="end on the start image: a seamless loop"
+    )
     parser.add_argument("--hd", action="store_true", help="larger size and more steps")
     parser.add_argument(
         "--enhance",
@@ -136,14 +146,15 @@ def generate_clip(
         err.write(f"{DRAFTS_KEEP_SHAPE}\n")
         return EXIT_BAD_REQUEST
     models = settings.model_choice()
-    model = args.model or models.model_for("i2v" if args.image else "t2v")
+    end_frame = args.loop or args.end_image is not None
+    model = args.model or models.model_for("i2v" if args.image else "t2v", end_frame=end_frame)
     # --preview asks for previews even where the setting leaves them off.
     preview = settings.preview_options() or (DEFAULT_PREVIEW if args.preview else None)
     try:
         maker = ClipMaker(models, signing=settings.signing_identity(), preview=preview)
         made = asyncio.run(_make(maker, args, model, settings, out=out))
     except StartImageUnreadable as exc:
-        err.write(f"Cannot read the start image {exc.path}: {exc.reason}.\n")
+        err.write(f"Cannot read the {exc.which} {exc.path}: {exc.reason}.\n")
         return EXIT_BAD_REQUEST
     except InvalidRequest as exc:
         err.write(f"{exc}\n")
@@ -199,6 +210,7 @@ async def _make(
             output=lambda request: _output_path(args, request),
             max_bytes=settings.max_upload_bytes,
             start_image=args.image,
+            end_image=args.end_image,
             rewriter=rewriter,
             from_draft=args.from_draft,
             on_stage=on_stage,
@@ -248,6 +260,7 @@ def _request_from(args: argparse.Namespace) -> ClipRequest:
         steps=args.steps,
         guidance=args.guidance,
         hd=args.hd,
+        loop=args.loop,
     )
 
 
