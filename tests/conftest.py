@@ -19,6 +19,7 @@ from jobqueue.db import Database
 from jobqueue.jobs import JobQueue
 from jobqueue.moderation import MIGRATIONS as MODERATION_MIGRATIONS
 from jobqueue.moderation import Moderation
+from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
 from pipeline.tiny import ensure_tiny_pipeline
 from tests.bot_harness import Reel
 from tests.broker_harness import BROKER, SINGLE_HOST
@@ -135,6 +136,18 @@ async def chat_server() -> AsyncIterator[FakeChatServer]:
     """A ``FakeChatServer`` on 127.0.0.1 at a free port; use ``chat_server.base_url``."""
     async with serving(FakeChatServer()) as server:
         yield server
+
+
+@pytest.fixture
+async def scene_writer(chat_server: FakeChatServer) -> AsyncIterator[PromptRewriter]:
+    """The real rewriter, talking to ``chat_server`` (a fake OpenAI-compatible endpoint)."""
+    rewriter = build_rewriter(
+        RewriterConfig(
+            backend="openai", openai_base_url=chat_server.base_url, openai_model="scene-writer"
+        )
+    )
+    yield rewriter
+    await rewriter.aclose()
 
 
 # --- moderation (moderation engineer) ---

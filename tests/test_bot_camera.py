@@ -19,6 +19,7 @@ from pipeline.rewrite import RewriterConfig
 from tests.bot_harness import Reel
 from tests.conftest import FakeChatServer, default_scene
 from tests.fakediscord import FileUpload, InteractionHandle, Message
+from tests.test_bot_validation import assert_refused_before_queueing
 
 
 def fields(message: Message) -> dict[str, str]:
@@ -109,14 +110,6 @@ async def test_every_move_is_offered_as_a_choice(running_reel: Reel) -> None:
         assert [choice.value for choice in options["motion"].choices] == ["low", "high"]
 
 
-async def assert_refused_privately(reel: Reel, handle: InteractionHandle, sentence: str) -> None:
-    answer = await handle.response()
-    assert handle.ephemeral
-    assert answer.content == sentence
-    assert await reel.queue.user_jobs(handle.record.user.id, active_only=False) == []
-    assert reel.fake.channel_messages(reel.fake.general) == []
-
-
 @pytest.mark.parametrize(
     ("options", "sentence"),
     [
@@ -141,7 +134,7 @@ async def test_a_forged_value_is_refused_privately_and_nothing_is_queued(
     handle = await fake.invoke(
         "create", {"prompt": "a cat", **options}, user=fake.alice, client_checks=False
     )
-    await assert_refused_privately(running_reel, handle, sentence)
+    await assert_refused_before_queueing(running_reel, handle, sentence)
 
 
 async def remix(

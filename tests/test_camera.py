@@ -3,7 +3,6 @@ and what motion does to the sampler; through ``ClipMaker`` on the tiny pipelines
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from pipeline.errors import InvalidRequest
 from pipeline.generator import VideoGenerator
 from pipeline.presets import PRESETS, TINY
 from pipeline.request import ClipRequest, resolve_request
-from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
+from pipeline.rewrite import PromptRewriter
 from pipeline.rewrite.guardrails import review
 from pipeline.rewrite.prompts import system_brief
 from tests.conftest import ChatReply, FakeChatServer, default_scene
@@ -124,17 +123,6 @@ def maker(tiny_models_dir: Path) -> ClipMaker:
             models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
         )
     )
-
-
-@pytest.fixture
-async def scene_writer(chat_server: FakeChatServer) -> AsyncIterator[PromptRewriter]:
-    rewriter = build_rewriter(
-        RewriterConfig(
-            backend="openai", openai_base_url=chat_server.base_url, openai_model="scene-writer"
-        )
-    )
-    yield rewriter
-    await rewriter.aclose()
 
 
 async def test_the_model_gets_the_move_after_a_rewrite_that_lost_it(

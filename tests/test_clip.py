@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from pipeline.clip import (
 from pipeline.encode import ClipTooLarge, read_frames, read_tags
 from pipeline.errors import ClipFailed, GenerationCancelled, InvalidRequest, StartImageUnreadable
 from pipeline.request import ClipRequest, ResolvedRequest
-from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
+from pipeline.rewrite import PromptRewriter
 from tests.conftest import ChatReply, FakeChatServer, default_scene
 
 # What a user can type into Discord that a terminal, an embed or ffmpeg's command line chokes
@@ -54,18 +53,6 @@ def models(tiny_models_dir: Path) -> ModelChoice:
 @pytest.fixture
 def maker(models: ModelChoice) -> ClipMaker:
     return ClipMaker(models)
-
-
-@pytest.fixture
-async def scene_writer(chat_server: FakeChatServer) -> AsyncIterator[PromptRewriter]:
-    """The real rewriter, talking to a fake OpenAI-compatible endpoint."""
-    rewriter = build_rewriter(
-        RewriterConfig(
-            backend="openai", openai_base_url=chat_server.base_url, openai_model="scene-writer"
-        )
-    )
-    yield rewriter
-    await rewriter.aclose()
 
 
 def into(path: Path) -> OutputPath:
