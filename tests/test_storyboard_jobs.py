@@ -15,11 +15,13 @@ from jobqueue.clipfiles import clip_path
 from jobqueue.errors import LimitExceeded
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
+from jobqueue.moderation import Moderation
 from jobqueue.storyboards import Storyboard, StoryboardError, Storyboards, StoryboardState
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
 from pipeline.encode import read_frames
 from pipeline.storyboard import Plan, Shot
+from tests.broker_harness import remote_capacity
 from tests.mp4probe import probe_mp4
 
 USER, OTHER_USER = 7, 8
@@ -333,3 +335,42 @@ async def test_the_plan_is_edited_before_shoot_only(storyboards: Storyboards) ->
     assert (await storyboards.shoot(board.id, thread_id=THREAD)).id == job.id
     with pytest.raises(StoryboardError, match="before the storyboard is shot"):
         await storyboards.replace_plan(board.id, plan_of(3))
+
+
+async def test_a_storyboard_is_shot_on_another_host_through_the_broker(
+    job_queue: JobQueue,
+    storyboards: Storyboards,
+    worker_config: WorkerConfig,
+    broker_url: str,
+    tmp_path: Path,
+) -> None:
+    board = await new_board(storyboards, shots=2)
+    await storyboards.shoot(board.id, thread_id=THREAD)
+    changes = job_queue.changes(since=0, poll_interval=0.05)
+    async with remote_capacity(
+        job_queue,
+        Moderation(job_queue.db),
+        broker_url,
+        worker_config,
+        worker_id="far-away",
+        worker_dir=tmp_path / "far-away",
+    ):
+        await _until(changes, _film_or_failed_shot)
+
+    done = await board_now(storyboards, board)
+    assert done.state is StoryboardState.DONE, done.error
+    shots = await shots_of(job_queue, done)
+    # Shot 2's start frame travelled: the host has none of the bot's files.
+    assert [(shot.worker_id, shot.model) for shot in shots] == [
+        ("far-away", "tiny"),
+        ("far-away", "tiny-i2v"),
+    ]
+    (film,) = await jobs_of(job_queue, JobKind.FILM)
+    info = probe_mp4(Path(film.result_path or ""))
+    assert info.frames / info.fps == pytest.approx(seconds_of(shots), abs=0.07)
+
+
+def _film_or_failed_shot(job: Job) -> bool:
+    if job.kind is JobKind.FILM:
+        return True
+    return job.kind is JobKind.SHOT and job.status in (JobStatus.FAILED, JobStatus.CANCELLED)

@@ -64,6 +64,7 @@ from jobqueue.safety import OutputGuard, OutputVerdict, SafetyPolicy
 from jobqueue.scenes import Scenes
 from jobqueue.settings import CoreSettings
 from jobqueue.store import count_in_status
+from jobqueue.storyboards import Storyboards
 from pipeline.clip import (
     CLIP_TO_EXTEND_GONE,
     ChosenPrompt,
@@ -153,6 +154,7 @@ class Dispatcher:
         self.moderation = moderation or Moderation(queue.db)
         self.records = BrokerRecords(queue.db)
         self.scenes = Scenes(queue.db)
+        self.storyboards = Storyboards(queue, clips_dir=config.clips_dir)
         # Only its policies and records are used here: the remote workers look at the clips.
         self.guard = OutputGuard(queue.db, SafetyConfig(), config.safety_policy)
         self.reachable = False
@@ -371,6 +373,7 @@ class Dispatcher:
 
     async def _clean_up_stale(self) -> None:
         while True:
+            await self._resume_storyboards()
             await asyncio.sleep(JANITOR_EVERY_S)
             if not self.reachable:
                 continue
@@ -382,6 +385,15 @@ class Dispatcher:
                 continue
             except Exception:
                 log.exception("cleaning up attempts given up failed")
+
+    async def _resume_storyboards(self) -> None:
+        """Storyboards left between a shot and their next step go on: at start (a restart
+        mid-way), then each round (a shot that ended in the queue itself, such as a waiting
+        shot cancelled)."""
+        try:
+            await self.storyboards.resume()
+        except Exception:
+            log.exception("resuming storyboards failed")
 
     async def _clean_up(self, dispatch: Dispatch) -> None:
         queue = await self.broker.queue(dispatch.queue)
