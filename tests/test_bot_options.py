@@ -57,6 +57,8 @@ async def test_create_and_animate_sync_the_same_options(reel: Reel) -> None:
     assert [shape(option) for option in animate] == [
         {"name": "image", "type": 11, "required": True},
         *SHARED_OPTIONS,
+        {"name": "end_image", "type": 11, "required": False},
+        {"name": "loop", "type": BOOLEAN, "required": False},
     ]
     described = {
         name: {option["name"]: option for option in options}
@@ -68,7 +70,7 @@ async def test_create_and_animate_sync_the_same_options(reel: Reel) -> None:
     }
     assert models == {
         "create": ["wan2.1-t2v-1.3b", "wan2.1-t2v-1.3b-fast", "ltx-video", "tiny"],
-        "animate": ["wan2.1-i2v-14b-480p", "tiny-i2v"],
+        "animate": ["wan2.1-i2v-14b-480p", "wan2.1-flf2v-14b-720p", "tiny-i2v", "tiny-flf2v"],
     }
     worded_apart = {"prompt", "model"}
     for option in (shared["name"] for shared in SHARED_OPTIONS):
