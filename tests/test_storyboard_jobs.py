@@ -106,6 +106,7 @@ async def test_a_storyboard_becomes_one_film_as_long_as_its_shots(
 
     board = await board_now(storyboards, board)
     assert board.state is StoryboardState.DONE, board.error
+    assert board.thread_id == THREAD
     shots = await shots_of(job_queue, board)
     assert [shot.status for shot in shots] == [JobStatus.DONE] * 3
     assert [shot.model for shot in shots] == ["tiny", "tiny-i2v", "tiny-i2v"]
@@ -302,8 +303,26 @@ async def test_shots_take_turns_with_other_users_and_only_the_first_is_limited(
         await job_queue.submit(
             JobKind.CREATE, JobRequest(prompt="one more"), user_id=USER, guild_id=1, channel_id=2
         )
+    refused = await new_board(storyboards)
     with pytest.raises(LimitExceeded):
-        await storyboards.shoot((await new_board(storyboards)).id, thread_id=None)
+        await storyboards.shoot(refused.id, thread_id=THREAD)
+    still = await board_now(storyboards, refused)
+    assert (still.state, still.thread_id, still.shot_job_ids) == (StoryboardState.PLANNED, None, ())
+
+
+async def test_a_shot_cancelled_in_the_queue_ends_its_storyboard(
+    job_queue: JobQueue, storyboards: Storyboards
+) -> None:
+    board = await new_board(storyboards)
+    first = await storyboards.shoot(board.id, thread_id=THREAD)
+    await job_queue.cancel(first.id, by_user_id=USER)  # /cancel on the shot itself
+
+    await storyboards.resume()
+
+    ended = await board_now(storyboards, board)
+    assert ended.state is StoryboardState.CANCELLED
+    assert ended.error == "Shot 1 of 3 was cancelled, so the film was not made."
+    assert len(await jobs_of(job_queue, JobKind.SHOT)) == 1
 
 
 async def test_a_failed_shot_ends_the_storyboard_with_a_sentence(

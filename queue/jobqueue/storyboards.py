@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 FILM_MAX_BYTES = 1024 * 1024 * 1024
 """The film as kept; the bot fits a copy to each server's upload limit when it posts it."""
+SWEEP_AFTER_S = 60.0
+"""How long after a shot ended a periodic :meth:`Storyboards.resume` takes its next step
+(the process that recorded the shot takes it at once; a film takes a while to join)."""
 SHOT_CLIP_GONE = "The clip of shot {shot} is no longer available; reshoot from shot {shot}."
 SHOT_FAILED = "Shot {shot} of {shots} failed: {reason}"
 SHOT_CANCELLED = "Shot {shot} of {shots} was cancelled, so the film was not made."
@@ -209,7 +212,7 @@ class Storyboards:
         if board.state is not StoryboardState.PLANNED and not started:
             raise StoryboardError("This storyboard has already been shot; reshoot a shot instead.")
         if thread_id is not None and board.thread_id is None:
-            board = await self._set_thread(board, thread_id)
+            board = replace(board, thread_id=thread_id)  # recorded as the take starts
         job = await self._submit_shot(
             board, take=1, number=1, parent=None, then=_starts_take(board, take=1, kept=())
         )
@@ -235,13 +238,16 @@ class Storyboards:
         kept = board.shot_job_ids[: shot - 1]
         parent = await self._kept_parent(board, kept, shot)
         take = board.take + 1
-        job = await self._submit_shot(
-            board,
-            take=take,
-            number=shot,
-            parent=parent,
-            then=_starts_take(board, take=take, kept=kept),
-        )
+        try:
+            job = await self._submit_shot(
+                board,
+                take=take,
+                number=shot,
+                parent=parent,
+                then=_starts_take(board, take=take, kept=kept),
+            )
+        except ClipFailed as gone:  # the clip of the shot before was deleted
+            raise StoryboardError(gone.sentence) from gone
         assert job is not None
         log.info("storyboard %d: take %d from shot %d, job %d", board.id, take, shot, job.id)
         return job
@@ -298,11 +304,14 @@ class Storyboards:
         else:
             await self._make_film(board)
 
-    async def resume(self) -> None:
+    async def resume(self, *, ended_before_s: float = 0.0) -> None:
         """Take the step each storyboard left mid-way is waiting for: one whose latest shot
         ended while nobody advanced it (a crash between the two, a shot cancelled or failed
-        in the queue). Run at start-up; safe to run at any time."""
-        for shot in await self.db.read(_ended_latest_shots):
+        in the queue). Run at start-up; safe to run at any time. A sweep that runs often
+        passes ``ended_before_s`` (only shots that ended that long ago): the process that
+        recorded a shot may still be joining the film."""
+        before = time.time() - ended_before_s
+        for shot in await self.db.read(lambda db: _ended_latest_shots(db, before=before)):
             try:
                 await self.advance(shot)
             except Exception:
@@ -312,16 +321,6 @@ class Storyboards:
 
     async def _found(self, storyboard_id: int) -> Storyboard:
         return await self.db.read(lambda db: _found(db, storyboard_id))
-
-    async def _set_thread(self, board: Storyboard, thread_id: int) -> Storyboard:
-        def write(db: sqlite_utils.Database) -> Storyboard:
-            db.execute(
-                "UPDATE storyboards SET thread_id = ? WHERE id = ? AND thread_id IS NULL",
-                [thread_id, board.id],
-            )
-            return _found(db, board.id)
-
-        return await self.db.write(write)
 
     async def _kept_parent(self, board: Storyboard, kept: Sequence[int], shot: int) -> Job | None:
         """The last kept shot, the one a reshoot from ``shot`` starts from (None for shot 1);
@@ -570,8 +569,15 @@ def _starts_take(
             raise StoryboardError("This storyboard changed meanwhile; try again.")
         db.execute(
             "UPDATE storyboards SET state = ?, take = ?, take_started_at = ?, film_job_id = NULL,"
-            " error = NULL, updated_at = ? WHERE id = ?",
-            [StoryboardState.SHOOTING.value, take, job.created_at, time.time(), board.id],
+            " error = NULL, thread_id = ?, updated_at = ? WHERE id = ?",
+            [
+                StoryboardState.SHOOTING.value,
+                take,
+                job.created_at,
+                board.thread_id,
+                time.time(),
+                board.id,
+            ],
         )
         for number, job_id in enumerate([*kept, job.id], start=1):
             _record_shot(db, board.id, take, number, job_id)
@@ -618,8 +624,8 @@ def _end(
     )
 
 
-def _ended_latest_shots(db: sqlite_utils.Database) -> list[Job]:
-    """The latest shot of each storyboard being shot, where that shot has ended."""
+def _ended_latest_shots(db: sqlite_utils.Database, *, before: float) -> list[Job]:
+    """The latest shot of each storyboard being shot, where that shot ended ``before``."""
     return fetch_jobs(
         db,
         "SELECT jobs.* FROM storyboards b"
@@ -627,8 +633,9 @@ def _ended_latest_shots(db: sqlite_utils.Database) -> list[Job]:
         " JOIN jobs ON jobs.id = s.job_id"
         " WHERE b.state = :shooting AND s.shot = ("
         "  SELECT MAX(shot) FROM storyboard_shots WHERE storyboard_id = b.id AND take = b.take)"
-        " AND jobs.status IN (:done, :failed, :cancelled)",
+        " AND jobs.status IN (:done, :failed, :cancelled) AND jobs.finished_at <= :before",
         {
+            "before": before,
             "shooting": StoryboardState.SHOOTING.value,
             "done": JobStatus.DONE.value,
             "failed": JobStatus.FAILED.value,

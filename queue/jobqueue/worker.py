@@ -36,6 +36,7 @@ from jobqueue.safety import OutputGuard, SafetyPolicy
 from jobqueue.scenes import Scenes
 from jobqueue.screening import ModerationScreen
 from jobqueue.settings import MIB, CoreSettings
+from jobqueue.storyboards import SWEEP_AFTER_S
 from jobqueue.telemetry import Telemetry
 from pipeline.clip import ClipMaker, MadeClip, ModelChoice
 from pipeline.preview import DEFAULT_PREVIEW, PreviewOptions
@@ -238,7 +239,7 @@ class Worker:
                 await queue.worker_seen(self.worker_id)
                 # A shot that ended in the queue itself (cancelled while waiting, out of
                 # attempts) ends its storyboard here.
-                await runs.storyboards.resume()
+                await runs.storyboards.resume(ended_before_s=SWEEP_AFTER_S)
                 last_seen = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.config.poll_interval_s)

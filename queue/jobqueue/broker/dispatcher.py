@@ -64,7 +64,7 @@ from jobqueue.safety import OutputGuard, OutputVerdict, SafetyPolicy
 from jobqueue.scenes import Scenes
 from jobqueue.settings import CoreSettings
 from jobqueue.store import count_in_status
-from jobqueue.storyboards import Storyboards
+from jobqueue.storyboards import SWEEP_AFTER_S, Storyboards
 from pipeline.clip import (
     CLIP_TO_EXTEND_GONE,
     ChosenPrompt,
@@ -372,9 +372,10 @@ class Dispatcher:
             await queue.finish(record, Status.COMPLETE, result=None)
 
     async def _clean_up_stale(self) -> None:
+        await self._resume_storyboards(ended_before_s=0.0)
         while True:
-            await self._resume_storyboards()
             await asyncio.sleep(JANITOR_EVERY_S)
+            await self._resume_storyboards(ended_before_s=SWEEP_AFTER_S)
             if not self.reachable:
                 continue
             try:
@@ -386,12 +387,12 @@ class Dispatcher:
             except Exception:
                 log.exception("cleaning up attempts given up failed")
 
-    async def _resume_storyboards(self) -> None:
+    async def _resume_storyboards(self, *, ended_before_s: float) -> None:
         """Storyboards left between a shot and their next step go on: at start (a restart
         mid-way), then each round (a shot that ended in the queue itself, such as a waiting
         shot cancelled)."""
         try:
-            await self.storyboards.resume()
+            await self.storyboards.resume(ended_before_s=ended_before_s)
         except Exception:
             log.exception("resuming storyboards failed")
 
