@@ -72,6 +72,17 @@ async def test_an_end_image_is_kept_and_the_clip_ends_on_it(
     assert (await running_reel.delivered(job.id)).model == "tiny-flf2v"
 
 
+async def test_deleting_the_job_deletes_both_uploaded_pictures(running_reel: Reel) -> None:
+    fake = running_reel.fake
+    job = await running_reel.job_of(await animate(running_reel, {}, end_image=picture("blue")))
+    await running_reel.clip_message(job.id)
+    pictures = [Path(job.request.image_path or ""), Path(job.request.end_image_path or "")]
+    assert all(path.is_file() for path in pictures)
+    handle = await fake.invoke("admin delete", {"job": job.id}, user=fake.carol)
+    assert (await handle.response()).content.startswith(f"Deleted job #{job.id}")
+    assert not any(path.exists() for path in pictures)
+
+
 @pytest.mark.parametrize(
     ("upload", "sentence"),
     [

@@ -30,7 +30,7 @@ from bot.modlog import ModLog
 from bot.permissions import is_moderator
 from bot.render import NO_PINGS, mention
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
-from jobqueue.clipfiles import delete_job_files
+from jobqueue.clipfiles import delete_job_files, delete_uploaded_pictures
 from jobqueue.gallery import Gallery, GalleryChannels
 from jobqueue.models import NO_MESSAGE, Job, JobStatus
 from jobqueue.moderation import AuditAction, Ban, ModerationError, parse_duration
@@ -319,6 +319,7 @@ class Admin(
         for message_id in (found.result_message_id, found.status_message_id):
             await self.delete_message(found, message_id)
         await asyncio.to_thread(delete_job_files, self.bot.settings.clips_dir, found.id)
+        await asyncio.to_thread(delete_uploaded_pictures, found)
         await self.audit(
             interaction,
             AuditAction.JOB_DELETE,

@@ -10,6 +10,10 @@ A drafts job's clip is the 2x2 grid; each draft lies beside it as ``<id>-<n>.mp4
 poster and the latents Render and Vary start from (``<id>-<n>.latents.npz``), named as
 :mod:`pipeline.drafts` names them beside any grid. While a job renders, its latest live
 preview is ``.previews/<id>.webp``, replaced whole each time and removed when the job ends.
+
+An /animate job starts from a picture its user uploaded (and may end on a second one): they lie
+where its request says (``data/uploads/``) and are deleted with the job's clip
+(:func:`delete_uploaded_pictures`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jobqueue.models import Job, JobKind
 from pipeline.drafts import DRAFT_COUNT, draft_beside, latents_beside
 from pipeline.encode import poster_beside
 
@@ -71,6 +76,21 @@ def job_files(clips_dir: Path, job_id: int) -> list[Path]:
 def delete_job_files(clips_dir: Path, job_id: int) -> None:
     """Remove every file of ``job_id``'s finished clip (blocking: run it in a thread)."""
     for path in job_files(clips_dir, job_id):
+        path.unlink(missing_ok=True)
+
+
+def uploaded_pictures(job: Job) -> list[Path]:
+    """The pictures an /animate job's user uploaded for it: its start image and end image."""
+    if job.kind is not JobKind.ANIMATE:
+        return []
+    names = (job.request.image_path, job.request.end_image_path)
+    return [Path(name) for name in names if name]
+
+
+def delete_uploaded_pictures(job: Job) -> None:
+    """Remove the job's uploaded pictures (blocking: run it in a thread). A Retry or Remix of
+    the job shares them: once they are gone it cannot be made again."""
+    for path in uploaded_pictures(job):
         path.unlink(missing_ok=True)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
-from jobqueue.clipfiles import delete_job_files
+from jobqueue.clipfiles import delete_job_files, delete_uploaded_pictures
 from jobqueue.db import Database
 from jobqueue.models import Job, JobKind, JobStatus
 from jobqueue.moderation import AUTOMATIC_ACTOR_ID, DM_GUILD_ID, AuditAction, Moderation
@@ -519,11 +519,12 @@ class HeldClips:
     async def delete(
         self, guild_id: int | None, job_id: int, clips_dir: Path, *, actor_id: int
     ) -> Job:
-        """Delete a withheld clip's files for good (audited)."""
+        """Delete a withheld clip's files for good, and the pictures it was made from (audited)."""
         deleted = await self._end_withholding(
             guild_id, job_id, HeldState.DELETED, AuditAction.OUTPUT_DELETED, actor_id
         )
         await asyncio.to_thread(delete_job_files, clips_dir, job_id)
+        await asyncio.to_thread(delete_uploaded_pictures, deleted)
         return deleted
 
     async def _end_withholding(
