@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,15 @@ PAYLOAD_TOO_LARGE = 40005
 SHRINK_AFTER_REFUSAL = 0.8
 
 
+@dataclass(frozen=True)
+class Dressing:
+    """The embed and buttons a clip is posted with instead of its own (a storyboard's film
+    has Reshoot N, not a clip's buttons)."""
+
+    embed: discord.Embed
+    view: discord.ui.View
+
+
 class ClipWontFit(Exception):
     """The clip cannot be made small enough for the guild's upload limit."""
 
@@ -66,16 +76,16 @@ async def post_clip(
     job: Job,
     *,
     replacing: int | None = None,
-    view: discord.ui.View | None = None,
+    dressing: Dressing | None = None,
 ) -> discord.Message:
-    """Post ``job``'s clip with its embed and buttons (``view``, else the clip's own), in
-    place of the message ``replacing`` if it still exists; raises :class:`ClipWontFit`."""
+    """Post ``job``'s clip with its embed and buttons (``dressing``'s, else the clip's own),
+    in place of the message ``replacing`` if it still exists; raises :class:`ClipWontFit`."""
     if job.result_path is None:
         raise ValueError(f"job {job.id} is done but has no clip")
     limit = bot.upload_limit(job.guild_id)
     path = await fitted(bot, job, Path(job.result_path), limit)
     try:
-        return await put_clip(bot, job, path, replacing, view)
+        return await put_clip(bot, job, path, replacing, dressing)
     except discord.HTTPException as exc:
         if exc.status != 413 and exc.code != PAYLOAD_TOO_LARGE:
             raise
@@ -83,7 +93,8 @@ async def post_clip(
         size = (await asyncio.to_thread(path.stat)).st_size
         smaller = int(min(limit, size) * SHRINK_AFTER_REFUSAL)
         log.warning("upload of job %s refused at %d bytes; trying %d", job.id, limit, smaller)
-        return await put_clip(bot, job, await fitted(bot, job, path, smaller), replacing, view)
+        smaller_path = await fitted(bot, job, path, smaller)
+        return await put_clip(bot, job, smaller_path, replacing, dressing)
 
 
 async def put_clip(
@@ -91,46 +102,45 @@ async def put_clip(
     job: Job,
     path: Path,
     replacing: int | None,
-    view: discord.ui.View | None = None,
+    dressing: Dressing | None = None,
 ) -> discord.Message:
     channel = channel_of(bot, job)
-    if replacing is not None:
+    # A dressed clip (a film in its thread) never had a status message to become.
+    if replacing is not None and dressing is None:
         try:
             return await bot.writes.run(
                 channel.id,
                 Route.EDIT,
                 Priority.CLIP,
-                lambda: edit_into_clip(bot, job, path, replacing, view),
+                lambda: edit_into_clip(bot, job, path, replacing),
             )
         except discord.NotFound:
             log.info("status message of job %s is gone; posting its clip anew", job.id)
     message = await bot.writes.run(
-        channel.id, Route.SEND, Priority.CLIP, lambda: send_clip(bot, job, path, view)
+        channel.id, Route.SEND, Priority.CLIP, lambda: send_clip(bot, job, path, dressing)
     )
     bot.writes.sent(channel.id, message.id)
     return message
 
 
 async def send_clip(
-    bot: ReelBot, job: Job, path: Path, view: discord.ui.View | None = None
+    bot: ReelBot, job: Job, path: Path, dressing: Dressing | None = None
 ) -> discord.Message:
     return await channel_of(bot, job).send(
-        embed=await embed_of(bot, job),
+        embed=dressing.embed if dressing is not None else await embed_of(bot, job),
         file=clip_file(job, path),
-        view=view if view is not None else view_of(job),
+        view=dressing.view if dressing is not None else view_of(job),
         allowed_mentions=NO_PINGS,
     )
 
 
-async def edit_into_clip(
-    bot: ReelBot, job: Job, path: Path, message_id: int, view: discord.ui.View | None = None
-) -> discord.Message:
+async def edit_into_clip(bot: ReelBot, job: Job, path: Path, message_id: int) -> discord.Message:
     message = channel_of(bot, job).get_partial_message(message_id)
     return await message.edit(
         content=None,
         embed=await embed_of(bot, job),
         attachments=[clip_file(job, path)],
-        view=view if view is not None else view_of(job),
+        view=view_of(job),
         allowed_mentions=NO_PINGS,
     )
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import discord
 
 from bot.replies import SOMETHING_WRONG, reply_privately
+from jobqueue.models import Job
+from jobqueue.storyboards import Storyboard
 from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
 from pipeline.storyboard import (
@@ -71,6 +73,24 @@ def plan_embed(storyboard_id: int, plan: Plan, *, owner_id: int) -> discord.Embe
     embed.add_field(name="Length", value=f"{plan.duration_s:g} s in {len(plan.shots)} shots")
     if plan.note:
         embed.set_footer(text=plan.note)
+    return embed
+
+
+def film_embed(storyboard: Storyboard, job: Job) -> discord.Embed:
+    """The film's embed: which storyboard and take, how long, and what Reshoot N does."""
+    embed = discord.Embed(
+        title=shown(f"🎞️ Storyboard #{storyboard.id}: {storyboard.plan.idea}", TITLE_MAX),
+        colour=EMBED_COLOUR,
+    )
+    if job.frames and job.fps:
+        embed.add_field(name="Length", value=f"{job.frames / job.fps:.1f} s")
+    embed.add_field(name="Shots", value=str(storyboard.shots))
+    embed.add_field(name="Take", value=str(storyboard.take))
+    embed.add_field(name="Planned by", value=f"<@{storyboard.user_id}>")
+    embed.set_footer(
+        text=f"job {job.id} · Reshoot N makes shot N and the shots after it again "
+        "(the owner or a moderator)"
+    )
     return embed
 
 

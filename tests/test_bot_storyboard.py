@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import discord
+
 from jobqueue.models import JobKind
 from jobqueue.storyboards import Storyboard, Storyboards
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
@@ -123,6 +125,7 @@ async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path
         _, again = await films(reel, thread, 2)
         assert abs(seconds_of(again, tmp_path) - 2 * SHOT_SECONDS) < 0.2
         assert again.attachments[0].data != film.attachments[0].data
+        assert [m for m in fake.channel_messages(thread) if m.attachments] == [film, again]
 
     later = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
     assert later is not None
@@ -224,3 +227,19 @@ async def test_the_plan_is_the_language_models_or_the_simple_one_with_its_reason
     simple = fake.channel_messages(fake.general)[-1].embeds[0]
     assert "could not be used" in simple["footer"]["text"]
     assert len(chat_server.requests) == 2
+
+
+async def test_without_thread_permission_the_film_goes_into_the_channel(reel: Reel) -> None:
+    fake = reel.fake
+    bot_role = fake.role(fake.bot_user.name)
+    bot_role.permissions &= ~discord.Permissions(create_public_threads=True).value
+    async with reel.bot_running():
+        plan, board = await storyboard(reel, user=fake.alice)
+        answer = await private_answer(reel, plan, f"storyboard:{board.id}:shoot", fake.alice)
+
+    assert "posted in this channel" in answer
+    assert fake.threads() == []
+    shooting = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
+    assert shooting is not None
+    assert shooting.post_channel_id == fake.general.id
+    assert len(shooting.shot_job_ids) == 1, "shot 1 is queued all the same"

@@ -384,15 +384,15 @@ class Delivery(commands.Cog):
     async def deliver_clip(self, job: Job, status: StatusMessage) -> None:
         # Clips ahead of it in a busy channel can take a while: say it is done meanwhile.
         self.bot.private_replies.update(job.id, render.private_posting(job), news=True)
-        posted, view = None, None
+        posted, dressing = None, None
         if job.kind is JobKind.FILM:
             # A storyboard's film goes into its thread, with Reshoot N instead of the clip's.
-            job, view = await film_delivery(self.bot, job)
+            job, dressing = await film_delivery(self.bot, job)
         if job.id in self.check_history:
             posted = await find_posted_clip(self.bot, job)
         try:
             posted = posted or await post_clip(
-                self.bot, job, replacing=self.replaceable(job, status), view=view
+                self.bot, job, replacing=self.replaceable(job, status), dressing=dressing
             )
         except ClipWontFit as too_large:
             sentence = render.too_large_line(job, too_large.size_bytes, too_large.limit_bytes)
@@ -403,8 +403,9 @@ class Delivery(commands.Cog):
             await self.bot.queue.mark_delivered(job.id, NO_MESSAGE)
             return
         # Reactions find their job through this index: record it before anyone can see the
-        # clip as delivered.
-        await self.bot.store.remember_clip(posted.id, job.id)
+        # clip as delivered. A film takes no reactions (Reshoot N is its only action).
+        if job.kind is not JobKind.FILM:
+            await self.bot.store.remember_clip(posted.id, job.id)
         if status.message_id not in (None, posted.id) and not status.gone:
             await self.remove_status(job, status.message_id)
         if not await self.bot.queue.mark_delivered(job.id, posted.id):

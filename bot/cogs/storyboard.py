@@ -34,13 +34,16 @@ from bot.channel_writes import NOT_SENT, Priority, Route
 from bot.gate import admit_user
 from bot.options import job_preset
 from bot.permissions import is_moderator
+from bot.posting import Dressing
 from bot.render import NO_PINGS
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from bot.settings import Settings
 from bot.storyboard_views import (
+    EMBED_COLOUR,
     PlanModal,
     StoryboardButton,
     edited_plan,
+    film_embed,
     plan_embed,
     plan_view,
     reshoot_view,
@@ -77,6 +80,7 @@ THREAD_ARCHIVE_MINUTES: Final = 1440
 THREAD_NAME_MAX = 100
 THREAD_ALREADY_CREATED = 160004
 GONE = "That storyboard no longer exists."
+CANNOT_POST = "I may not post in this channel; ask a moderator which channel to use."
 NOT_IN_THREAD = "Use /storyboard in a text channel: its film gets a thread of its own."
 
 
@@ -224,16 +228,20 @@ class StoryboardCog(commands.Cog, name="Storyboard"):
             )
         except QueueError as exc:
             return str(exc)
-        message = await self.bot.writes.run(
-            channel.id,
-            Route.SEND,
-            Priority.FINAL,
-            lambda: channel.send(
-                embed=plan_embed(storyboard.id, plan, owner_id=storyboard.user_id),
-                view=plan_view(storyboard.id),
-                allowed_mentions=NO_PINGS,
-            ),
-        )
+        try:
+            message = await self.bot.writes.run(
+                channel.id,
+                Route.SEND,
+                Priority.FINAL,
+                lambda: channel.send(
+                    embed=plan_embed(storyboard.id, plan, owner_id=storyboard.user_id),
+                    view=plan_view(storyboard.id),
+                    allowed_mentions=NO_PINGS,
+                ),
+            )
+        except discord.Forbidden:
+            log.info("may not post storyboard %s in %s", storyboard.id, channel.id, exc_info=True)
+            return CANNOT_POST
         self.bot.writes.sent(channel.id, message.id)
         await self.storyboards.set_plan_message(storyboard.id, message.id)
         planned = f"Storyboard #{storyboard.id} is planned: {message.jump_url}"
@@ -460,7 +468,9 @@ async def shoot(
         return GONE
     thread = await thread_for(bot, plan_message, storyboard)
     try:
-        first = await cog.storyboards.shoot(storyboard.id, thread_id=thread.id)
+        first = await cog.storyboards.shoot(
+            storyboard.id, thread_id=None if thread is None else thread.id
+        )
     except QueueError as exc:
         return str(exc)
     await bot.writes.run(
@@ -472,17 +482,22 @@ async def shoot(
     )
     if storyboard.id not in cog.lines:  # else the shot's own progress is showing already
         cog.show_line(storyboard, shot_line(first, 1, storyboard.shots), final=True)
-    return f"Shooting storyboard #{storyboard.id}: the film will be posted in {thread.mention}."
+    where = "this channel (I may not start threads here)" if thread is None else thread.mention
+    return f"Shooting storyboard #{storyboard.id}: the film will be posted in {where}."
 
 
 async def thread_for(
     bot: ReelBot, message: discord.Message, storyboard: Storyboard
-) -> discord.Thread:
+) -> discord.Thread | None:
     """The storyboard's thread, started from its plan message (or the one already started,
-    when two presses raced)."""
+    when two presses raced); None where the bot may not start threads (a server that invited
+    it before storyboards existed): the film then goes into the channel."""
     name = f"Storyboard #{storyboard.id}: {storyboard.plan.idea}"[:THREAD_NAME_MAX]
     try:
         return await message.create_thread(name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES)
+    except discord.Forbidden:
+        log.info("may not start a thread in channel %s", message.channel.id, exc_info=True)
+        return None
     except discord.HTTPException as exc:
         if exc.code != THREAD_ALREADY_CREATED:
             raise
@@ -514,7 +529,7 @@ async def reshoot(
     cog.show_line(storyboard, f"⏳ Reshooting from shot {shot} of {total}.", final=True)
     return (
         f"Reshooting storyboard #{storyboard.id} from shot {shot}: "
-        "the new film will be posted in this thread."
+        "the new film will be posted where the first one was."
     )
 
 
@@ -579,14 +594,15 @@ async def submit_plan_edit(
     await reply_privately(interaction, f"Storyboard #{storyboard.id}'s plan is updated.")
 
 
-async def film_delivery(bot: ReelBot, job: Job) -> tuple[Job, discord.ui.View]:
-    """Where and with which buttons a FILM job is posted: into its storyboard's thread, with
-    Reshoot 1..N (a film whose storyboard is gone: where it was asked, with none)."""
+async def film_delivery(bot: ReelBot, job: Job) -> tuple[Job, Dressing]:
+    """Where and how a FILM job is posted: into its storyboard's thread, with the film's
+    embed and Reshoot 1..N (a film whose storyboard is gone: where it was asked, bare)."""
     storyboard = await cog_of(bot).storyboards.for_job(job.id)
     if storyboard is None:
-        return job, discord.ui.View(timeout=None)
-    view = reshoot_view(storyboard.id, storyboard.shots)
-    return replace(job, channel_id=storyboard.post_channel_id or job.channel_id), view
+        embed = discord.Embed(title=f"Film #{job.id}", colour=EMBED_COLOUR)
+        return job, Dressing(embed, discord.ui.View(timeout=None))
+    dressing = Dressing(film_embed(storyboard, job), reshoot_view(storyboard.id, storyboard.shots))
+    return replace(job, channel_id=storyboard.post_channel_id or job.channel_id), dressing
 
 
 async def setup(bot: ReelBot) -> None:
