@@ -4,6 +4,7 @@ one film, through the queue on a real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from jobqueue.errors import LimitExceeded
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import Moderation
+from jobqueue.safety import OutputVerdict, Verdict
 from jobqueue.storyboards import Storyboard, StoryboardError, Storyboards, StoryboardState
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
@@ -393,3 +395,47 @@ def _film_or_failed_shot(job: Job) -> bool:
     if job.kind is JobKind.FILM:
         return True
     return job.kind is JobKind.SHOT and job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+async def test_a_film_with_a_shot_the_safety_check_held_is_held_too(
+    job_queue: JobQueue,
+    storyboards: Storyboards,
+    worker_config: WorkerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board = await new_board(storyboards, shots=2)
+    first = await storyboards.shoot(board.id, thread_id=THREAD)
+    with monkeypatch.context() as paused:
+
+        async def not_yet(self: Storyboards, job: Job) -> None:
+            return None
+
+        paused.setattr(Storyboards, "advance", not_yet)
+        await run_burst(job_queue, worker_config)
+    verdict = OutputVerdict(Verdict.UNSAFE, {"nsfw": 0.9}, ("nsfw",), hold=True)
+    await _record_verdict(job_queue, first.id, verdict)
+
+    await run_burst(job_queue, worker_config)
+
+    (film,) = await jobs_of(job_queue, JobKind.FILM)
+    assert film.safety_hold
+    assert (film.safety_verdict, film.safety_flagged) == (Verdict.UNSAFE, ["nsfw"])
+    assert film.safety_scores == {"nsfw": 0.9}
+
+
+async def _record_verdict(queue: JobQueue, job_id: int, verdict: OutputVerdict) -> None:
+    """What the output safety check stores with a clip it looked at."""
+    values = [
+        verdict.verdict.value,
+        json.dumps(verdict.scores),
+        json.dumps(list(verdict.flagged)),
+        int(verdict.hold),
+        job_id,
+    ]
+    await queue.db.write(
+        lambda db: db.execute(
+            "UPDATE jobs SET safety_verdict = ?, safety_scores = ?, safety_flagged = ?,"
+            " safety_hold = ? WHERE id = ?",
+            values,
+        )
+    )
