@@ -19,6 +19,7 @@ from pipeline.errors import InvalidRequest, StartImageUnreadable
 from pipeline.generator import VideoGenerator, fit_image
 from pipeline.presets import PRESETS, end_frame_model, resolve_preset
 from pipeline.request import ClipRequest, check_request, resolve_request
+from tests.broker_harness import tiny_models
 from tests.mp4probe import probe_mp4
 
 FLF = PRESETS["tiny-flf2v"]
@@ -36,13 +37,8 @@ def flf(tiny_models_dir: Path) -> VideoGenerator:
 
 @pytest.fixture
 def models(tiny_models_dir: Path) -> ModelChoice:
-    return ModelChoice(
-        models_dir=tiny_models_dir,
-        t2v_model="tiny",
-        i2v_model="tiny-i2v",
-        end_frame_model="tiny-flf2v",
-        device="cpu",
-    )
+    """The tiny models, with tiny-flf2v for loops and end images."""
+    return tiny_models(tiny_models_dir)
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ HELP = (
     ("/create prompt", "Make a clip from a text prompt: first four quick drafts to choose from."
      " Options: negative prompt, aspect, duration, seed, enhance (let a language model expand"
      " the prompt), model, drafts (False: the clip at once)."),
-    ("/animate image prompt", "Make a clip that starts from your picture."),
+    ("/animate image prompt", "Make a clip that starts from your picture. Options: end_image (a"
+     " second picture the clip ends on), loop (True: it ends where it began, a seamless loop)."),
     ("/storyboard idea", "Plan a film of several shots (a language model writes them), check"
      " or edit the plan, then Shoot: the film is posted in a thread, with Reshoot 1-N."),
     ("/queue", "See your clips in the queue, their place in line and when they should start."),
