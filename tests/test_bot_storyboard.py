@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 
 import discord
+import pytest
 
 from jobqueue.models import JobKind
 from jobqueue.storyboards import Storyboard, Storyboards
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
+from tests.broker_harness import BOTH_MODES
 from tests.conftest import ChatReply, FakeChatServer
 from tests.fakediscord import Channel, Message, User
 from tests.mp4probe import probe_mp4
@@ -64,6 +66,7 @@ def seconds_of(message: Message, folder: Path) -> float:
     return info.frames / info.fps
 
 
+@pytest.mark.parametrize("reel_mode", BOTH_MODES, indirect=True)
 async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path) -> None:
     fake = reel.fake
     async with reel.bot_running(), reel.worker_running():
@@ -126,6 +129,10 @@ async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path
         assert abs(seconds_of(again, tmp_path) - 2 * SHOT_SECONDS) < 0.2
         assert again.attachments[0].data != film.attachments[0].data
         assert [m for m in fake.channel_messages(thread) if m.attachments] == [film, again]
+        takes = [
+            {f["name"]: f["value"] for f in m.embeds[0]["fields"]}["Take"] for m in (film, again)
+        ]
+        assert takes == ["1", "2"]
 
     later = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
     assert later is not None
