@@ -163,7 +163,22 @@ async def test_storyboard_refusals_at_the_door(reel: Reel) -> None:
         assert "2 to 8 shots" in (await too_many.response(timeout=30)).content
         in_thread = await fake.invoke("storyboard", {"idea": IDEA}, user=fake.alice, channel=chat)
         assert "text channel" in (await in_thread.response(timeout=30)).content
-    assert fake.channel_messages(fake.general) == [], "no plan was posted"
+        assert fake.channel_messages(fake.general) == [], "no plan was posted"
+
+        plan, board = await storyboard(reel, user=fake.alice)
+        edit = f"storyboard:{board.id}:edit"
+        assert (await private_answer(reel, plan, edit, fake.bob)).startswith("Only the person")
+        for shots, sentence in (
+            ("A fox runs | static | 1", "A storyboard has 2 to 8 shots; 1 was asked for."),
+            ("A fox runs | static | 1\nA fox sleeps | spin | 1", "Shot 2's camera 'spin'"),
+            ("A fox runs | static | 1\nA fox sleeps | none | 9", "Shot 2 is 9 s; a shot is 1 to 5"),
+            ("A fox runs | static | 1\nA fox sleeps", "Shot 2 needs three parts"),
+        ):
+            opened = await fake.click(plan, edit, user=fake.alice)
+            await opened.modal_opened()
+            submitted = await fake.submit_modal(opened, {"shots": shots})
+            assert (await submitted.response(timeout=30)).content.startswith(sentence)
+    assert fake.message(plan.id).edit_times == [], "the plan stayed as it was"
 
 
 async def test_buttons_after_a_restart_and_a_cancelled_shot_tells_its_owner(reel: Reel) -> None:
