@@ -161,7 +161,20 @@ async def embed_of(bot: ReelBot, job: Job) -> discord.Embed:
 def clip_file(job: Job, path: Path) -> discord.File:
     # A clip the safety check held goes to an age-restricted channel only as a spoiler.
     spoiler = job.safety_state == HeldState.SPOILERED
-    return discord.File(path, filename=f"reelbot-{job.id}.mp4", spoiler=spoiler)
+    return discord.File(path, filename=clip_file_name(job.id), spoiler=spoiler)
+
+
+def clip_file_name(job_id: int) -> str:
+    return f"reelbot-{job_id}.mp4"
+
+
+def carries_clip_of(message: discord.Message, job_id: int) -> bool:
+    """Whether ``message`` is job ``job_id``'s posted clip: by its Retry button, or by the
+    file's name (a film's buttons are its storyboard's, the same for every take)."""
+    named = clip_file_name(job_id)
+    return f"job:{job_id}:retry" in custom_ids(message) or any(
+        attachment.filename.removeprefix("SPOILER_") == named for attachment in message.attachments
+    )
 
 
 async def fitted(bot: ReelBot, job: Job, path: Path, limit: int) -> Path:
@@ -208,7 +221,6 @@ async def find_posted_clip(bot: ReelBot, job: Job) -> discord.Message | None:
     """A clip of ``job`` already in its channel (posted before a crash could record it)."""
     if bot.user is None or job.finished_at is None:
         return None
-    marker = f"job:{job.id}:retry"
     since = dt.datetime.fromtimestamp(job.finished_at - 60, tz=dt.UTC)
     channel = channel_of(bot, job)
     try:
@@ -216,10 +228,10 @@ async def find_posted_clip(bot: ReelBot, job: Job) -> discord.Message | None:
         if job.status_message_id is not None:
             with contextlib.suppress(discord.NotFound):
                 status = await channel.fetch_message(job.status_message_id)
-                if marker in custom_ids(status):
+                if carries_clip_of(status, job.id):
                     return status
         async for message in channel.history(limit=HISTORY_SCAN, after=since):
-            if message.author.id == bot.user.id and marker in custom_ids(message):
+            if message.author.id == bot.user.id and carries_clip_of(message, job.id):
                 return message
     except discord.HTTPException:
         log.info("could not read the history of channel %s", job.channel_id, exc_info=True)

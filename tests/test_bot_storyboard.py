@@ -181,6 +181,29 @@ async def test_storyboard_refusals_at_the_door(reel: Reel) -> None:
     assert fake.message(plan.id).edit_times == [], "the plan stayed as it was"
 
 
+async def test_a_film_posted_just_before_a_crash_is_not_posted_again(reel: Reel) -> None:
+    fake = reel.fake
+    async with reel.bot_running(), reel.worker_running():
+        plan, board = await storyboard(reel, user=fake.alice)
+        await private_answer(reel, plan, f"storyboard:{board.id}:shoot", fake.alice)
+        thread = fake.thread_of(plan)
+        assert thread is not None
+        (film,) = await films(reel, thread, 1)
+        shot = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
+        assert shot is not None
+        film_job_id = shot.film_job_id
+        assert film_job_id is not None
+        await reel.delivered(film_job_id)
+    # The crash window: the film is in the thread but the queue never heard it was posted.
+    await reel.queue.db.write(
+        lambda db: db.execute("UPDATE jobs SET delivered_at = NULL WHERE id = ?", [film_job_id])
+    )
+    async with reel.bot_running():
+        delivered = await reel.delivered(film_job_id)
+    assert delivered.result_message_id == film.id
+    assert [m.id for m in fake.channel_messages(thread) if m.attachments] == [film.id]
+
+
 async def test_buttons_after_a_restart_and_a_cancelled_shot_tells_its_owner(reel: Reel) -> None:
     fake = reel.fake
     async with reel.bot_running():
