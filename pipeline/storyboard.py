@@ -6,13 +6,17 @@ from shot to shot (the surveys' trick for multi-shot coherence without a shared 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
+from pipeline.rewrite.base import BackendError, TextBackend
+from pipeline.rewrite.guardrails import keeps_subject
 from pipeline.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -20,7 +24,8 @@ log = logging.getLogger(__name__)
 MIN_SHOTS = 2
 MAX_SHOTS = 8
 DEFAULT_SHOTS = 4
-# The shortest shot worth a render: under a second a model barely moves.
+# The shortest shot the model may plan, unless every shot is shorter: under a second a model
+# barely moves.
 MIN_SHOT_SECONDS = 1.0
 MAX_SCENE_CHARS = 400
 MAX_SHEET_CHARS = 600
@@ -39,6 +44,84 @@ _MIDDLE = (
 )
 _CLOSING = ("Closing shot: {idea}, the scene settles as the view widens", "dolly out")
 _FALLBACK_LOOK = "the same main character, clothes, colours and lighting in every shot"
+
+# Planning: a 270M base model writes about 10 tokens a second on two CPU cores; a shot in the
+# examples' shape is about 30 tokens, the sheet about 40.
+PLAN_TIMEOUT_S = 180.0
+PLAN_TOKENS_BASE = 80
+PLAN_TOKENS_PER_SHOT = 45
+PLAN_STOP = ("\nIdea:", "\n\n")
+MAX_ANSWER_CHARS = 20_000
+MAX_JSON_DEPTH = 4
+_PLAN_INTRO = (
+    "Shot lists for short films. Each plan is one line of JSON: a sheet describing the main "
+    "character and the visual style, and the shots in order, each with a scene, a camera move "
+    f"({', '.join(CAMERA_MOVES)}) and a duration in seconds."
+)
+_EXAMPLES: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
+    (
+        "a lighthouse keeper saves a ship in a storm",
+        "oil painting",
+        {
+            "sheet": "An old lighthouse keeper with a grey beard and a yellow raincoat; "
+            "stormy night sea, oil painting, heavy brush strokes",
+            "shots": [
+                {
+                    "shot": 1,
+                    "scene": "The lighthouse on a cliff as huge waves crash below",
+                    "camera": "dolly in",
+                    "duration": 5,
+                },
+                {
+                    "shot": 2,
+                    "scene": "The keeper climbs the spiral stairs with a lantern",
+                    "camera": "tilt up",
+                    "duration": 4,
+                },
+                {
+                    "shot": 3,
+                    "scene": "The keeper turns the great lamp toward a ship in the waves",
+                    "camera": "orbit",
+                    "duration": 5,
+                },
+            ],
+        },
+    ),
+    (
+        "a girl and her robot plant a garden on the moon",
+        None,
+        {
+            "sheet": "A girl of ten in a white space suit with red stripes and a small round "
+            "silver robot; grey moon dust, black sky, bright cinematic light",
+            "shots": [
+                {
+                    "shot": 1,
+                    "scene": "The girl and the robot walk across a crater with seeds",
+                    "camera": "pan right",
+                    "duration": 5,
+                },
+                {
+                    "shot": 2,
+                    "scene": "The robot digs small holes in the moon dust",
+                    "camera": "static",
+                    "duration": 4,
+                },
+                {
+                    "shot": 3,
+                    "scene": "The girl waters the first green sprouts under a dome",
+                    "camera": "zoom in",
+                    "duration": 5,
+                },
+                {
+                    "shot": 4,
+                    "scene": "They sit together watching the Earth rise over the garden",
+                    "camera": "dolly out",
+                    "duration": 5,
+                },
+            ],
+        },
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +186,90 @@ class Plan:
         )
 
 
+async def write_plan(
+    backend: TextBackend | None,
+    idea: str,
+    *,
+    shots: int,
+    seconds: float,
+    style: str | None,
+    seed: int = 0,
+    timeout_s: float = PLAN_TIMEOUT_S,
+) -> Plan:
+    """The language model's plan for ``idea``: ``shots`` shots of at most ``seconds`` each,
+    one sheet for all. Never raises for model trouble (no model, an error, a timeout, an
+    answer that is not a usable plan): the simple plan stands in, its note says why."""
+    checked_shot_count(shots)
+    checked_shot_seconds(seconds)
+
+    def fallback(reason: str) -> Plan:
+        return fallback_plan(idea, shots=shots, seconds=seconds, style=style, reason=reason)
+
+    if backend is None:
+        return fallback("no language model is set up for planning")
+    idea = _plain_idea(idea)
+    try:
+        await backend.warm_up()
+        async with asyncio.timeout(timeout_s):
+            answer = await backend.complete_text(
+                planning_prompt(idea, shots=shots, seconds=seconds, style=style),
+                stop=PLAN_STOP,
+                max_tokens=_token_cap(shots),
+                seed=seed,
+            )
+    except TimeoutError:
+        return fallback("it took too long")
+    except BackendError as error:
+        return fallback(error.reason)
+    try:
+        plan = plan_from_answer(answer.text, idea, shots=shots, seconds=seconds, style=style)
+    except UnusablePlan as unusable:
+        log.info("unusable plan (%s): %r", unusable.reason, answer.text[:MAX_ANSWER_CHARS])
+        return fallback(unusable.reason)
+    log.info("planned %d shots for %r with %s", len(plan.shots), idea, backend.model)
+    return plan
+
+
+class UnusablePlan(Exception):
+    """The model's answer is not a plan reelbot can shoot; ``reason`` says why, briefly."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def planning_prompt(idea: str, *, shots: int, seconds: float, style: str | None) -> str:
+    """Examples of the JSON shape (a small base model copies shapes, not instructions), then
+    the idea, for the model to continue."""
+    examples = "".join(
+        _example_block(example_idea, len(plan["shots"]), example_style) + json.dumps(plan) + "\n\n"
+        for example_idea, example_style, plan in _EXAMPLES
+    )
+    asked = _example_block(_plain_idea(idea), shots, clean_text(style or "") or None)
+    return f"{_PLAN_INTRO}\n\n{examples}{asked}"
+
+
+def plan_from_answer(
+    text: str, idea: str, *, shots: int, seconds: float, style: str | None
+) -> Plan:
+    """The plan in the model's ``text``: the first JSON object in it, checked and cleaned.
+    Raises UnusablePlan naming what is wrong."""
+    data = _first_json_object(text)
+    raw_shots = data.get("shots")
+    if not isinstance(raw_shots, list) or not raw_shots:
+        raise UnusablePlan("its answer had no list of shots")
+    if len(raw_shots) < shots:
+        raise UnusablePlan(f"it planned {len(raw_shots)} shots, not {shots}")
+    planned = tuple(_planned_shot(item, seconds) for item in raw_shots[:shots])
+    sheet = _with_style(_short_text(data.get("sheet"), MAX_SHEET_CHARS), style)
+    if not sheet:
+        raise UnusablePlan("its plan had no character and style sheet")
+    written = " ".join([sheet, *(shot.scene for shot in planned)])
+    if not keeps_subject(idea, written):
+        raise UnusablePlan("its shots were not about the idea")
+    return Plan(idea=idea, sheet=sheet, shots=planned)
+
+
 def checked_shot_count(shots: int) -> int:
     """``shots`` when a storyboard may have that many; raises InvalidRequest with the range."""
     if not MIN_SHOTS <= shots <= MAX_SHOTS:
@@ -119,7 +286,7 @@ def fallback_plan(idea: str, *, shots: int, seconds: float, style: str | None, r
     checked_shot_count(shots)
     idea = _plain_idea(idea)
     beats = [_OPENING, *(_MIDDLE[index % len(_MIDDLE)] for index in range(shots - 2)), _CLOSING]
-    duration = max(MIN_SHOT_SECONDS, seconds)
+    duration = checked_shot_seconds(seconds)
     look = clean_text(style or "")
     sheet = f"{look}; {_FALLBACK_LOOK}" if look else _FALLBACK_LOOK
     log.info("storyboard for %r uses the simple plan: %s", idea, reason)
@@ -133,6 +300,116 @@ def fallback_plan(idea: str, *, shots: int, seconds: float, style: str | None, r
         note=f"The model's shot plan could not be used ({reason}); "
         "this is a simple plan made from your idea.",
     )
+
+
+def checked_shot_seconds(seconds: float) -> float:
+    """``seconds`` when it can be a shot's length; raises InvalidRequest otherwise."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidRequest(f"A shot lasts more than 0 seconds; {seconds:g} was asked.")
+    return seconds
+
+
+def _example_block(idea: str, shots: int, style: str | None) -> str:
+    return f"Idea: {idea}\nShots: {shots}\nStyle: {style or 'any'}\nPlan: "
+
+
+def _token_cap(shots: int) -> int:
+    return PLAN_TOKENS_BASE + PLAN_TOKENS_PER_SHOT * shots
+
+
+def _first_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in ``text`` (prose or a code fence around it is fine), within
+    size and nesting bounds so that a runaway answer cannot cost much to read."""
+    text = text[:MAX_ANSWER_CHARS]
+    start = text.find("{")
+    if start < 0:
+        raise UnusablePlan("it wrote no JSON")
+    if _nesting(text[start:]) > MAX_JSON_DEPTH:
+        raise UnusablePlan("its JSON was nested too deeply")
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text, start)
+    except (ValueError, RecursionError) as error:
+        raise UnusablePlan("its JSON was malformed") from error
+    if not isinstance(data, dict):
+        raise UnusablePlan("its JSON was not a plan")
+    return data
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting in ``text``, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "}]":
+            depth -= 1
+            if depth <= 0:
+                break
+    return deepest
+
+
+def _planned_shot(item: object, seconds: float) -> Shot:
+    if not isinstance(item, dict):
+        raise UnusablePlan("a shot in its plan was not an object")
+    scene = _short_text(item.get("scene"), MAX_SCENE_CHARS)
+    if not scene:
+        raise UnusablePlan("a shot in its plan had no scene")
+    return Shot(
+        scene=scene, camera=_camera_move(item.get("camera")), duration_s=_duration(item, seconds)
+    )
+
+
+def _short_text(value: object, limit: int) -> str:
+    """Text from the model on one line, cleaned and cut at a word within ``limit``."""
+    if not isinstance(value, str):
+        return ""
+    text = " ".join(clean_text(value).split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0]
+
+
+def _camera_move(value: object) -> str | None:
+    """A known move named in the model's camera words ("slow dolly in" is a dolly in); any
+    other words are dropped, since the video model would read them as scenery."""
+    if not isinstance(value, str):
+        return None
+    words = " ".join(value.lower().replace("-", " ").split())
+    return next((move for move in CAMERA_MOVES if move in words), None)
+
+
+def _duration(item: dict[str, Any], seconds: float) -> float:
+    """The shot's length from the model, within what was asked: a shot may be shorter than
+    ``seconds`` (down to the minimum) but never longer."""
+    value = item.get("duration", item.get("duration_s"))
+    if isinstance(value, str):
+        value = value.lower().removesuffix("s").strip()
+        try:
+            value = float(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return seconds
+    return min(max(float(value), MIN_SHOT_SECONDS), seconds)
+
+
+def _with_style(sheet: str, style: str | None) -> str:
+    """The sheet with the user's style in it: the model may have left it out."""
+    look = " ".join(clean_text(style or "").split())
+    if not look or look.lower() in sheet.lower():
+        return sheet
+    return f"{sheet}; {look}" if sheet else look
 
 
 def _plain_idea(idea: str) -> str:

@@ -43,5 +43,16 @@ class RecordingBackend:
         self.completions.append(completion)
         return completion
 
+    async def complete_text(
+        self, prompt: str, *, stop: tuple[str, ...], max_tokens: int, seed: int
+    ) -> Completion:
+        started = time.perf_counter()
+        completion = await self.inner.complete_text(
+            prompt, stop=stop, max_tokens=max_tokens, seed=seed
+        )
+        self.seconds.append(time.perf_counter() - started)
+        self.completions.append(completion)
+        return completion
+
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -1,10 +1,12 @@
 """The ``reelbot`` command: run the bot and workers, run a worker or a scene writer, make a
-clip, rewrite a prompt, serve the web gallery, verify a clip's content credentials.
+clip or a storyboard film, rewrite a prompt, serve the web gallery, verify a clip's content
+credentials.
 
 Each subcommand lives in its own module here (``run``, ``worker``, ``rewriter``, ``generate``,
-``rewrite``, ``web``, ``verify``) exposing ``add_parser(subparsers)``; heavy imports (torch,
-discord) happen inside the handlers so ``reelbot --help`` stays instant. Every subcommand logs at
-REELBOT_LOG_LEVEL (from the environment or ``.env``) unless ``-v`` asks for debug messages.
+``storyboard``, ``rewrite``, ``web``, ``verify``) exposing ``add_parser(subparsers)``; heavy
+imports (torch, discord) happen inside the handlers so ``reelbot --help`` stays instant. Every
+subcommand logs at REELBOT_LOG_LEVEL (from the environment or ``.env``) unless ``-v`` asks for
+debug messages.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ __all__ = [
     "read_settings",
 ]
 
-SUBCOMMANDS = ("run", "worker", "rewriter", "generate", "rewrite", "web", "verify")
+SUBCOMMANDS = ("run", "worker", "rewriter", "generate", "storyboard", "rewrite", "web", "verify")
 EXIT_FAILED = 1
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -96,4 +96,13 @@ class TextBackend(Protocol):
         self, prompt: str, *, mode: RewriteMode, seed: int, image: Image.Image | None = None
     ) -> Completion: ...
 
+    async def complete_text(
+        self, prompt: str, *, stop: tuple[str, ...], max_tokens: int, seed: int
+    ) -> Completion:
+        """The model's answer to ``prompt`` exactly as given (no brief, no examples added):
+        a base model continues it, a chat model gets it as the user's message. The answer
+        ends before the first of ``stop`` or after ``max_tokens``; raises ``BackendError``
+        like ``complete``. For callers with their own prompt, such as the storyboard."""
+        ...
+
     async def aclose(self) -> None: ...

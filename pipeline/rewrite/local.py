@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -259,6 +259,16 @@ class LocalModel:
             suppress_markup=True,
         )
 
+    def render_text(self, prompt: str, stop: tuple[str, ...]) -> ModelPrompt:
+        """``prompt`` as it is for a base model; a chat model gets it as the user's message."""
+        if not self.is_chat:
+            return ModelPrompt(prompt, special_tokens=True, end_markers=stop, suppress_markup=True)
+        templated = self.processor if self.processor is not None else self.tokenizer
+        rendered = templated.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+        return ModelPrompt(str(rendered), special_tokens=False, end_markers=stop)
+
     def generate(
         self,
         prompt: str,
@@ -437,6 +447,24 @@ class LocalBackend:
         finally:
             self._in_flight.discard(cancel)
 
+    async def complete_text(
+        self, prompt: str, *, stop: tuple[str, ...], max_tokens: int, seed: int
+    ) -> Completion:
+        # A structured answer repeats its keys on purpose: no repetition penalty.
+        sampling = replace(self._sampling, max_new_tokens=max_tokens, repetition_penalty=1.0)
+        cancel = threading.Event()
+        self._in_flight.add(cancel)
+        try:
+            return await self._in_thread(self._continue, prompt, stop, seed, sampling, cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        except Exception as exc:
+            log.exception("The language model %s failed", self.model)
+            raise BackendError("the language model failed") from exc
+        finally:
+            self._in_flight.discard(cancel)
+
     async def aclose(self) -> None:
         """Stops any generation at its next token and waits for the thread to finish."""
         for cancel in self._in_flight:
@@ -482,6 +510,19 @@ class LocalBackend:
     ) -> Completion:
         return self._ensure_loaded().generate(
             prompt, mode=mode, seed=seed, sampling=self._sampling, cancel=cancel, image=image
+        )
+
+    def _continue(
+        self,
+        prompt: str,
+        stop: tuple[str, ...],
+        seed: int,
+        sampling: SamplingSettings,
+        cancel: threading.Event,
+    ) -> Completion:
+        loaded = self._ensure_loaded()
+        return loaded.continue_text(
+            loaded.render_text(prompt, stop), seed=seed, sampling=sampling, cancel=cancel
         )
 
 

@@ -197,6 +197,26 @@ class OpenAICompatBackend:
         self._traits = replace(traits, api="completions", source="the chat API was refused")
         return await self._send(await self._request(prompt, mode, seed, None), deadline)
 
+    async def complete_text(
+        self, prompt: str, *, stop: tuple[str, ...], max_tokens: int, seed: int
+    ) -> Completion:
+        deadline = asyncio.get_running_loop().time() + self._budget_s
+        traits = self._traits or self._configured_traits()
+        body = {
+            "model": self._model,
+            "temperature": self._temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "stream": False,
+            "stop": list(stop),
+        }
+        if traits.api == "completions":
+            url, body = self._base + "/completions", {**body, "prompt": prompt}
+        else:
+            url = self._base + "/chat/completions"
+            body = {**body, "messages": [{"role": "user", "content": prompt}]}
+        return await self._send(_Request(url, body, traits.api, stop), deadline)
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()

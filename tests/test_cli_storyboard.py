@@ -1,0 +1,128 @@
+"""``reelbot storyboard`` end to end: a planned film of tiny-model shots, each from the last."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.encode import read_tags
+from tests.conftest import ChatReply, FakeChatServer
+from tests.mp4probe import probe_mp4
+
+ROOT = Path(__file__).resolve().parent.parent
+IDEA = "a fox explores a city at night"
+TINY_CLIP_FRAMES = 9  # the tiny model's usual clip: 9 frames at 16 fps
+TIMEOUT_S = 600
+
+
+def _env(data_dir: Path, tmp_path: Path, **settings: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf"),
+        "REELBOT_DATA_DIR": str(data_dir),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "queue")]),
+        **settings,
+    }
+    env.pop("REELBOT_MODEL", None)
+    env.pop("REELBOT_I2V_MODEL", None)
+    return env
+
+
+def test_storyboard_writes_one_h264_film_about_four_clips_long(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    # The rewriter is off here, as on a server without a language model: the simple plan.
+    env = _env(tiny_models_dir.parent, tmp_path, REELBOT_REWRITER="off")
+    command = ["storyboard", "--model", "tiny", IDEA, "--shots", "4", "-o", "film.mp4"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *command, "--seed", "11"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    film = tmp_path / "film.mp4"
+    info = probe_mp4(film)
+    assert (info.codec, info.pix_fmt, info.moov_before_mdat) == ("h264", "yuv420p", True)
+    assert (info.width, info.height) == (112, 64)
+    assert info.frames == pytest.approx(4 * TINY_CLIP_FRAMES, abs=2)
+    shots = sorted((tmp_path / "film-shots").glob("shot-*.mp4"))
+    assert [shot.name for shot in shots] == [f"shot-{n}.mp4" for n in range(1, 5)]
+    assert f"film: {film}" in result.stdout
+    assert "simple plan made from your idea" in result.stdout
+    for number in range(1, 5):
+        assert f"shot {number} (" in result.stdout
+    assert IDEA in read_tags(film)["title"]
+    assert "Traceback" not in result.stderr
+
+
+def test_crossfades_shorten_the_film_by_the_fades(tiny_models_dir: Path, tmp_path: Path) -> None:
+    env = _env(tiny_models_dir.parent, tmp_path)
+    command = ["storyboard", "--model", "tiny", IDEA, "--shots", "3", "--no-plan-model"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *command, "--crossfade", "0.25", "-o", "faded.mp4"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    info = probe_mp4(tmp_path / "faded.mp4")
+    # Three 9-frame shots, two fades of a quarter second (4 frames at 16 fps) each.
+    assert info.frames == pytest.approx(3 * TINY_CLIP_FRAMES - 2 * 4, abs=2)
+
+
+async def test_the_language_models_plan_is_the_one_shot(
+    tiny_models_dir: Path, tmp_path: Path, chat_server: FakeChatServer
+) -> None:
+    """The planner is the configured rewriter's endpoint; ``chat_server`` is a test double for
+    an LLM answering with this plan."""
+    plan = {
+        "sheet": "A small red fox with a white-tipped tail; neon-lit rainy streets",
+        "shots": [
+            {"scene": "The fox explores an alley in the city at night", "camera": "pan left",
+             "duration": 4},
+            {"scene": "The fox sniffs a noodle stall in the city", "camera": "slow zoom in",
+             "duration": 30},
+        ],
+    }  # fmt: skip
+    chat_server.script(ChatReply(content="Here is the plan:\n" + json.dumps(plan)))
+    env = _env(
+        tiny_models_dir.parent,
+        tmp_path,
+        REELBOT_REWRITER="openai",
+        REELBOT_OPENAI_BASE_URL=chat_server.base_url,
+        REELBOT_OPENAI_MODEL="planner",
+    )
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "bot.cli", "storyboard", "--model", "tiny", IDEA],
+        *["--shots", "2", "--style", "film noir", "-o", "planned.mp4"],
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
+    assert process.returncode == 0, stderr.decode()
+    out = stdout.decode()
+    assert "note:" not in out
+    # Longer shots than the tiny model's usual 0.56 s clip were asked for: cut to it.
+    assert "shot 1 (0.6 s, pan left): The fox explores an alley in the city at night" in out
+    assert "shot 2 (0.6 s, zoom in): The fox sniffs a noodle stall in the city" in out
+    assert (
+        "sheet: A small red fox with a white-tipped tail; neon-lit rainy streets; film noir" in out
+    )
+    [asked] = [body for body in chat_server.requests if "messages" in body]
+    assert IDEA in asked["messages"][-1]["content"]
+    assert probe_mp4(tmp_path / "planned.mp4").frames == pytest.approx(2 * 9, abs=2)
