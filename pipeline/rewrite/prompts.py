@@ -40,7 +40,9 @@ energetic for high. Leave the note itself out of the paragraph.
 - Answer with the paragraph only: no title, no preamble, no quotes, no lists."""
 
 # Base models continue text: each pair shows the shape of a good answer, and the blank line
-# after it is where the answer ends.
+# after it is where the answer ends. No example carries a camera note: with one, Gemma 3 270M
+# lost the subject of plain ideas ("a cat surfing"); the camera sentence after the rewrite
+# (pipeline.camera.directed_prompt) is what the video model follows anyway.
 _T2V_EXAMPLES = (
     (
         "a lighthouse in a storm",
@@ -57,13 +59,6 @@ _T2V_EXAMPLES = (
         "water and long shadows stretch behind the dog. The camera tracks alongside at a low "
         "angle, keeping pace. Shallow depth of field, soft lens flare, natural colours, joyful "
         "summer mood.",
-    ),
-    (
-        "a red vintage car on a desert road (camera: orbit; motion: low)",
-        "A red vintage convertible stands alone on an empty desert highway at golden hour, "
-        "heat shimmering above the asphalt and dust drifting slowly across the road. Distant "
-        "mesas glow orange under a cloudless sky. The camera orbits slowly around the car, "
-        "keeping it centred. Gentle, unhurried movement, warm film tones, wide-angle lens.",
     ),
     (
         "neon city at night",
@@ -87,12 +82,6 @@ _I2V_EXAMPLES = (
         "The woman slowly turns her head toward the camera and breaks into a warm smile, her "
         "hair lifting slightly in the breeze. The background stays still. The camera holds a "
         "steady medium close-up with a gentle push in.",
-    ),
-    (
-        "the flag waves (camera: static; motion: high)",
-        "The flag whips and snaps hard in a strong gusting wind, its fabric rippling fast from "
-        "the pole to the frayed edge. Clouds race across the sky behind it. The camera stays "
-        "completely still on a locked-off shot.",
     ),
     (
         "make the car drive away",
