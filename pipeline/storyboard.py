@@ -10,6 +10,8 @@ import asyncio
 import json
 import logging
 import math
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,10 @@ PLAN_TIMEOUT_S = 180.0
 PLAN_TOKENS_BASE = 80
 PLAN_TOKENS_PER_SHOT = 45
 PLAN_STOP = ("\nIdea:", "\n\n")
+# The prompt ends with the plan's first characters: a small base model then goes on in JSON
+# instead of starting with a number or a list.
+PLAN_PRIMER = '{"sheet": "'
+_STARTS_WITH_JSON = re.compile(r"\s*(?:```(?:json)?\s*)?\{")
 MAX_ANSWER_CHARS = 20_000
 MAX_JSON_DEPTH = 4
 _PLAN_INTRO = (
@@ -212,7 +218,7 @@ async def write_plan(
         await backend.warm_up()
         async with asyncio.timeout(timeout_s):
             answer = await backend.complete_text(
-                planning_prompt(idea, shots=shots, seconds=seconds, style=style),
+                planning_prompt(idea, shots=shots, style=style),
                 stop=PLAN_STOP,
                 max_tokens=_token_cap(shots),
                 seed=seed,
@@ -238,23 +244,39 @@ class UnusablePlan(Exception):
         self.reason = reason
 
 
-def planning_prompt(idea: str, *, shots: int, seconds: float, style: str | None) -> str:
+def planning_prompt(idea: str, *, shots: int, style: str | None) -> str:
     """Examples of the JSON shape (a small base model copies shapes, not instructions), then
-    the idea, for the model to continue."""
+    the idea and the start of its plan, for the model to continue."""
     examples = "".join(
         _example_block(example_idea, len(plan["shots"]), example_style) + json.dumps(plan) + "\n\n"
         for example_idea, example_style, plan in _EXAMPLES
     )
     asked = _example_block(_plain_idea(idea), shots, clean_text(style or "") or None)
-    return f"{_PLAN_INTRO}\n\n{examples}{asked}"
+    return f"{_PLAN_INTRO}\n\n{examples}{asked}{PLAN_PRIMER}"
 
 
 def plan_from_answer(
     text: str, idea: str, *, shots: int, seconds: float, style: str | None
 ) -> Plan:
-    """The plan in the model's ``text``: the first JSON object in it, checked and cleaned.
-    Raises UnusablePlan naming what is wrong."""
-    data = _first_json_object(text)
+    """The plan in the model's ``text``, checked and cleaned: the JSON it continued from the
+    prompt's primer, or else the first JSON object in it (a chat model answers afresh, maybe
+    with prose or a code fence around it). Raises UnusablePlan naming what is wrong."""
+    if "{" not in text:
+        raise UnusablePlan("it wrote no plan in JSON")
+    if _STARTS_WITH_JSON.match(text):
+        return _checked_plan(_first_json_object(text), idea, shots, seconds, style)
+    try:
+        return _checked_plan(_first_json_object(PLAN_PRIMER + text), idea, shots, seconds, style)
+    except UnusablePlan as continued:
+        try:
+            return _checked_plan(_first_json_object(text), idea, shots, seconds, style)
+        except UnusablePlan:
+            raise continued from None
+
+
+def _checked_plan(
+    data: dict[str, Any], idea: str, shots: int, seconds: float, style: str | None
+) -> Plan:
     raw_shots = data.get("shots")
     if not isinstance(raw_shots, list) or not raw_shots:
         raise UnusablePlan("its answer had no list of shots")
@@ -323,23 +345,55 @@ def _first_json_object(text: str) -> dict[str, Any]:
     text = text[:MAX_ANSWER_CHARS]
     start = text.find("{")
     if start < 0:
-        raise UnusablePlan("it wrote no JSON")
+        raise UnusablePlan("it wrote no plan in JSON")
     if _nesting(text[start:]) > MAX_JSON_DEPTH:
         raise UnusablePlan("its JSON was nested too deeply")
     try:
         data, _ = json.JSONDecoder().raw_decode(text, start)
     except (ValueError, RecursionError) as error:
-        raise UnusablePlan("its JSON was malformed") from error
-    if not isinstance(data, dict):
-        raise UnusablePlan("its JSON was not a plan")
-    return data
+        data = _cut_short(text[start:])
+        if data is None:
+            raise UnusablePlan("its JSON was malformed") from error
+    return data  # it starts at a "{": an object
+
+
+def _cut_short(text: str) -> dict[str, Any] | None:
+    """The JSON in ``text`` up to its last complete object, closed: what an answer stopped by
+    the token cap in the middle of a shot still says. ``None`` when that does not parse."""
+    stack: list[str] = []
+    last: tuple[int, str] | None = None
+    for index, bracket in _brackets(text):
+        if bracket in "{[":
+            stack.append("}" if bracket == "{" else "]")
+        elif stack:
+            stack.pop()
+            if bracket == "}" and stack:
+                last = (index + 1, "".join(reversed(stack)))
+    if last is None:
+        return None
+    end, closers = last
+    try:
+        data = json.loads(text[:end] + closers)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _nesting(text: str) -> int:
-    """The deepest bracket nesting in ``text``, brackets inside strings not counted."""
+    """The deepest bracket nesting of the first JSON value in ``text``."""
     depth = deepest = 0
+    for _, bracket in _brackets(text):
+        depth += 1 if bracket in "{[" else -1
+        deepest = max(deepest, depth)
+        if depth <= 0:
+            break
+    return deepest
+
+
+def _brackets(text: str) -> Iterator[tuple[int, str]]:
+    """Where JSON's brackets are in ``text``, and which: those inside strings do not count."""
     in_string = escaped = False
-    for char in text:
+    for index, char in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -349,14 +403,8 @@ def _nesting(text: str) -> int:
                 in_string = False
         elif char == '"':
             in_string = True
-        elif char in "{[":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "}]":
-            depth -= 1
-            if depth <= 0:
-                break
-    return deepest
+        elif char in "{[]}":
+            yield index, char
 
 
 def _planned_shot(item: object, seconds: float) -> Shot:

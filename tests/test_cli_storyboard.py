@@ -34,15 +34,11 @@ def _env(data_dir: Path, tmp_path: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def test_storyboard_writes_one_h264_film_about_four_clips_long(
-    tiny_models_dir: Path, tmp_path: Path
-) -> None:
-    # The rewriter is off here, as on a server without a language model: the simple plan.
-    env = _env(tiny_models_dir.parent, tmp_path, REELBOT_REWRITER="off")
-    command = ["storyboard", "--model", "tiny", IDEA, "--shots", "4", "-o", "film.mp4"]
+def _reelbot(cwd: Path, env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """``reelbot *argv`` in its own process, as a user runs it; it must succeed."""
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", *command, "--seed", "11"],
-        cwd=tmp_path,
+        [sys.executable, "-m", "bot.cli", *argv],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -50,6 +46,17 @@ def test_storyboard_writes_one_h264_film_about_four_clips_long(
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_storyboard_writes_one_h264_film_about_four_clips_long(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    # The rewriter is off here, as on a server without a language model: the simple plan.
+    env = _env(tiny_models_dir.parent, tmp_path, REELBOT_REWRITER="off")
+    result = _reelbot(
+        tmp_path, env, "storyboard", "--model", "tiny", IDEA, "--shots", "4", "-o", "film.mp4"
+    )
     film = tmp_path / "film.mp4"
     info = probe_mp4(film)
     assert (info.codec, info.pix_fmt, info.moov_before_mdat) == ("h264", "yuv420p", True)
@@ -68,16 +75,7 @@ def test_storyboard_writes_one_h264_film_about_four_clips_long(
 def test_crossfades_shorten_the_film_by_the_fades(tiny_models_dir: Path, tmp_path: Path) -> None:
     env = _env(tiny_models_dir.parent, tmp_path)
     command = ["storyboard", "--model", "tiny", IDEA, "--shots", "3", "--no-plan-model"]
-    result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", *command, "--crossfade", "0.25", "-o", "faded.mp4"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    _reelbot(tmp_path, env, *command, "--crossfade", "0.25", "-o", "faded.mp4")
     info = probe_mp4(tmp_path / "faded.mp4")
     # Three 9-frame shots, two fades of a quarter second (4 frames at 16 fps) each.
     assert info.frames == pytest.approx(3 * TINY_CLIP_FRAMES - 2 * 4, abs=2)

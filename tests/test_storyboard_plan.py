@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
+from PIL import Image
 
 from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
-from pipeline.storyboard import Plan, Shot, fallback_plan
+from pipeline.rewrite import BackendError, Completion, RewriteMode
+from pipeline.rewrite.local import LocalBackend, LocalModel
+from pipeline.rewrite.openai_compat import OpenAICompatBackend
+from pipeline.storyboard import (
+    PLAN_PRIMER,
+    PLAN_STOP,
+    Plan,
+    Shot,
+    fallback_plan,
+    planning_prompt,
+    write_plan,
+)
+from tests.conftest import ChatReply, FakeChatServer
 
 IDEA = "a fox explores a city at night"
+MODELS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "models"
+# Two shots of a 270M model on two busy CPU cores: a few minutes at worst.
+GEMMA_TIMEOUT_S = 300
 
 
 def test_every_shot_prompt_repeats_the_sheet_and_names_its_camera_move() -> None:
@@ -66,3 +87,213 @@ def test_the_simple_plan_opens_wide_closes_and_varies_the_camera() -> None:
 def test_a_storyboard_has_two_to_eight_shots(shots: int) -> None:
     with pytest.raises(InvalidRequest, match="2 to 8 shots"):
         fallback_plan(IDEA, shots=shots, seconds=5, style=None, reason="a test")
+
+
+# --- the planner ---
+
+
+class ScriptedLLM:
+    """A test double for a language model: a TextBackend that answers every prompt with
+    ``answer`` (or raises ``error``, or never answers) and keeps what it was asked."""
+
+    def __init__(
+        self, answer: str = "", *, error: BackendError | None = None, hang: bool = False
+    ) -> None:
+        self.answer = answer
+        self.error = error
+        self.hang = hang
+        self.prompts: list[str] = []
+        self.stops: list[tuple[str, ...]] = []
+
+    @property
+    def name(self) -> str:
+        return "scripted"
+
+    @property
+    def model(self) -> str:
+        return "scripted-llm"
+
+    @property
+    def sees_images(self) -> bool:
+        return False
+
+    async def warm_up(self) -> float:
+        return 0.0
+
+    async def complete(
+        self, prompt: str, *, mode: RewriteMode, seed: int, image: Image.Image | None = None
+    ) -> Completion:
+        raise AssertionError("the planner asks with its own prompt")
+
+    async def complete_text(
+        self, prompt: str, *, stop: tuple[str, ...], max_tokens: int, seed: int
+    ) -> Completion:
+        self.prompts.append(prompt)
+        self.stops.append(stop)
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.error is not None:
+            raise self.error
+        return Completion(self.answer, tokens=len(self.answer.split()))
+
+    async def aclose(self) -> None:
+        return None
+
+
+GOOD_PLAN = {
+    "sheet": "A small red fox with a white-tipped tail; neon-lit rainy streets, film grain",
+    "shots": [
+        {"scene": "The fox trots out of an alley in the city at night", "camera": "pan right",
+         "duration": 4},
+        {"scene": "The fox explores a noodle stall", "camera": "slow dolly-in", "duration": 9},
+        {"scene": "The fox sits on a rooftop over the city", "camera": "spinning wildly",
+         "duration": "3s"},
+        {"scene": "The fox curls up under a bridge at dawn", "camera": None, "duration": 0.1},
+    ],
+}  # fmt: skip
+
+
+async def _plan(answer: str, **asked: Any) -> Plan:
+    options: dict[str, Any] = {"shots": 4, "seconds": 5.0, "style": None, **asked}
+    return await write_plan(ScriptedLLM(answer), IDEA, **options)
+
+
+async def test_a_good_json_plan_becomes_the_shots() -> None:
+    plan = await _plan("Sure! Here is the plan:\n```json\n" + json.dumps(GOOD_PLAN) + "\n```")
+    assert plan.note is None
+    assert plan.idea == IDEA
+    assert plan.sheet == GOOD_PLAN["sheet"]
+    assert [shot.scene for shot in plan.shots] == [s["scene"] for s in GOOD_PLAN["shots"]]
+    # Camera words are read as the move they name, or dropped.
+    assert [shot.camera for shot in plan.shots] == ["pan right", "dolly in", None, None]
+    # Lengths stay within what was asked: at most 5 s, at least 1 s.
+    assert [shot.duration_s for shot in plan.shots] == [4.0, 5.0, 3.0, 1.0]
+    assert "neon-lit rainy streets" in plan.shot_prompt(3)
+
+
+async def test_malformed_json_gets_the_simple_plan_with_its_sentence() -> None:
+    broken = '{"sheet": "a red fox", "shots": [{"scene": "The fox in the city", camera: pan left}]}'
+    plan = await _plan(broken)
+    assert plan.note == (
+        "The model's shot plan could not be used (its JSON was malformed); "
+        "this is a simple plan made from your idea."
+    )
+    assert len(plan.shots) == 4
+    assert plan.shots[0].scene.startswith("Establishing shot: a fox explores a city at night")
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("The fox goes out, then the fox comes back.", "it wrote no plan in JSON"),
+        ('["a list", "of scenes"]', "it wrote no plan in JSON"),
+        ('{"sheet": "a fox", "scenes": ["out", "in"]}', "its answer had no list of shots"),
+        (json.dumps({**GOOD_PLAN, "shots": GOOD_PLAN["shots"][:3]}), "it planned 3 shots, not 4"),
+        (
+            json.dumps({**GOOD_PLAN, "shots": [{"scene": "  ", "camera": "static"}] * 4}),
+            "a shot in its plan had no scene",
+        ),
+        (
+            json.dumps({"sheet": "An old keeper", "shots": [{"scene": "A lighthouse"}] * 4}),
+            "its shots were not about the idea",
+        ),
+        ('{"shots": ' + "[" * 500 + "]" * 500 + "}", "its JSON was nested too deeply"),
+    ],
+)
+async def test_an_unusable_answer_gets_the_simple_plan_saying_why(answer: str, reason: str) -> None:
+    plan = await _plan(answer)
+    assert plan.note is not None
+    assert f"could not be used ({reason})" in plan.note
+
+
+async def test_a_base_model_goes_on_from_the_start_of_the_plan() -> None:
+    """A base model continues the prompt, which ends with the plan's first characters."""
+    whole = json.dumps(GOOD_PLAN)
+    assert whole.startswith(PLAN_PRIMER)
+    plan = await _plan(whole.removeprefix(PLAN_PRIMER) + "\nIdea: the next one")
+    assert plan.note is None
+    assert plan.sheet == GOOD_PLAN["sheet"]
+
+
+async def test_an_answer_cut_short_by_the_token_cap_keeps_its_whole_shots() -> None:
+    five = {**GOOD_PLAN, "shots": [*GOOD_PLAN["shots"], {"scene": "The fox", "camera": "st"}]}
+    cut = json.dumps(five)[: -len('st"}]}')]
+    plan = await _plan(cut)
+    assert plan.note is None
+    assert [shot.scene for shot in plan.shots] == [s["scene"] for s in GOOD_PLAN["shots"]]
+    fewer = await _plan(json.dumps(GOOD_PLAN)[:-40])
+    assert fewer.note is not None
+    assert "(it planned 3 shots, not 4)" in fewer.note
+
+
+async def test_extra_shots_are_left_out_and_the_style_reaches_every_prompt() -> None:
+    plan = await _plan(json.dumps(GOOD_PLAN), shots=2, style="watercolour")
+    assert len(plan.shots) == 2
+    assert plan.sheet.endswith("; watercolour")
+    assert all("watercolour" in plan.shot_prompt(index) for index in range(2))
+
+
+async def test_model_trouble_gets_the_simple_plan() -> None:
+    failing = ScriptedLLM(error=BackendError("the rewriting endpoint is unreachable"))
+    plan = await write_plan(failing, IDEA, shots=3, seconds=5, style=None)
+    assert plan.note is not None
+    assert "(the rewriting endpoint is unreachable)" in plan.note
+    slow = ScriptedLLM(hang=True)
+    plan = await write_plan(slow, IDEA, shots=3, seconds=5, style=None, timeout_s=0.05)
+    assert plan.note is not None
+    assert "(it took too long)" in plan.note
+    plan = await write_plan(None, IDEA, shots=3, seconds=5, style=None)
+    assert plan.note is not None
+    assert "no language model" in plan.note
+
+
+async def test_the_model_is_shown_the_json_shape_the_idea_and_the_shot_count() -> None:
+    llm = ScriptedLLM(json.dumps(GOOD_PLAN))
+    await write_plan(llm, IDEA, shots=4, seconds=5, style="film noir")
+    [prompt] = llm.prompts
+    assert prompt.endswith(f"Idea: {IDEA}\nShots: 4\nStyle: film noir\nPlan: {PLAN_PRIMER}")
+    assert '"shots": [{"shot": 1, "scene": ' in prompt
+    assert all("\n\n" in stop or "Idea:" in stop for stop in llm.stops[0])
+
+
+async def test_the_openai_backend_sends_the_planning_prompt_as_it_is(
+    chat_server: FakeChatServer,
+) -> None:
+    """Through the real OpenAI-compatible backend; ``chat_server`` is a test double for an LLM
+    endpoint answering with a plan."""
+    chat_server.script(ChatReply(content=json.dumps(GOOD_PLAN)))
+    backend = OpenAICompatBackend(base_url=chat_server.base_url, model="planner")
+    try:
+        plan = await write_plan(backend, IDEA, shots=4, seconds=5, style=None, seed=7)
+    finally:
+        await backend.aclose()
+    assert plan.note is None
+    [body] = chat_server.requests
+    assert body["messages"] == [
+        {"role": "user", "content": planning_prompt(IDEA, shots=4, style=None)}
+    ]
+    assert body["stop"] == list(PLAN_STOP)
+    assert body["seed"] == 7
+    assert body["max_tokens"] >= 4 * 30
+
+
+@pytest.fixture(scope="module")
+def gemma() -> LocalModel:
+    return LocalModel.load("gemma3-270m", models_dir=MODELS_DIR)
+
+
+async def test_the_packaged_gemma_gives_a_plan_or_the_simple_one(gemma: LocalModel) -> None:
+    """The real base model (slow: one test). Whatever a 270M model writes, the result is a plan
+    reelbot can shoot."""
+    backend = LocalBackend("gemma3-270m", models_dir=MODELS_DIR, loaded=gemma)
+    try:
+        plan = await write_plan(
+            backend, IDEA, shots=2, seconds=5, style=None, seed=0, timeout_s=GEMMA_TIMEOUT_S
+        )
+    finally:
+        await backend.aclose()
+    assert len(plan.shots) == 2
+    assert all(shot.scene and 1 <= shot.duration_s <= 5 for shot in plan.shots)
+    assert all(shot.camera is None or shot.camera in CAMERA_MOVES for shot in plan.shots)
+    assert plan.note is None or "simple plan made from your idea" in plan.note
+    assert "fox" in plan.shot_prompt(0).lower() or "fox" in plan.sheet.lower()

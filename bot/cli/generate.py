@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from jobqueue.settings import CoreSettings
     from pipeline.clip import ClipMaker, MadeClip, MadeDrafts, StageChange
     from pipeline.encode import EncodedClip
+    from pipeline.errors import ClipFailed
     from pipeline.preview import PreviewCallback
     from pipeline.request import ClipRequest, ResolvedRequest
     from pipeline.rewrite import PromptRewriter
@@ -135,8 +136,7 @@ def generate_clip(
 ) -> int:
     """Make the clip; failures the user can act on become one line on ``err``."""
     from pipeline.clip import ClipMaker, MadeClip
-    from pipeline.encode import ClipTooLarge
-    from pipeline.errors import ClipFailed, InvalidRequest, StartImageUnreadable
+    from pipeline.errors import ClipFailed, StartImageUnreadable
     from pipeline.preview import DEFAULT_PREVIEW
 
     if (args.drafts or args.vary) and args.from_draft:
@@ -156,16 +156,8 @@ def generate_clip(
     except StartImageUnreadable as exc:
         err.write(f"Cannot read the {exc.which} {exc.path}: {exc.reason}.\n")
         return EXIT_BAD_REQUEST
-    except InvalidRequest as exc:
-        err.write(f"{exc}\n")
-        return EXIT_BAD_REQUEST
-    except ClipTooLarge as exc:
-        err.write(f"{str(exc).rstrip('.')}; the smallest attempt is at {exc.best.path}.\n")
-        return EXIT_FAILED
     except ClipFailed as exc:
-        log.debug("making the clip failed: %s", exc.detail)
-        err.write(f"{exc}\n")
-        return EXIT_FAILED
+        return report_failure(exc, err)
     if isinstance(made, MadeClip):
         _report(out, made)
         checked = made.clip
@@ -175,6 +167,23 @@ def generate_clip(
     if args.safety:
         _report_safety(out, _safety_verdict(settings, checked))
     return 0
+
+
+def report_failure(exc: ClipFailed, err: TextIO) -> int:
+    """One line on ``err`` saying why the clip was not made, and the exit code: 2 for a
+    request to change, 1 otherwise."""
+    from pipeline.encode import ClipTooLarge
+    from pipeline.errors import InvalidRequest
+
+    if isinstance(exc, InvalidRequest):
+        err.write(f"{exc}\n")
+        return EXIT_BAD_REQUEST
+    if isinstance(exc, ClipTooLarge):
+        err.write(f"{str(exc).rstrip('.')}; the smallest attempt is at {exc.best.path}.\n")
+        return EXIT_FAILED
+    log.debug("making the clip failed: %s", exc.detail)
+    err.write(f"{exc}\n")
+    return EXIT_FAILED
 
 
 async def _make(

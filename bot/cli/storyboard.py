@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, EXIT_INTERRUPTED, read_settings
+from bot.cli import EXIT_INTERRUPTED, read_settings
 
 if TYPE_CHECKING:
     from jobqueue.settings import CoreSettings
@@ -113,9 +113,9 @@ class _Models:
 
 def make_film(args: argparse.Namespace, settings: CoreSettings, *, out: TextIO, err: TextIO) -> int:
     """Plan, shoot and join; failures the user can act on become one line on ``err``."""
+    from bot.cli.generate import report_failure
     from pipeline.clip import ClipMaker
-    from pipeline.encode import ClipTooLarge
-    from pipeline.errors import ClipFailed, InvalidRequest
+    from pipeline.errors import ClipFailed
 
     choice = settings.model_choice()
     models = _models_for(args, choice)
@@ -123,16 +123,8 @@ def make_film(args: argparse.Namespace, settings: CoreSettings, *, out: TextIO, 
         seconds = _shot_seconds(args.seconds, models.first)
         maker = ClipMaker(choice, signing=settings.signing_identity(), preview=None)
         asyncio.run(_plan_and_shoot(maker, args, models, seconds, settings, out=out))
-    except InvalidRequest as exc:
-        err.write(f"{exc}\n")
-        return EXIT_BAD_REQUEST
-    except ClipTooLarge as exc:
-        err.write(f"{str(exc).rstrip('.')}; the smallest attempt is at {exc.best.path}.\n")
-        return EXIT_FAILED
     except ClipFailed as exc:
-        log.debug("making the film failed: %s", exc.detail)
-        err.write(f"{exc}\n")
-        return EXIT_FAILED
+        return report_failure(exc, err)
     return 0
 
 

@@ -434,34 +434,27 @@ class LocalBackend:
     async def complete(
         self, prompt: str, *, mode: RewriteMode, seed: int, image: Image.Image | None = None
     ) -> Completion:
+        return await self._cancellable(self._generate, prompt, mode, seed, image)
+
+    async def complete_text(
+        self, prompt: str, *, stop: tuple[str, ...], max_tokens: int, seed: int
+    ) -> Completion:
+        sampling = replace(self._sampling, max_new_tokens=max_tokens)
+        return await self._cancellable(self._continue, prompt, stop, seed, sampling)
+
+    async def _cancellable(self, fn: Callable[..., Completion], *args: object) -> Completion:
+        """``fn(*args, cancel)`` in the model's thread; cancelling the await stops it at its
+        next token."""
         cancel = threading.Event()
         self._in_flight.add(cancel)
         try:
-            return await self._in_thread(self._generate, prompt, mode, seed, cancel, image)
+            return await self._in_thread(fn, *args, cancel)
         except asyncio.CancelledError:
             cancel.set()
             raise
         except Exception as exc:
             log.exception("The rewriting model %s failed", self.model)
             raise BackendError("the rewriting model failed") from exc
-        finally:
-            self._in_flight.discard(cancel)
-
-    async def complete_text(
-        self, prompt: str, *, stop: tuple[str, ...], max_tokens: int, seed: int
-    ) -> Completion:
-        # A structured answer repeats its keys on purpose: no repetition penalty.
-        sampling = replace(self._sampling, max_new_tokens=max_tokens, repetition_penalty=1.0)
-        cancel = threading.Event()
-        self._in_flight.add(cancel)
-        try:
-            return await self._in_thread(self._continue, prompt, stop, seed, sampling, cancel)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
-        except Exception as exc:
-            log.exception("The language model %s failed", self.model)
-            raise BackendError("the language model failed") from exc
         finally:
             self._in_flight.discard(cancel)
 
@@ -505,8 +498,8 @@ class LocalBackend:
         prompt: str,
         mode: RewriteMode,
         seed: int,
-        cancel: threading.Event,
         image: Image.Image | None,
+        cancel: threading.Event,
     ) -> Completion:
         return self._ensure_loaded().generate(
             prompt, mode=mode, seed=seed, sampling=self._sampling, cancel=cancel, image=image
