@@ -19,7 +19,7 @@ from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
 from pipeline.rewrite.base import BackendError, TextBackend
 from pipeline.rewrite.guardrails import keeps_subject
-from pipeline.text import clean_text
+from pipeline.text import checked_text, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ MIN_SHOT_SECONDS = 1.0
 MAX_SCENE_CHARS = 400
 MAX_SHEET_CHARS = 600
 MAX_IDEA_CHARS = 1000
+MAX_STYLE_CHARS = 200
+LOGGED_ANSWER_CHARS = 500
+MAX_CUTS_TRIED = 10
 
 # The simple plan's beats: a film opens wide and ends on a way out; the middle shots take
 # the next beats in turn.
@@ -207,19 +210,19 @@ async def write_plan(
     answer that is not a usable plan): the simple plan stands in, its note says why."""
     checked_shot_count(shots)
     checked_shot_seconds(seconds)
+    idea, style = checked_idea(idea), checked_style(style)
 
     def fallback(reason: str) -> Plan:
         return fallback_plan(idea, shots=shots, seconds=seconds, style=style, reason=reason)
 
     if backend is None:
         return fallback("no language model is set up for planning")
-    idea = _plain_idea(idea)
     try:
         await backend.warm_up()
         async with asyncio.timeout(timeout_s):
             answer = await backend.complete_text(
                 planning_prompt(idea, shots=shots, style=style),
-                stop=PLAN_STOP,
+                stop=plan_stops(shots),
                 max_tokens=_token_cap(shots),
                 seed=seed,
             )
@@ -230,7 +233,7 @@ async def write_plan(
     try:
         plan = plan_from_answer(answer.text, idea, shots=shots, seconds=seconds, style=style)
     except UnusablePlan as unusable:
-        log.info("unusable plan (%s): %r", unusable.reason, answer.text[:MAX_ANSWER_CHARS])
+        log.info("unusable plan (%s): %r", unusable.reason, answer.text[:LOGGED_ANSWER_CHARS])
         return fallback(unusable.reason)
     log.info("planned %d shots for %r with %s", len(plan.shots), idea, backend.model)
     return plan
@@ -251,7 +254,7 @@ def planning_prompt(idea: str, *, shots: int, style: str | None) -> str:
         _example_block(example_idea, len(plan["shots"]), example_style) + json.dumps(plan) + "\n\n"
         for example_idea, example_style, plan in _EXAMPLES
     )
-    asked = _example_block(_plain_idea(idea), shots, clean_text(style or "") or None)
+    asked = _example_block(_one_line(idea), shots, style)
     return f"{_PLAN_INTRO}\n\n{examples}{asked}{PLAN_PRIMER}"
 
 
@@ -306,11 +309,10 @@ def fallback_plan(idea: str, *, shots: int, seconds: float, style: str | None, r
     a closing shot, each with a different camera move. ``reason`` (why the model's plan was
     not used) goes into the plan's note."""
     checked_shot_count(shots)
-    idea = _plain_idea(idea)
+    idea, style = checked_idea(idea), checked_style(style)
     beats = [_OPENING, *(_MIDDLE[index % len(_MIDDLE)] for index in range(shots - 2)), _CLOSING]
     duration = checked_shot_seconds(seconds)
-    look = clean_text(style or "")
-    sheet = f"{look}; {_FALLBACK_LOOK}" if look else _FALLBACK_LOOK
+    sheet = f"{style}; {_FALLBACK_LOOK}" if style else _FALLBACK_LOOK
     log.info("storyboard for %r uses the simple plan: %s", idea, reason)
     return Plan(
         idea=idea,
@@ -324,11 +326,29 @@ def fallback_plan(idea: str, *, shots: int, seconds: float, style: str | None, r
     )
 
 
+def checked_idea(idea: str) -> str:
+    """The idea on one line; raises InvalidRequest when it is empty or too long."""
+    return _one_line(checked_text(idea, "idea", limit=MAX_IDEA_CHARS, required=True))
+
+
+def checked_style(style: str | None) -> str | None:
+    """The style on one line (``None`` when there is none); raises InvalidRequest when it is
+    too long."""
+    checked = _one_line(checked_text(style or "", "style", limit=MAX_STYLE_CHARS, required=False))
+    return checked or None
+
+
 def checked_shot_seconds(seconds: float) -> float:
     """``seconds`` when it can be a shot's length; raises InvalidRequest otherwise."""
     if not (math.isfinite(seconds) and seconds > 0):
         raise InvalidRequest(f"A shot lasts more than 0 seconds; {seconds:g} was asked.")
     return seconds
+
+
+def plan_stops(shots: int) -> tuple[str, ...]:
+    """Where the model's answer ends: at the next example, or when it starts one shot more
+    than was asked (a small model goes on; the plan is read up to its last whole shot)."""
+    return (*PLAN_STOP, f'{{"shot": {shots + 1},')
 
 
 def _example_block(idea: str, shots: int, style: str | None) -> str:
@@ -358,25 +378,26 @@ def _first_json_object(text: str) -> dict[str, Any]:
 
 
 def _cut_short(text: str) -> dict[str, Any] | None:
-    """The JSON in ``text`` up to its last complete object, closed: what an answer stopped by
-    the token cap in the middle of a shot still says. ``None`` when that does not parse."""
+    """The JSON in ``text`` up to its last complete object that parses, closed: what an
+    answer stopped after its last shot, or broken in a later one, still says. ``None`` when
+    no cut parses."""
     stack: list[str] = []
-    last: tuple[int, str] | None = None
+    cuts: list[tuple[int, str]] = []
     for index, bracket in _brackets(text):
         if bracket in "{[":
             stack.append("}" if bracket == "{" else "]")
         elif stack:
             stack.pop()
             if bracket == "}" and stack:
-                last = (index + 1, "".join(reversed(stack)))
-    if last is None:
-        return None
-    end, closers = last
-    try:
-        data = json.loads(text[:end] + closers)
-    except (ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
+                cuts.append((index + 1, "".join(reversed(stack))))
+    for end, closers in reversed(cuts[-MAX_CUTS_TRIED:]):
+        try:
+            data = json.loads(text[:end] + closers)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
 
 
 def _nesting(text: str) -> int:
@@ -454,15 +475,15 @@ def _duration(item: dict[str, Any], seconds: float) -> float:
 
 def _with_style(sheet: str, style: str | None) -> str:
     """The sheet with the user's style in it: the model may have left it out."""
-    look = " ".join(clean_text(style or "").split())
-    if not look or look.lower() in sheet.lower():
+    if not style or style.lower() in sheet.lower():
         return sheet
-    return f"{sheet}; {look}" if sheet else look
+    return f"{sheet}; {style}" if sheet else style
 
 
-def _plain_idea(idea: str) -> str:
-    """The idea as one trimmed line without a closing full stop (it goes inside sentences)."""
-    return " ".join(clean_text(idea).split())[:MAX_IDEA_CHARS].rstrip(".")
+def _one_line(text: str) -> str:
+    """``text`` without line breaks, runs of spaces or a closing full stop (it goes inside
+    sentences)."""
+    return " ".join(text.split()).rstrip(".")
 
 
 def _sentence(text: str) -> str:

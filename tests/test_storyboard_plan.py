@@ -24,6 +24,7 @@ from pipeline.storyboard import (
     planning_prompt,
     write_plan,
 )
+from pipeline.text import checked_prompt
 from tests.conftest import ChatReply, FakeChatServer
 
 IDEA = "a fox explores a city at night"
@@ -221,6 +222,18 @@ async def test_an_answer_cut_short_by_the_token_cap_keeps_its_whole_shots() -> N
     plan = await _plan(cut)
     assert plan.note is None
     assert [shot.scene for shot in plan.shots] == [s["scene"] for s in GOOD_PLAN["shots"]]
+    # What the packaged Gemma wrote once: shot 3 is broken, shots 1 and 2 are whole.
+    gemma = (
+        'A fox with a red scarf; sky, bright cinematic light", "shots": [{"shot": 1, "scene": '
+        '"The fox jumps over the fence", "camera": "pan right", "duration": 5}, {"shot": 2, '
+        '"scene": "The fox climbs through a door in the city at night", "camera": "tilt up", '
+        '"duration": 4}, {"shot": 3, "scene": "Her friend opens the door," camera: "zoom in", '
+        '"duration": 6}\n"shot": 4, "scene": "foxes on the moon"}, {"shot": 5, "scene": "a man'
+    )
+    two = await _plan(gemma, shots=2)
+    assert two.note is None
+    assert [shot.camera for shot in two.shots] == ["pan right", "tilt up"]
+    assert two.sheet == "A fox with a red scarf; sky, bright cinematic light"
     fewer = await _plan(json.dumps(GOOD_PLAN)[:-40])
     assert fewer.note is not None
     assert "(it planned 3 shots, not 4)" in fewer.note
@@ -253,7 +266,8 @@ async def test_the_model_is_shown_the_json_shape_the_idea_and_the_shot_count() -
     [prompt] = llm.prompts
     assert prompt.endswith(f"Idea: {IDEA}\nShots: 4\nStyle: film noir\nPlan: {PLAN_PRIMER}")
     assert '"shots": [{"shot": 1, "scene": ' in prompt
-    assert all("\n\n" in stop or "Idea:" in stop for stop in llm.stops[0])
+    # It stops at the next example, or where it would start a fifth shot.
+    assert llm.stops[0] == ("\nIdea:", "\n\n", '{"shot": 5,')
 
 
 async def test_the_openai_backend_sends_the_planning_prompt_as_it_is(
@@ -272,7 +286,7 @@ async def test_the_openai_backend_sends_the_planning_prompt_as_it_is(
     assert body["messages"] == [
         {"role": "user", "content": planning_prompt(IDEA, shots=4, style=None)}
     ]
-    assert body["stop"] == list(PLAN_STOP)
+    assert body["stop"] == [*PLAN_STOP, '{"shot": 5,']
     assert body["seed"] == 7
     assert body["max_tokens"] >= 4 * 30
 
@@ -297,3 +311,34 @@ async def test_the_packaged_gemma_gives_a_plan_or_the_simple_one(gemma: LocalMod
     assert all(shot.camera is None or shot.camera in CAMERA_MOVES for shot in plan.shots)
     assert plan.note is None or "simple plan made from your idea" in plan.note
     assert "fox" in plan.shot_prompt(0).lower() or "fox" in plan.sheet.lower()
+
+
+@pytest.mark.parametrize(
+    ("idea", "style", "message"),
+    [
+        ("  \n", None, "The idea is empty"),
+        ("x" * 1001, None, "The idea is 1,001 characters long"),
+        (IDEA, "y" * 201, "The style is 201 characters long"),
+    ],
+)
+async def test_an_empty_idea_or_an_overlong_style_is_refused(
+    idea: str, style: str | None, message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        await write_plan(None, idea, shots=4, seconds=5, style=style)
+
+
+async def test_every_shot_prompt_fits_the_video_models_prompt_limit() -> None:
+    longest = {
+        "sheet": "word " * 400,
+        "shots": [{"scene": f"{IDEA} " + "more " * 200, "camera": "dolly out"}] * 8,
+    }
+    idea, style = f"{IDEA} " * 32, "s" * 200
+    model_plan = await write_plan(
+        ScriptedLLM(json.dumps(longest)), idea, shots=8, seconds=5, style=style
+    )
+    assert model_plan.note is None
+    simple_plan = await write_plan(None, idea, shots=8, seconds=5, style=style)
+    for plan in (model_plan, simple_plan):
+        for index in range(8):
+            assert checked_prompt(plan.shot_prompt(index))
