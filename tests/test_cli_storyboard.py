@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from pipeline.encode import read_tags
 from tests.conftest import ChatReply, FakeChatServer
 from tests.mp4probe import probe_mp4
@@ -124,3 +125,31 @@ async def test_the_language_models_plan_is_the_one_shot(
     [asked] = [body for body in chat_server.requests if "messages" in body]
     assert IDEA in asked["messages"][-1]["content"]
     assert probe_mp4(tmp_path / "planned.mp4").frames == pytest.approx(2 * 9, abs=2)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--shots", "9"], "A storyboard has 2 to 8 shots; 9 was asked for."),
+        (
+            ["--seconds", "30"],
+            "A shot of 30 s is out of range for tiny; choose 0.3 to 5.1 seconds.",
+        ),
+        (["--crossfade", "-1"], "--crossfade is -1 s; give 0 or more seconds."),
+        (["--style", "s" * 201], "The style is 201 characters long; the limit is 200."),
+    ],
+)
+def test_a_bad_option_is_one_sentence_and_exit_2(
+    tiny_models_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REELBOT_DATA_DIR", str(tiny_models_dir.parent))
+    argv = ["storyboard", "--model", "tiny", IDEA, "--no-plan-model", *options]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"{message}\n"
+    assert list(tmp_path.glob("**/*.mp4")) == []

@@ -165,6 +165,7 @@ async def _plan_and_shoot(
     *,
     out: TextIO,
 ) -> None:
+    from pipeline.errors import InvalidRequest
     from pipeline.join import join_clips
     from pipeline.provenance import ClipFacts, credit
     from pipeline.request import MAX_SEED
@@ -172,8 +173,6 @@ async def _plan_and_shoot(
 
     checked_shot_count(args.shots)
     if args.crossfade < 0:
-        from pipeline.errors import InvalidRequest
-
         raise InvalidRequest(f"--crossfade is {args.crossfade:g} s; give 0 or more seconds.")
     seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)
     started = time.perf_counter()
