@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
 from pipeline.rewrite.base import BackendError, TextBackend
-from pipeline.rewrite.guardrails import keeps_subject
+from pipeline.rewrite.guardrails import kept_share
 from pipeline.text import checked_text, clean_text
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ MAX_IDEA_CHARS = 1000
 MAX_STYLE_CHARS = 200
 LOGGED_ANSWER_CHARS = 500
 MAX_CUTS_TRIED = 10
+# A plan spreads the idea over its shots: half of its words is enough (a rewrite keeps more),
+# less is a model copying its examples.
+MIN_IDEA_KEPT = 0.5
 
 # The simple plan's beats: a film opens wide and ends on a way out; the middle shots take
 # the next beats in turn.
@@ -290,7 +293,7 @@ def _checked_plan(
     if not sheet:
         raise UnusablePlan("its plan had no character and style sheet")
     written = " ".join([sheet, *(shot.scene for shot in planned)])
-    if not keeps_subject(idea, written):
+    if kept_share(idea, written) < MIN_IDEA_KEPT:
         raise UnusablePlan("its shots were not about the idea")
     return Plan(idea=idea, sheet=sheet, shots=planned)
 
