@@ -90,8 +90,9 @@ async def remote_capacity(
         ),
         worker_id=worker_id,
     )
-    dispatcher_config = dispatch_config(
-        config.clips_dir, models_dir, lease_seconds=config.lease_seconds
+    dispatcher_config = dataclasses.replace(
+        dispatch_config(config.clips_dir, models_dir, lease_seconds=config.lease_seconds),
+        signing=config.signing,  # the bot's host signs what it makes there: films
     )
     async with Dispatcher(queue, broker_url, config=dispatcher_config, moderation=moderation):
         task = asyncio.create_task(worker.run())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from jobqueue.storyboards import Storyboard, StoryboardError, Storyboards, Story
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
 from pipeline.encode import read_frames
+from pipeline.provenance import SigningIdentity, prompt_hash, verify_clip
 from pipeline.storyboard import Plan, Shot
 from tests.broker_harness import remote_capacity
 from tests.mp4probe import probe_mp4
@@ -128,6 +130,27 @@ async def test_a_storyboard_becomes_one_film_as_long_as_its_shots(
     assert (info.codec, info.width, info.height) == ("h264", 112, 64)
     assert info.frames / info.fps == pytest.approx(seconds_of(shots), abs=0.07)
     assert (film.frames, film.fps, film.seed) == (info.frames, 16, shots[0].seed)
+
+
+async def test_the_film_carries_content_credentials_saying_an_ai_model_made_it(
+    job_queue: JobQueue, worker_config: WorkerConfig, tmp_path: Path
+) -> None:
+    signing = SigningIdentity.in_data_dir(tmp_path / "data")
+    config = replace(worker_config, signing=signing)
+    storyboards = Storyboards(job_queue, clips_dir=config.clips_dir)
+    board = await new_board(storyboards, shots=2)
+    await storyboards.shoot(board.id, thread_id=THREAD)
+
+    await run_burst(job_queue, config)
+
+    (film,) = await jobs_of(job_queue, JobKind.FILM)
+    report = await asyncio.to_thread(
+        verify_clip, Path(film.result_path or ""), trust_anchor=signing.trust_anchor()
+    )
+    assert report.state == "trusted", report.problems
+    assert report.ai_generated
+    assert (report.model, report.seed) == ("tiny + tiny-i2v", film.seed)
+    assert report.prompt_sha256 == prompt_hash("a fox explores a city at night")
 
 
 async def test_shot_two_starts_from_the_last_frame_of_shot_one(
@@ -368,11 +391,12 @@ async def test_a_storyboard_is_shot_on_another_host_through_the_broker(
     board = await new_board(storyboards, shots=2)
     await storyboards.shoot(board.id, thread_id=THREAD)
     changes = job_queue.changes(since=0, poll_interval=0.05)
+    signing = SigningIdentity.in_data_dir(tmp_path / "data")
     async with remote_capacity(
         job_queue,
         Moderation(job_queue.db),
         broker_url,
-        worker_config,
+        replace(worker_config, signing=signing),
         worker_id="far-away",
         worker_dir=tmp_path / "far-away",
     ):
@@ -389,6 +413,11 @@ async def test_a_storyboard_is_shot_on_another_host_through_the_broker(
     (film,) = await jobs_of(job_queue, JobKind.FILM)
     info = probe_mp4(Path(film.result_path or ""))
     assert info.frames / info.fps == pytest.approx(seconds_of(shots), abs=0.07)
+    # Joined on the bot's host by the dispatcher, the film is signed there.
+    report = await asyncio.to_thread(
+        verify_clip, Path(film.result_path or ""), trust_anchor=signing.trust_anchor()
+    )
+    assert (report.state, report.ai_generated) == ("trusted", True), report.problems
 
 
 def _film_or_failed_shot(job: Job) -> bool:

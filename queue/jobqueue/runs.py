@@ -29,6 +29,7 @@ from jobqueue.scenes import Scenes, scene_for_worker
 from jobqueue.storyboards import Storyboards
 from pipeline.clip import ClipStage, MadeClip, StageChange
 from pipeline.errors import ClipFailed, GenerationCancelled
+from pipeline.provenance import SigningIdentity
 from pipeline.rewrite import RewriteResult
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,10 @@ class JobRuns:
         progress_interval_s: float,
         guard: OutputGuard | None,
         judge: Judge | None = None,
+        signing: SigningIdentity | None = None,
     ) -> None:
         """``guard`` records each clip's verdict; ``judge`` gives it (by default the guard
-        looks at the clip here)."""
+        looks at the clip here); ``signing`` signs the storyboards' films joined here."""
         self.queue = queue
         self.worker_id = worker_id
         self.clips_dir = clips_dir
@@ -115,7 +117,7 @@ class JobRuns:
         self.progress_interval_s = progress_interval_s
         self.guard = guard
         self.judge = judge
-        self.storyboards = Storyboards(queue, clips_dir=clips_dir)
+        self.storyboards = Storyboards(queue, clips_dir=clips_dir, signing=signing)
         self._tracker: JobTracker | None = None
         self._stopping = False
 

@@ -45,6 +45,7 @@ from jobqueue.store import fetch_jobs, rows
 from pipeline.encode import ClipMetadata, last_frame, poster_beside
 from pipeline.errors import ClipFailed
 from pipeline.join import join_clips
+from pipeline.provenance import ClipFacts, SigningIdentity, credit
 from pipeline.storyboard import Plan
 
 log = logging.getLogger(__name__)
@@ -127,11 +128,21 @@ class _Stale(Exception):
 class Storyboards:
     """Storyboards on the queue's database; see the module docstring."""
 
-    def __init__(self, queue: JobQueue, *, clips_dir: Path, crossfade_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        *,
+        clips_dir: Path,
+        crossfade_s: float = 0.0,
+        signing: SigningIdentity | None = None,
+    ) -> None:
+        """``signing``: the key that signs each film's content credentials, as the clips
+        made on this host are signed (None: films go unsigned)."""
         self.queue = queue
         self.db = queue.db
         self.clips_dir = clips_dir
         self.crossfade_s = crossfade_s
+        self.signing = signing
 
     # --- what the bot asks ---
 
@@ -470,6 +481,10 @@ class Storyboards:
             metadata=metadata,
             max_bytes=FILM_MAX_BYTES,
         )
+        if self.signing is not None:
+            # The film is a new file: its shots' manifests do not carry over to it.
+            facts = ClipFacts.of(model=metadata.model, seed=metadata.seed, prompt=metadata.prompt)
+            clip = credit(clip, facts, self.signing)
         return FilmFile(
             path=clip.path,
             poster=clip.poster_path,

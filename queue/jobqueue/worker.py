@@ -159,6 +159,7 @@ class Worker:
                 lease_seconds=self.config.lease_seconds,
                 progress_interval_s=self.config.progress_interval_s,
                 guard=self._guard,
+                signing=self.config.signing,
             )
             if self._stopping.is_set():
                 self._runs.stop()

@@ -75,6 +75,7 @@ from pipeline.clip import (
 )
 from pipeline.drafts import DRAFT_GONE, latents_beside
 from pipeline.errors import ClipFailed, GenerationCancelled, StartImageUnreadable
+from pipeline.provenance import SigningIdentity
 from pipeline.safety import SafetyConfig
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class DispatchConfig:
     """How long a job no live worker can run waits before it fails; 0: for ever."""
     scene_wait_s: float = 90.0
     safety_policy: SafetyPolicy = field(default_factory=SafetyPolicy)
+    signing: SigningIdentity | None = None
+    """Signs the storyboards' films, joined here from shots the remote workers signed."""
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> DispatchConfig:
@@ -130,6 +133,7 @@ class DispatchConfig:
             unserved_wait_s=settings.unserved_wait_minutes * 60,
             scene_wait_s=settings.rewriter_timeout_s + SCENE_WAIT_MARGIN_S,
             safety_policy=settings.safety_policy(),
+            signing=settings.signing_identity(),
         )
 
 
@@ -154,7 +158,7 @@ class Dispatcher:
         self.moderation = moderation or Moderation(queue.db)
         self.records = BrokerRecords(queue.db)
         self.scenes = Scenes(queue.db)
-        self.storyboards = Storyboards(queue, clips_dir=config.clips_dir)
+        self.storyboards = Storyboards(queue, clips_dir=config.clips_dir, signing=config.signing)
         # Only its policies and records are used here: the remote workers look at the clips.
         self.guard = OutputGuard(queue.db, SafetyConfig(), config.safety_policy)
         self.reachable = False
@@ -321,6 +325,7 @@ class Dispatcher:
             progress_interval_s=self.config.progress_interval_s,
             guard=self.guard,
             judge=run.judge,
+            signing=self.config.signing,
         )
         try:
             await runs.run(job, run.run)
