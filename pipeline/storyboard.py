@@ -161,11 +161,12 @@ class Plan:
         return sum(shot.duration_s for shot in self.shots)
 
     def shot_prompt(self, index: int) -> str:
-        """The video model's prompt for shot ``index`` (0-based): scene, sheet, camera move."""
+        """The video model's prompt for shot ``index`` (0-based): its scene, then the sheet.
+
+        The shot's camera move is not written here: it goes with the shot's request
+        (``camera``), and the pipeline words it the one way every clip's move is worded."""
         shot = self.shots[index]
         parts = [_sentence(shot.scene), _sentence(self.sheet)]
-        if shot.camera:
-            parts.append(f"Camera: {shot.camera}.")
         return " ".join(part for part in parts if part)
 
     def to_json(self) -> str:

@@ -256,6 +256,7 @@ async def _shoot(
             prompt=plan.shot_prompt(index),
             aspect=args.aspect or ASPECTS[0],
             duration_s=shot.duration_s,
+            camera=shot.camera,
             seed=(seed + index) % (MAX_SEED + 1),
         )
         path = folder / f"shot-{index + 1}.mp4"
