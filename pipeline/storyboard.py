@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 MIN_SHOTS = 2
 MAX_SHOTS = 8
-DEFAULT_SHOTS = 4
+DEFAULT_SHOTS = 6
+"""Six shots of Wan's longest clip (5 s) make a 30 s film; eight make 40 s."""
 # The shortest shot the model may plan, unless every shot is shorter: under a second a model
 # barely moves.
 MIN_SHOT_SECONDS = 1.0
