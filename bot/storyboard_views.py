@@ -76,11 +76,13 @@ def plan_embed(storyboard_id: int, plan: Plan, *, owner_id: int) -> discord.Embe
     return embed
 
 
-def film_embed(storyboard: Storyboard, job: Job) -> discord.Embed:
-    """The film's embed: which storyboard and take, how long, and what Reshoot N does."""
+def film_embed(storyboard: Storyboard, job: Job, *, page_url: str | None = None) -> discord.Embed:
+    """The film's embed: which storyboard and take, how long, and what Reshoot N does; the
+    title links to ``page_url`` (the film's page in the web gallery) if given."""
     embed = discord.Embed(
         title=shown(f"🎞️ Storyboard #{storyboard.id}: {storyboard.plan.idea}", TITLE_MAX),
         colour=EMBED_COLOUR,
+        url=page_url,
     )
     if job.frames and job.fps:
         embed.add_field(name="Length", value=f"{job.frames / job.fps:.1f} s")

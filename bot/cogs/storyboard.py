@@ -48,7 +48,9 @@ from bot.storyboard_views import (
     plan_view,
     reshoot_view,
 )
+from bot.web.links import clip_page_url
 from jobqueue.errors import QueueError
+from jobqueue.gallery import Gallery
 from jobqueue.models import NO_MESSAGE, Job, JobKind, JobRequest, JobStatus
 from jobqueue.storyboards import Storyboard, Storyboards, StoryboardState
 from pipeline.errors import InvalidRequest
@@ -598,10 +600,12 @@ async def film_delivery(bot: ReelBot, job: Job) -> tuple[Job, Dressing]:
     """Where and how a FILM job is posted: into its storyboard's thread, with the film's
     embed and Reshoot 1..N (a film whose storyboard is gone: where it was asked, bare)."""
     storyboard = await cog_of(bot).storyboards.for_job(job.id)
+    page_url = await clip_page_url(bot.settings.public_url, Gallery(bot.queue.db), job.id)
     if storyboard is None:
-        embed = discord.Embed(title=f"Film #{job.id}", colour=EMBED_COLOUR)
+        embed = discord.Embed(title=f"Film #{job.id}", colour=EMBED_COLOUR, url=page_url)
         return job, Dressing(embed, discord.ui.View(timeout=None))
-    dressing = Dressing(film_embed(storyboard, job), reshoot_view(storyboard.id, storyboard.shots))
+    embed = film_embed(storyboard, job, page_url=page_url)
+    dressing = Dressing(embed, reshoot_view(storyboard.id, storyboard.shots))
     return replace(job, channel_id=storyboard.post_channel_id or job.channel_id), dressing
 
 
