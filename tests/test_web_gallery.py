@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import discord
 import pytest
 
 from jobqueue.models import Job
-from tests.bot_harness import Reel
+from jobqueue.storyboards import Storyboard, Storyboards
+from tests.bot_harness import CLIP_TIMEOUT_S, Reel
 from tests.conftest import Site
-from tests.fakediscord import Channel
+from tests.fakediscord import Channel, Message
 from tests.web_browser import Browser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,7 @@ SCREENSHOT = ROOT / "docs" / "gallery.png"
 UPDATE_SCREENSHOT = "UPDATE_GALLERY_SCREENSHOT"
 """Set to 1 to write the README's screenshot (docs/gallery.png) from this test."""
 
+IDEA = "a fox explores a city at night"
 HTML_PROMPT = '<script>window.pwned = 1</script><b>bold</b> <img src=x onerror="pwned=2"> & "q"'
 
 
@@ -50,6 +53,31 @@ async def clip_in(
     )
     job = await reel.job_of(handle)
     return await reel.delivered(job.id)
+
+
+async def shot_storyboard(reel: Reel) -> tuple[Message, Storyboard]:
+    """Alice plans a two-shot storyboard in #general and presses Shoot; the film as posted
+    (in the plan's thread, else in #general) and the storyboard."""
+    fake = reel.fake
+    handle = await fake.invoke(
+        "storyboard", {"idea": IDEA, "shots": 2, "seconds": 1.0}, user=fake.alice
+    )
+    assert "planned" in (await handle.response(timeout=30)).content
+    plan = await fake.wait_for_message(
+        fake.general, lambda m: any(c.endswith(":shoot") for c in m.custom_ids())
+    )
+    board_id = int(plan.custom_ids()[0].split(":")[1])
+    pressed = await fake.click(plan, f"storyboard:{board_id}:shoot", user=fake.alice)
+    await pressed.response(timeout=30)
+    film = await fake.wait_for_message(
+        fake.thread_of(plan) or fake.general,
+        lambda m: bool(m.attachments),
+        timeout=CLIP_TIMEOUT_S,
+    )
+    board = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board_id)
+    assert board is not None
+    assert board.film_job_id is not None
+    return film, board
 
 
 async def status_of(url: str) -> int:
@@ -208,3 +236,46 @@ async def test_a_clips_embed_in_discord_links_to_its_page_when_the_gallery_shows
             if f"job:{private.id}:retry" in message.custom_ids()
         ]
         assert "url" not in unlinked.embeds[0]
+
+
+async def test_a_films_page_is_linked_from_its_thread_and_filed_under_the_plans_channel(
+    reel: Reel, site: Site, browser: Browser
+) -> None:
+    fake = reel.fake
+    reel.settings = reel.settings.model_copy(update={"public_url": site.url})
+    async with reel.bot_running(), reel.worker_running():
+        await make_public(reel, fake.general)
+        film, board = await shot_storyboard(reel)
+        assert film.channel_id == board.thread_id != fake.general.id
+
+    page = f"{site.url}/clips/{board.film_job_id}"
+    assert film.embeds[0]["url"] == page
+    # The thread is not a channel admins can allow: the film counts as #general's.
+    assert await tile_prompts(browser, f"{site.url}/") == [IDEA]
+    assert await tile_prompts(browser, f"{site.url}/?channel={fake.general.id}") == [IDEA]
+    await browser.open(page)
+    assert "#general on " in await browser.text(".facts")
+    assert await browser.script("return document.querySelector('.parent') === null"), (
+        "its last shot is no clip of its own"
+    )
+    for shot in board.shot_job_ids:
+        assert await status_of(f"{site.url}/clips/{shot}") == 404
+        assert await status_of(f"{site.url}/clips/{shot}.mp4") == 404
+
+
+async def test_a_storyboards_shots_posted_in_a_public_channel_are_not_shown(
+    making: Reel, site: Site, browser: Browser
+) -> None:
+    fake = making.fake
+    # No thread: the shots and the film are the channel's own.
+    bot_role = fake.role(fake.bot_user.name)
+    bot_role.permissions &= ~discord.Permissions(create_public_threads=True).value
+    await make_public(making, fake.general)
+    _, board = await shot_storyboard(making)
+    shots = [await making.queue.get(job_id) for job_id in board.shot_job_ids]
+    assert {shot.channel_id for shot in shots if shot is not None} == {fake.general.id}
+
+    assert await tile_prompts(browser, f"{site.url}/") == [IDEA]
+    assert await tile_prompts(browser, f"{site.url}/?q=fox") == [IDEA]
+    for shot_id in board.shot_job_ids:
+        assert await status_of(f"{site.url}/clips/{shot_id}") == 404

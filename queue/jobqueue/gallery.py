@@ -6,6 +6,11 @@ deleted in Discord, and the output safety check did not hold it back
 (:func:`jobqueue.safety.may_show` has the last word on every job shown). A deleted clip's page
 answers "gone"; its files are not served.
 
+A storyboard's shots are parts of its film, not clips anyone posted: the gallery shows the
+film, never a shot. The film is posted into a thread started from the storyboard's plan, and
+admins mark text channels public, not threads: the gallery files a film under the channel its
+storyboard was planned in (the thread's parent), there and in the job it hands the pages.
+
 Search matches whole words of the prompt and of the rewritten scene, and the start of the
 last word typed ("surf" finds "surfing"), through the ``gallery_search`` full-text index.
 """
@@ -14,26 +19,32 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlite_utils
 
 from jobqueue.db import Database
-from jobqueue.models import Job
+from jobqueue.models import Job, JobKind
 from jobqueue.moderation import AuditAction, Moderation
 from jobqueue.moderation.models import AuditNote
 from jobqueue.safety import HeldState, may_show
 from jobqueue.sql import IS_DONE
-from jobqueue.store import fetch_jobs, rows
+from jobqueue.store import rows
 
 SEARCH_WORDS = 8
 """Words of a search used; the rest are ignored."""
 _WORD = re.compile(r"\w+")
 
+_FILED_UNDER = (
+    "COALESCE((SELECT b.channel_id FROM storyboard_films AS f"
+    " JOIN storyboards AS b ON b.id = f.storyboard_id WHERE f.job_id = jobs.id),"
+    " jobs.channel_id)"
+)
+"""The channel the gallery files a job under: its own, or for a film its storyboard's."""
 _IN_PUBLIC_CHANNEL = (
-    "EXISTS (SELECT 1 FROM gallery_channels AS g WHERE g.guild_id = jobs.guild_id"
-    " AND g.channel_id = jobs.channel_id AND g.public = 1)"
+    f"(jobs.kind != '{JobKind.SHOT.value}' AND EXISTS (SELECT 1 FROM gallery_channels AS g"
+    f" WHERE g.guild_id = jobs.guild_id AND g.channel_id = {_FILED_UNDER} AND g.public = 1))"
 )
 _NOT_HELD = f"(safety_hold = 0 OR safety_state = '{HeldState.RELEASED.value}')"
 _SHOWN = (
@@ -150,16 +161,15 @@ def _page(db: sqlite_utils.Database, query: GalleryQuery) -> GalleryPage:
     if expression is not None:
         conditions.append("id IN (SELECT rowid FROM gallery_search WHERE gallery_search MATCH ?)")
         params.append(expression)
-    for column, value in (("guild_id", query.guild_id), ("channel_id", query.channel_id)):
+    for column, value in (("guild_id", query.guild_id), (_FILED_UNDER, query.channel_id)):
         if value is not None:
             conditions.append(f"{column} = ?")
             params.append(value)
     page = max(1, query.page)
     params += [query.per_page + 1, (page - 1) * query.per_page]
-    found = fetch_jobs(
+    found = _filed_jobs(
         db,
-        f"SELECT * FROM jobs WHERE {' AND '.join(conditions)}"
-        " ORDER BY finished_at DESC, id DESC LIMIT ? OFFSET ?",
+        f"{' AND '.join(conditions)} ORDER BY finished_at DESC, id DESC LIMIT ? OFFSET ?",
         params,
     )
     shown = [job for job in found[: query.per_page] if may_show(job)]
@@ -170,28 +180,40 @@ def _lookup(db: sqlite_utils.Database, job_id: int) -> ClipLookup:
     found = rows(
         db,
         f"SELECT *, ({_SHOWN}) AS shown, {_DELETED} AS deleted,"
-        f" {_IN_PUBLIC_CHANNEL} AS public FROM jobs WHERE id = ?",
+        f" {_IN_PUBLIC_CHANNEL} AS public, {_FILED_UNDER} AS filed_under FROM jobs WHERE id = ?",
         [job_id],
     )
     if not found:
         return ClipLookup(None)
     row = found[0]
-    job = Job.from_row(row)
+    job = _as_filed(row)
     if row["shown"] and may_show(job):
         return ClipLookup(job)
     return ClipLookup(None, gone=bool(row["deleted"] and row["public"]))
 
 
 def _family(db: sqlite_utils.Database, job: Job) -> ClipFamily:
-    def shown(sql: str, params: list[Any]) -> list[Job]:
-        return [found for found in fetch_jobs(db, sql, params) if may_show(found)]
+    def shown(where: str, params: list[Any]) -> list[Job]:
+        return [found for found in _filed_jobs(db, where, params) if may_show(found)]
 
     parent = None
     if job.parent_id is not None:
-        parents = shown(f"SELECT * FROM jobs WHERE id = ? AND {_SHOWN}", [job.parent_id])
+        parents = shown(f"id = ? AND {_SHOWN}", [job.parent_id])
         parent = parents[0] if parents else None
-    children = shown(f"SELECT * FROM jobs WHERE parent_id = ? AND {_SHOWN} ORDER BY id", [job.id])
+    children = shown(f"parent_id = ? AND {_SHOWN} ORDER BY id", [job.id])
     return ClipFamily(parent, children)
+
+
+def _filed_jobs(db: sqlite_utils.Database, where: str, params: list[Any]) -> list[Job]:
+    """Jobs ``WHERE where``, each as the gallery files it (see :func:`_as_filed`)."""
+    found = rows(db, f"SELECT *, {_FILED_UNDER} AS filed_under FROM jobs WHERE {where}", params)
+    return [_as_filed(row) for row in found]
+
+
+def _as_filed(row: dict[str, Any]) -> Job:
+    """The job of ``row`` in the channel the gallery files it under: a film in the channel
+    its thread was started from, so that its page names that channel."""
+    return replace(Job.from_row(row), channel_id=row["filed_under"])
 
 
 class GalleryChannels:
