@@ -23,6 +23,7 @@ from jobqueue.storyboards import Storyboard, StoryboardError, Storyboards, Story
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
 from pipeline.encode import read_frames
+from pipeline.join import JOIN_FAILED
 from pipeline.provenance import SigningIdentity, prompt_hash, verify_clip
 from pipeline.storyboard import Plan, Shot
 from tests.broker_harness import remote_capacity
@@ -369,6 +370,69 @@ async def test_a_failed_shot_ends_the_storyboard_with_a_sentence(
     assert failed.error.startswith("Shot 2 of 3 failed: ")
     assert len(failed.shot_job_ids) == 2
     assert await jobs_of(job_queue, JobKind.FILM) == []
+
+
+async def test_a_film_whose_shot_cannot_be_read_fails_and_its_user_is_told_in_the_thread(
+    job_queue: JobQueue,
+    storyboards: Storyboards,
+    worker_config: WorkerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board = await new_board(storyboards, shots=2)
+    first = await storyboards.shoot(board.id, thread_id=THREAD)
+    with monkeypatch.context() as paused:
+
+        async def no_next_step(self: Storyboards, job: Job) -> None:
+            return None
+
+        paused.setattr(Storyboards, "advance", no_next_step)
+        await run_burst(job_queue, worker_config)
+    shot_one = await job_queue.get(first.id)
+    assert shot_one is not None
+    assert shot_one.status is JobStatus.DONE
+    await storyboards.advance(shot_one)  # shot 2 starts from shot 1's last frame
+    clip_path(worker_config.clips_dir, shot_one.id).write_bytes(b"not a video any more")
+
+    await run_burst(job_queue, worker_config)
+
+    ended = await board_now(storyboards, board)
+    assert ended.state is StoryboardState.FAILED
+    assert ended.error is not None
+    assert ended.error.startswith(JOIN_FAILED)
+    await _assert_told_in_thread(job_queue, storyboards, ended)
+
+
+async def test_a_join_that_raises_ends_the_storyboard_instead_of_retrying_for_ever(
+    job_queue: JobQueue,
+    storyboards: Storyboards,
+    worker_config: WorkerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("jobqueue.storyboards.join_clips", disk_full)
+    board = await new_board(storyboards, shots=2)
+    await storyboards.shoot(board.id, thread_id=THREAD)
+
+    await run_burst(job_queue, worker_config)
+    await storyboards.resume()  # a later sweep takes no further step
+
+    ended = await board_now(storyboards, board)
+    assert (ended.state, ended.error) == (StoryboardState.FAILED, JOIN_FAILED)
+    await _assert_told_in_thread(job_queue, storyboards, ended)
+
+
+async def _assert_told_in_thread(
+    queue: JobQueue, storyboards: Storyboards, ended: Storyboard
+) -> None:
+    """The take's one FILM job failed with the storyboard's sentence, in its thread, waiting
+    for the bot to say so like for any failed job."""
+    (film,) = await jobs_of(queue, JobKind.FILM)
+    assert (film.status, film.error, film.channel_id) == (JobStatus.FAILED, ended.error, THREAD)
+    assert film.result_path is None
+    assert film.id in [job.id for job in await queue.undelivered_finished()]
+    assert await storyboards.for_job(film.id) == ended
 
 
 async def test_the_plan_is_edited_before_shoot_only(storyboards: Storyboards) -> None:

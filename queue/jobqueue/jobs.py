@@ -207,36 +207,59 @@ class JobQueue:
         (its time taken counts from there); ``extra`` sets more columns (the safety verdict).
         The same ``idempotency_key`` again returns the first job and publishes nothing.
         """
-        now = time.time()
-        row = {
-            "kind": kind.value,
-            "status": JobStatus.DONE.value,
-            "request": request.to_json(),
-            "user_id": user_id,
-            "guild_id": guild_id,
-            "channel_id": channel_id,
-            "parent_id": parent_id,
-            "idempotency_key": idempotency_key,
-            "max_attempts": 0,
-            "stage": Stage.ENCODING.value,
-            "request_key": request_key(kind, request),
-            "created_at": asked_at,
-            "updated_at": now,
-            "finished_at": now,
-        }
+        row = _unrun_row(
+            kind,
+            request,
+            JobStatus.DONE,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            parent_id=parent_id,
+            idempotency_key=idempotency_key,
+            asked_at=asked_at,
+        )
 
-        def record(db: sqlite_utils.Database) -> Job:
-            job = _existing(db, idempotency_key)
-            if job is not None:
-                return job
-            job = _insert(db, row)
-            result = publish(db, job)
-            update_job(db, job.id, {**result_values(result), **(extra or {})}, now=now)
-            done = fetch_job(db, job.id)
-            assert done is not None
-            return done
+        def finish(db: sqlite_utils.Database, job: Job) -> dict[str, Any]:
+            return {**result_values(publish(db, job)), **(extra or {})}
 
-        return await self.db.write(record)
+        return await self.db.write(lambda db: _record_unrun(db, row, finish))
+
+    async def record_failed(
+        self,
+        kind: JobKind,
+        request: JobRequest,
+        *,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        parent_id: int | None,
+        idempotency_key: str,
+        asked_at: float,
+        error: str,
+        then: Callable[[sqlite_utils.Database, Job], None],
+    ) -> Job:
+        """Add a job that failed as it is added: the last step of work accepted as a whole
+        could not be made (a storyboard's film whose shots could not be joined), so its user
+        is told like for any failed job. ``then`` records something with it in the same
+        transaction; if it raises, nothing is added. The same ``idempotency_key`` again
+        returns the first job."""
+        row = _unrun_row(
+            kind,
+            request,
+            JobStatus.FAILED,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            parent_id=parent_id,
+            idempotency_key=idempotency_key,
+            asked_at=asked_at,
+        )
+
+        def finish(db: sqlite_utils.Database, job: Job) -> dict[str, Any]:
+            then(db, job)
+            return {"error": error}
+
+        return await self.db.write(lambda db: _record_unrun(db, row, finish))
 
     async def get(self, job_id: int) -> Job | None:
         return await self.db.read(lambda db: fetch_job(db, job_id))
@@ -506,6 +529,55 @@ def _existing(db: sqlite_utils.Database, idempotency_key: str | None) -> Job | N
         return None
     found = fetch_jobs(db, "SELECT * FROM jobs WHERE idempotency_key = ?", [idempotency_key])
     return found[0] if found else None
+
+
+def _unrun_row(
+    kind: JobKind,
+    request: JobRequest,
+    status: JobStatus,
+    *,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int | None,
+    parent_id: int | None,
+    idempotency_key: str,
+    asked_at: float,
+) -> dict[str, Any]:
+    """The row of a job that has ended as it is added (no worker runs it)."""
+    now = time.time()
+    return {
+        "kind": kind.value,
+        "status": status.value,
+        "request": request.to_json(),
+        "user_id": user_id,
+        "guild_id": guild_id,
+        "channel_id": channel_id,
+        "parent_id": parent_id,
+        "idempotency_key": idempotency_key,
+        "max_attempts": 0,
+        "stage": Stage.ENCODING.value,
+        "request_key": request_key(kind, request),
+        "created_at": asked_at,
+        "updated_at": now,
+        "finished_at": now,
+    }
+
+
+def _record_unrun(
+    db: sqlite_utils.Database,
+    row: Mapping[str, Any],
+    finish: Callable[[sqlite_utils.Database, Job], Mapping[str, Any]],
+) -> Job:
+    """Insert ``row`` unless its idempotency key is taken (the first job is returned), with
+    the columns ``finish`` gives for the new job, in the caller's transaction."""
+    job = _existing(db, row["idempotency_key"])
+    if job is not None:
+        return job
+    job = _insert(db, row)
+    update_job(db, job.id, finish(db, job), now=row["finished_at"])
+    ended = fetch_job(db, job.id)
+    assert ended is not None
+    return ended
 
 
 def _insert(db: sqlite_utils.Database, row: Mapping[str, Any]) -> Job:

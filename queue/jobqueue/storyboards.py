@@ -44,7 +44,7 @@ from jobqueue.models import Job, JobKind, JobRequest, JobResult, JobStatus
 from jobqueue.store import fetch_jobs, rows
 from pipeline.encode import ClipMetadata, last_frame, poster_beside
 from pipeline.errors import ClipFailed
-from pipeline.join import join_clips
+from pipeline.join import JOIN_FAILED, join_clips
 from pipeline.provenance import ClipFacts, SigningIdentity, credit
 from pipeline.storyboard import Plan
 
@@ -59,6 +59,7 @@ SHOT_CLIP_GONE = "The clip of shot {shot} is no longer available; reshoot from s
 SHOT_FAILED = "Shot {shot} of {shots} failed: {reason}"
 SHOT_CANCELLED = "Shot {shot} of {shots} was cancelled, so the film was not made."
 CANCELLED = "The storyboard was cancelled."
+SHOT_GONE = "A shot of this storyboard is gone, so the film was not made."
 
 
 class StoryboardState(StrEnum):
@@ -358,7 +359,7 @@ class Storyboards:
                 check_limits=False,
             )
         except ClipFailed as gone:
-            await self._end(board, StoryboardState.FAILED, gone.sentence)
+            await self._film_failed(board, parent, gone.sentence)
             return
         if job is not None:
             log.info(
@@ -427,13 +428,40 @@ class Storyboards:
         await self.db.write(write)
         log.info("storyboard %d ended %s: %s", board.id, state, sentence)
 
+    async def _film_failed(self, board: Storyboard, last_shot: Job | None, sentence: str) -> None:
+        """End the storyboard without a film, recorded as its take's FILM job that failed with
+        ``sentence``: the bot tells its user where the film would have gone, once."""
+
+        def then(db: sqlite_utils.Database, job: Job) -> None:
+            if not _still_shooting(db, board.id, board.take):
+                raise _Stale(f"no longer shooting take {board.take}")
+            _end(db, board, StoryboardState.FAILED, sentence)
+            _record_film(db, board, job)
+
+        try:
+            await self.queue.record_failed(
+                JobKind.FILM,
+                _film_request(board),
+                user_id=board.user_id,
+                guild_id=board.guild_id,
+                channel_id=board.post_channel_id,
+                parent_id=None if last_shot is None else last_shot.id,
+                idempotency_key=_film_key(board),
+                asked_at=board.take_started_at or board.created_at,
+                error=sentence,
+                then=then,
+            )
+        except _Stale as stale:
+            log.info("storyboard %d: failed film not recorded: %s", board.id, stale)
+            return
+        log.info("storyboard %d ended without a film: %s", board.id, sentence)
+
     async def _make_film(self, board: Storyboard) -> None:
         """Join the take's shots into the film and record it as a FILM job already done."""
-        key = f"storyboard-{board.id}-take-{board.take}-film"
         shots = [await self.queue.get(job_id) for job_id in board.shot_job_ids]
         done = [shot for shot in shots if shot is not None and shot.status is JobStatus.DONE]
         if len(done) != len(shots):
-            await self._end(board, StoryboardState.FAILED, "A shot of this storyboard is gone.")
+            await self._film_failed(board, done[-1] if done else None, SHOT_GONE)
             return
         partial = (
             self.clips_dir / PARTIAL_DIR / f"film-{board.id}-{board.take}-{uuid.uuid4().hex}.mp4"
@@ -442,21 +470,25 @@ class Storyboards:
             film = await asyncio.to_thread(self._join, board, done, partial)
         except ClipFailed as failure:
             log.warning("storyboard %d: join failed: %s", board.id, failure.detail)
-            await self._end(board, StoryboardState.FAILED, failure.sentence)
+            _discard(partial)
+            await self._film_failed(board, done[-1], failure.sentence)
+            return
+        except Exception:
+            # Left to the next sweep, a join that raised would be tried again every round
+            # and the storyboard would never end: its user is told, and Reshoot tries again.
+            log.exception("storyboard %d: join failed", board.id)
+            _discard(partial)
+            await self._film_failed(board, done[-1], JOIN_FAILED)
             return
         try:
             job = await self.queue.record_done(
                 JobKind.FILM,
-                JobRequest(
-                    prompt=board.plan.idea,
-                    duration_s=sum(shot.duration_s for shot in board.plan.shots),
-                    enhance=False,
-                ),
+                _film_request(board),
                 user_id=board.user_id,
                 guild_id=board.guild_id,
                 channel_id=board.post_channel_id,
                 parent_id=done[-1].id,
-                idempotency_key=key,
+                idempotency_key=_film_key(board),
                 asked_at=board.take_started_at or board.created_at,
                 publish=self._film_publisher(board, film),
                 extra=safety_of(done),
@@ -513,10 +545,7 @@ class Storyboards:
                 "UPDATE storyboards SET state = ?, film_job_id = ?, updated_at = ? WHERE id = ?",
                 [StoryboardState.DONE.value, job.id, time.time(), board.id],
             )
-            db.execute(
-                "INSERT INTO storyboard_films (job_id, storyboard_id, take) VALUES (?, ?, ?)",
-                [job.id, board.id, board.take],
-            )
+            _record_film(db, board, job)
             os.replace(film.poster, poster_path(clips_dir, job.id))
             os.replace(film.path, clip_path(clips_dir, job.id))
             return replace(film.result, result_path=str(clip_path(clips_dir, job.id)))
@@ -555,6 +584,15 @@ def safety_of(shots: Sequence[Job]) -> dict[str, Any]:
 
 # Worst first (see jobqueue.safety.Verdict): an unsafe shot makes an unsafe film.
 _VERDICT_ORDER = ["unsafe", "unchecked", "off", "safe"]
+
+
+def _film_request(board: Storyboard) -> JobRequest:
+    """What a take's FILM job records as asked for: the idea, as long as all the shots."""
+    return JobRequest(prompt=board.plan.idea, duration_s=board.plan.duration_s, enhance=False)
+
+
+def _film_key(board: Storyboard) -> str:
+    return f"storyboard-{board.id}-take-{board.take}-film"
 
 
 def _models_of(shots: Sequence[Job]) -> str:
@@ -619,6 +657,13 @@ def _record_shot(
         "INSERT OR IGNORE INTO storyboard_shots (storyboard_id, take, shot, job_id)"
         " VALUES (?, ?, ?, ?)",
         [board_id, take, number, job_id],
+    )
+
+
+def _record_film(db: sqlite_utils.Database, board: Storyboard, job: Job) -> None:
+    db.execute(
+        "INSERT INTO storyboard_films (job_id, storyboard_id, take) VALUES (?, ?, ?)",
+        [job.id, board.id, board.take],
     )
 
 
