@@ -196,6 +196,10 @@ def _frame_at(path: Path, seconds: float) -> np.ndarray:
         meta = next(reader)
         width, height = meta["size"]
         raw = next(reader)
+    except StopIteration as exc:
+        # Raised into asyncio.to_thread, a StopIteration never reaches the awaiting caller,
+        # which would then wait for ever (the worker joining the film with it).
+        raise ClipFailed(JOIN_FAILED, f"{path} has no frame at {seconds:.3f} s") from exc
     finally:
         reader.close()
     return np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
@@ -117,3 +119,22 @@ def test_an_unreadable_shot_is_named_in_the_sentence(shots: list[Path], tmp_path
         join_clips([shots[0], broken], tmp_path / "film.mp4", max_bytes=10 * 1024 * 1024)
     assert "shot2-broken.mp4" in raised.value.sentence
     assert not (tmp_path / "film.mp4").exists()
+
+
+async def test_a_poster_past_the_films_end_is_a_sentence_not_a_hang(
+    shots: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A film whose container over-states its length: the poster's seek finds no frame. The
+    join runs in a thread (asyncio.to_thread), which cannot carry a StopIteration back."""
+    counted = imageio_ffmpeg.count_frames_and_secs
+
+    def overstated(path: str) -> tuple[int, float]:
+        frames, seconds = counted(path)
+        return frames, seconds * 10 if path.endswith("film.mp4") else seconds
+
+    monkeypatch.setattr(imageio_ffmpeg, "count_frames_and_secs", overstated)
+    output = tmp_path / "film.mp4"
+    with pytest.raises(ClipFailed) as failed:
+        async with asyncio.timeout(60):
+            await asyncio.to_thread(join_clips, shots, output, max_bytes=10 * 1024 * 1024)
+    assert failed.value.sentence == "The shots could not be joined into one film."
