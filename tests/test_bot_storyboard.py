@@ -288,3 +288,27 @@ async def test_without_thread_permission_the_film_goes_into_the_channel(reel: Re
     assert shooting is not None
     assert shooting.post_channel_id == fake.general.id
     assert len(shooting.shot_job_ids) == 1, "shot 1 is queued all the same"
+
+
+async def test_a_film_that_cannot_be_joined_tells_its_owner_in_the_thread(
+    reel: Reel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("jobqueue.storyboards.join_clips", disk_full)
+    fake = reel.fake
+    async with reel.bot_running(), reel.worker_running():
+        plan, board = await storyboard(reel, user=fake.alice)
+        await private_answer(reel, plan, f"storyboard:{board.id}:shoot", fake.alice)
+        thread = fake.thread_of(plan)
+        assert thread is not None
+        told = await fake.wait_for_message(
+            thread, lambda m: "could not be joined" in m.content, timeout=CLIP_TIMEOUT_S
+        )
+
+    assert fake.alice.mention in told.content
+    assert not told.attachments
+    ended = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
+    assert ended is not None
+    assert ended.state == "failed"
