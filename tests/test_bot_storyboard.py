@@ -49,6 +49,15 @@ async def private_answer(reel: Reel, message: Message, custom_id: str, user: Use
     return answer.content
 
 
+async def shoot_in_thread(reel: Reel, *, user: User) -> tuple[Message, Storyboard, Channel]:
+    """``user`` plans a storyboard and presses Shoot: its plan, itself and its thread."""
+    plan, board = await storyboard(reel, user=user)
+    await private_answer(reel, plan, f"storyboard:{board.id}:shoot", user)
+    thread = reel.fake.thread_of(plan)
+    assert thread is not None
+    return plan, board, thread
+
+
 async def films(reel: Reel, thread: Channel, count: int) -> list[Message]:
     """The thread's films once there are ``count`` of them."""
 
@@ -184,10 +193,7 @@ async def test_storyboard_refusals_at_the_door(reel: Reel) -> None:
 async def test_a_film_posted_just_before_a_crash_is_not_posted_again(reel: Reel) -> None:
     fake = reel.fake
     async with reel.bot_running(), reel.worker_running():
-        plan, board = await storyboard(reel, user=fake.alice)
-        await private_answer(reel, plan, f"storyboard:{board.id}:shoot", fake.alice)
-        thread = fake.thread_of(plan)
-        assert thread is not None
+        _, board, thread = await shoot_in_thread(reel, user=fake.alice)
         (film,) = await films(reel, thread, 1)
         shot = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
         assert shot is not None
@@ -299,10 +305,7 @@ async def test_a_film_that_cannot_be_joined_tells_its_owner_in_the_thread(
     monkeypatch.setattr("jobqueue.storyboards.join_clips", disk_full)
     fake = reel.fake
     async with reel.bot_running(), reel.worker_running():
-        plan, board = await storyboard(reel, user=fake.alice)
-        await private_answer(reel, plan, f"storyboard:{board.id}:shoot", fake.alice)
-        thread = fake.thread_of(plan)
-        assert thread is not None
+        _, board, thread = await shoot_in_thread(reel, user=fake.alice)
         told = await fake.wait_for_message(
             thread, lambda m: "could not be joined" in m.content, timeout=CLIP_TIMEOUT_S
         )

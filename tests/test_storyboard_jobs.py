@@ -77,6 +77,26 @@ async def run_burst(queue: JobQueue, config: WorkerConfig) -> None:
     await Worker(queue.db.path, config=config, worker_id="test-worker").run(burst=True)
 
 
+async def shot_one_only(
+    queue: JobQueue,
+    storyboards: Storyboards,
+    config: WorkerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Storyboard, Job]:
+    """A 2-shot storyboard shot as far as shot 1: its next step is held back (the test
+    takes it, with :meth:`Storyboards.advance`, once it has changed what it wants)."""
+    board = await new_board(storyboards, shots=2)
+    first = await storyboards.shoot(board.id, thread_id=THREAD)
+    with monkeypatch.context() as paused:
+
+        async def not_yet(self: Storyboards, job: Job) -> None:
+            return None
+
+        paused.setattr(Storyboards, "advance", not_yet)
+        await run_burst(queue, config)
+    return board, first
+
+
 async def jobs_of(queue: JobQueue, kind: JobKind) -> list[Job]:
     everyone = await queue.user_jobs(USER, active_only=False)
     return [job for job in everyone if job.kind is kind]
@@ -378,15 +398,7 @@ async def test_a_film_whose_shot_cannot_be_read_fails_and_its_user_is_told_in_th
     worker_config: WorkerConfig,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    board = await new_board(storyboards, shots=2)
-    first = await storyboards.shoot(board.id, thread_id=THREAD)
-    with monkeypatch.context() as paused:
-
-        async def no_next_step(self: Storyboards, job: Job) -> None:
-            return None
-
-        paused.setattr(Storyboards, "advance", no_next_step)
-        await run_burst(job_queue, worker_config)
+    board, first = await shot_one_only(job_queue, storyboards, worker_config, monkeypatch)
     shot_one = await job_queue.get(first.id)
     assert shot_one is not None
     assert shot_one.status is JobStatus.DONE
@@ -496,15 +508,7 @@ async def test_a_film_with_a_shot_the_safety_check_held_is_held_too(
     worker_config: WorkerConfig,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    board = await new_board(storyboards, shots=2)
-    first = await storyboards.shoot(board.id, thread_id=THREAD)
-    with monkeypatch.context() as paused:
-
-        async def not_yet(self: Storyboards, job: Job) -> None:
-            return None
-
-        paused.setattr(Storyboards, "advance", not_yet)
-        await run_burst(job_queue, worker_config)
+    _, first = await shot_one_only(job_queue, storyboards, worker_config, monkeypatch)
     verdict = OutputVerdict(Verdict.UNSAFE, {"nsfw": 0.9}, ("nsfw",), hold=True)
     await _record_verdict(job_queue, first.id, verdict)
 

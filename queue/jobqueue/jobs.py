@@ -107,6 +107,41 @@ class QueueStats:
     workers: list[WorkerInfo] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class EndedJob:
+    """A job added already ended, one no worker runs (a storyboard's film): what it stands
+    for, whose it is, where it is posted, and when it was asked for (its time taken counts
+    from there). The idempotency key makes adding it twice return the first."""
+
+    kind: JobKind
+    request: JobRequest
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    parent_id: int | None
+    idempotency_key: str
+    asked_at: float
+
+    def row(self, status: JobStatus) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "kind": self.kind.value,
+            "status": status.value,
+            "request": self.request.to_json(),
+            "user_id": self.user_id,
+            "guild_id": self.guild_id,
+            "channel_id": self.channel_id,
+            "parent_id": self.parent_id,
+            "idempotency_key": self.idempotency_key,
+            "max_attempts": 0,
+            "stage": Stage.ENCODING.value,
+            "request_key": request_key(self.kind, self.request),
+            "created_at": self.asked_at,
+            "updated_at": now,
+            "finished_at": now,
+        }
+
+
 class JobQueue:
     """Durable, fair job queue on one SQLite file; see the module docstring."""
 
@@ -186,80 +221,46 @@ class JobQueue:
 
     async def record_done(
         self,
-        kind: JobKind,
-        request: JobRequest,
+        ended: EndedJob,
         *,
-        user_id: int,
-        guild_id: int | None,
-        channel_id: int | None,
-        parent_id: int | None,
-        idempotency_key: str,
-        asked_at: float,
         publish: Callable[[sqlite_utils.Database, Job], JobResult],
         extra: Mapping[str, Any] | None = None,
     ) -> Job:
-        """Add a job that is done as it is added: one no worker runs (a storyboard's film,
-        joined from clips already made). The bot delivers it like any finished clip.
+        """Add ``ended`` as a job that is done as it is added: one no worker runs (a
+        storyboard's film, joined from clips already made). The bot delivers it like any
+        finished clip.
 
         ``publish`` runs in the same transaction with the new job: it moves the clip into
         place under the job's id (and may check the job is still wanted) and returns the
-        job's result; if it raises, nothing is added. ``asked_at`` is when it was asked for
-        (its time taken counts from there); ``extra`` sets more columns (the safety verdict).
-        The same ``idempotency_key`` again returns the first job and publishes nothing.
+        job's result; if it raises, nothing is added. ``extra`` sets more columns (the safety
+        verdict). The same idempotency key again returns the first job and publishes nothing.
         """
-        row = _unrun_row(
-            kind,
-            request,
-            JobStatus.DONE,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            parent_id=parent_id,
-            idempotency_key=idempotency_key,
-            asked_at=asked_at,
-        )
 
         def finish(db: sqlite_utils.Database, job: Job) -> dict[str, Any]:
             return {**result_values(publish(db, job)), **(extra or {})}
 
-        return await self.db.write(lambda db: _record_unrun(db, row, finish))
+        row = ended.row(JobStatus.DONE)
+        return await self.db.write(lambda db: _record_ended(db, row, finish))
 
     async def record_failed(
         self,
-        kind: JobKind,
-        request: JobRequest,
+        ended: EndedJob,
         *,
-        user_id: int,
-        guild_id: int | None,
-        channel_id: int | None,
-        parent_id: int | None,
-        idempotency_key: str,
-        asked_at: float,
         error: str,
         then: Callable[[sqlite_utils.Database, Job], None],
     ) -> Job:
-        """Add a job that failed as it is added: the last step of work accepted as a whole
-        could not be made (a storyboard's film whose shots could not be joined), so its user
-        is told like for any failed job. ``then`` records something with it in the same
-        transaction; if it raises, nothing is added. The same ``idempotency_key`` again
-        returns the first job."""
-        row = _unrun_row(
-            kind,
-            request,
-            JobStatus.FAILED,
-            user_id=user_id,
-            guild_id=guild_id,
-            channel_id=channel_id,
-            parent_id=parent_id,
-            idempotency_key=idempotency_key,
-            asked_at=asked_at,
-        )
+        """Add ``ended`` as a job that failed as it is added: the last step of work accepted
+        as a whole could not be made (a storyboard's film whose shots could not be joined), so
+        its user is told ``error`` like for any failed job. ``then`` records something with it
+        in the same transaction; if it raises, nothing is added. The same idempotency key
+        again returns the first job."""
 
         def finish(db: sqlite_utils.Database, job: Job) -> dict[str, Any]:
             then(db, job)
             return {"error": error}
 
-        return await self.db.write(lambda db: _record_unrun(db, row, finish))
+        row = ended.row(JobStatus.FAILED)
+        return await self.db.write(lambda db: _record_ended(db, row, finish))
 
     async def get(self, job_id: int) -> Job | None:
         return await self.db.read(lambda db: fetch_job(db, job_id))
@@ -531,39 +532,7 @@ def _existing(db: sqlite_utils.Database, idempotency_key: str | None) -> Job | N
     return found[0] if found else None
 
 
-def _unrun_row(
-    kind: JobKind,
-    request: JobRequest,
-    status: JobStatus,
-    *,
-    user_id: int,
-    guild_id: int | None,
-    channel_id: int | None,
-    parent_id: int | None,
-    idempotency_key: str,
-    asked_at: float,
-) -> dict[str, Any]:
-    """The row of a job that has ended as it is added (no worker runs it)."""
-    now = time.time()
-    return {
-        "kind": kind.value,
-        "status": status.value,
-        "request": request.to_json(),
-        "user_id": user_id,
-        "guild_id": guild_id,
-        "channel_id": channel_id,
-        "parent_id": parent_id,
-        "idempotency_key": idempotency_key,
-        "max_attempts": 0,
-        "stage": Stage.ENCODING.value,
-        "request_key": request_key(kind, request),
-        "created_at": asked_at,
-        "updated_at": now,
-        "finished_at": now,
-    }
-
-
-def _record_unrun(
+def _record_ended(
     db: sqlite_utils.Database,
     row: Mapping[str, Any],
     finish: Callable[[sqlite_utils.Database, Job], Mapping[str, Any]],

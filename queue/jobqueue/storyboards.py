@@ -39,7 +39,7 @@ import sqlite_utils
 
 from jobqueue.clipfiles import PARTIAL_DIR, clip_path, last_frame_path, poster_path
 from jobqueue.errors import QueueError
-from jobqueue.jobs import JobQueue
+from jobqueue.jobs import EndedJob, JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobResult, JobStatus
 from jobqueue.store import fetch_jobs, rows
 from pipeline.encode import ClipMetadata, last_frame, poster_beside
@@ -439,18 +439,7 @@ class Storyboards:
             _record_film(db, board, job)
 
         try:
-            await self.queue.record_failed(
-                JobKind.FILM,
-                _film_request(board),
-                user_id=board.user_id,
-                guild_id=board.guild_id,
-                channel_id=board.post_channel_id,
-                parent_id=None if last_shot is None else last_shot.id,
-                idempotency_key=_film_key(board),
-                asked_at=board.take_started_at or board.created_at,
-                error=sentence,
-                then=then,
-            )
+            await self.queue.record_failed(_film_job(board, last_shot), error=sentence, then=then)
         except _Stale as stale:
             log.info("storyboard %d: failed film not recorded: %s", board.id, stale)
             return
@@ -482,14 +471,7 @@ class Storyboards:
             return
         try:
             job = await self.queue.record_done(
-                JobKind.FILM,
-                _film_request(board),
-                user_id=board.user_id,
-                guild_id=board.guild_id,
-                channel_id=board.post_channel_id,
-                parent_id=done[-1].id,
-                idempotency_key=_film_key(board),
-                asked_at=board.take_started_at or board.created_at,
+                _film_job(board, done[-1]),
                 publish=self._film_publisher(board, film),
                 extra=safety_of(done),
             )
@@ -586,13 +568,19 @@ def safety_of(shots: Sequence[Job]) -> dict[str, Any]:
 _VERDICT_ORDER = ["unsafe", "unchecked", "off", "safe"]
 
 
-def _film_request(board: Storyboard) -> JobRequest:
-    """What a take's FILM job records as asked for: the idea, as long as all the shots."""
-    return JobRequest(prompt=board.plan.idea, duration_s=board.plan.duration_s, enhance=False)
-
-
-def _film_key(board: Storyboard) -> str:
-    return f"storyboard-{board.id}-take-{board.take}-film"
+def _film_job(board: Storyboard, last_shot: Job | None) -> EndedJob:
+    """The current take's FILM job: the idea, as long as all the shots, after the last shot,
+    posted where the shots go, asked for when Shoot or Reshoot was pressed."""
+    return EndedJob(
+        JobKind.FILM,
+        JobRequest(prompt=board.plan.idea, duration_s=board.plan.duration_s, enhance=False),
+        user_id=board.user_id,
+        guild_id=board.guild_id,
+        channel_id=board.post_channel_id,
+        parent_id=None if last_shot is None else last_shot.id,
+        idempotency_key=f"storyboard-{board.id}-take-{board.take}-film",
+        asked_at=board.take_started_at or board.created_at,
+    )
 
 
 def _models_of(shots: Sequence[Job]) -> str:
