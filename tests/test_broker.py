@@ -16,15 +16,17 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import saq
 from PIL import Image
 from saq.job import Status
 
 from jobqueue.broker.connection import Broker, worker_queue_name
-from jobqueue.broker.dispatcher import Dispatcher
+from jobqueue.broker.dispatcher import ABORT_AGAIN_S, Dispatcher, abort_due
 from jobqueue.broker.records import dispatch_key
 from jobqueue.broker.remote_worker import BrokerLease, RemoteConfig, RemoteWorker
 from jobqueue.broker.routing import Capability
@@ -498,3 +500,15 @@ async def running(worker: RemoteWorker | Worker) -> AsyncIterator[RemoteWorker |
     finally:
         worker.stop()
         await asyncio.wait_for(task, WAIT_S)
+
+
+def test_a_cancel_undone_by_a_progress_write_is_sent_again() -> None:
+    """SAQ's update writes the whole job back: an abort can be undone by the worker's next
+    progress write, so a job still running a second after its abort is aborted again."""
+    job = saq.Job("make_clip", key="reelbot-job-9-attempt-1", status=Status.ACTIVE)
+    now = time.monotonic()
+    assert abort_due(job, aborting=False, aborted_at=0.0)
+    assert not abort_due(job, aborting=True, aborted_at=now), "not again at once"
+    assert abort_due(job, aborting=True, aborted_at=now - ABORT_AGAIN_S)
+    job.status = Status.ABORTING
+    assert not abort_due(job, aborting=True, aborted_at=now - ABORT_AGAIN_S)

@@ -89,6 +89,7 @@ STALE_FORGET_S = 86400.0
 SETTLED_AFTER_S = 60.0
 RULES_FRESH_S = 1.0
 """How long a server's blocklist and safety policy are sent without being read again."""
+ABORT_AGAIN_S = 1.0
 KEEP_SMALL_ANSWER_BYTES = 256 * 1024
 """An answer smaller than this (a sentence, a tiny clip) is left to expire in the broker: two
 round trips to drop it cost more than it takes up for an hour."""
@@ -594,15 +595,20 @@ class RemoteRun:
     ) -> MadeClip:
         config = self.dispatcher.config
         aborting = False
+        aborted_at = 0.0
         unreachable_since: float | None = None
         while True:
             # The worker has barely had the job yet: asking at once would only see it waiting.
             await asyncio.sleep(self._pause(self.last_seen))
             try:
                 found = self.last_seen = await queue.job(self.key)
-                if tracker.should_stop() and not aborting and found is not None:
+                if (
+                    tracker.should_stop()
+                    and found is not None
+                    and abort_due(found, aborting=aborting, aborted_at=aborted_at)
+                ):
                     await queue.abort(found, "cancelled")
-                    aborting = True
+                    aborting, aborted_at = True, time.monotonic()
                 unreachable_since = None
             except BROKER_ERRORS as exc:
                 unreachable_since = unreachable_since or time.monotonic()
@@ -789,3 +795,13 @@ def _unserved_failure(model: str, size: str, wait_s: float) -> str:
 def _duration(seconds: float) -> str:
     count, unit = (round(seconds), "second") if seconds < 60 else (round(seconds / 60), "minute")
     return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+def abort_due(found: saq.Job, *, aborting: bool, aborted_at: float) -> bool:
+    """Whether to (again) ask SAQ to abort a cancelled job. SAQ's ``update`` reads the stored
+    status and then writes the whole job back, so a worker's progress write can land on an
+    abort and undo it: a job still running a second after the abort is aborted again."""
+    if not aborting:
+        return True
+    still_running = found.status in (Status.QUEUED, Status.ACTIVE)
+    return still_running and time.monotonic() - aborted_at >= ABORT_AGAIN_S
