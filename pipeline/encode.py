@@ -99,7 +99,9 @@ def format_bytes(size: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Attempt:
+class EncodeAttempt:
+    """One rung of the size ladder: encode at ``width`` × ``height`` with x264's ``crf``."""
+
     width: int
     height: int
     crf: int
@@ -127,7 +129,7 @@ def fit_clip(path: Path, max_bytes: int, *, out_path: Path) -> EncodedClip:
         started = time.perf_counter()
         if path.resolve() != out_path.resolve():
             shutil.copyfile(path, out_path)
-        poster = _write_poster(frames, out_path)
+        poster = write_poster(frames, out_path)
         return _described(out_path, poster, frames, fps, _crf_of(out_path), started)
     return _encode_within(frames, fps, out_path, read_tags(path), max_bytes)
 
@@ -199,27 +201,29 @@ def _encode_within(
     started = time.perf_counter()
     height, width = frames.shape[1:3]
 
-    def encode(attempt: _Attempt, out: Path) -> None:
+    def encode(attempt: EncodeAttempt, out: Path) -> None:
         _write_mp4(frames, fps, out, attempt, tags)
 
-    best = _first_that_fits(_attempts(width, height), path, max_bytes, encode)
-    poster = _write_poster(frames, path)
+    best = first_that_fits(encode_attempts(width, height), path, max_bytes, encode)
+    poster = write_poster(frames, path)
     clip = _described(path, poster, frames, fps, best.crf, started)
     if clip.size_bytes > max_bytes:
         raise ClipTooLarge(clip, max_bytes)
     return clip
 
 
-def _attempts(width: int, height: int) -> list[_Attempt]:
+def encode_attempts(width: int, height: int) -> list[EncodeAttempt]:
+    """The ladder for a ``width`` × ``height`` video, best first: full size at rising CRFs,
+    then smaller sizes at high CRFs (for :func:`first_that_fits`)."""
     full = (_even(width), _even(height))
-    attempts = [_Attempt(*full, crf) for crf in CRF_LADDER]
+    attempts = [EncodeAttempt(*full, crf) for crf in CRF_LADDER]
     sizes_tried = {full}
     for scale in SCALE_LADDER:
         size = _scaled(width, height, scale)
         if size in sizes_tried:
             continue
         sizes_tried.add(size)
-        attempts += [_Attempt(*size, crf) for crf in SCALED_CRFS]
+        attempts += [EncodeAttempt(*size, crf) for crf in SCALED_CRFS]
     return attempts
 
 
@@ -234,16 +238,16 @@ def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
     return one(width), one(height)
 
 
-def _first_that_fits(
-    attempts: list[_Attempt],
+def first_that_fits(
+    attempts: list[EncodeAttempt],
     path: Path,
     max_bytes: int,
-    encode: Callable[[_Attempt, Path], None],
-) -> _Attempt:
+    encode: Callable[[EncodeAttempt, Path], None],
+) -> EncodeAttempt:
     """Encode attempts in order into ``path`` until one fits; else leave the smallest there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.stem}.attempt{path.suffix}")
-    smallest: tuple[int, _Attempt] | None = None
+    smallest: tuple[int, EncodeAttempt] | None = None
     try:
         for attempt in attempts:
             encode(attempt, scratch)
@@ -262,14 +266,14 @@ def _first_that_fits(
 
 
 def _write_mp4(
-    frames: np.ndarray, fps: int, path: Path, attempt: _Attempt, tags: Mapping[str, str]
+    frames: np.ndarray, fps: int, path: Path, attempt: EncodeAttempt, tags: Mapping[str, str]
 ) -> None:
     height, width = frames.shape[1:3]
     output_params = ["-crf", str(attempt.crf), "-movflags", "+faststart"]
     if (attempt.width, attempt.height) != (width, height):
         output_params += ["-vf", f"scale={attempt.width}:{attempt.height}:flags=lanczos"]
     for key, value in tags.items():
-        output_params += ["-metadata", f"{key}={_safe_tag(value)}"]
+        output_params += ["-metadata", f"{key}={safe_tag(value)}"]
     writer = imageio_ffmpeg.write_frames(
         str(path),
         (width, height),
@@ -289,7 +293,7 @@ def _write_mp4(
         writer.close()
 
 
-def _safe_tag(value: str) -> str:
+def safe_tag(value: str) -> str:
     """``value`` as ffmpeg's command line can carry it, whatever a user typed: no control
     characters (a NUL ends the argument, so Python refuses it) and no lone surrogates (they
     have no UTF-8 form)."""
@@ -301,8 +305,9 @@ def poster_beside(clip_path: Path) -> Path:
     return clip_path.with_suffix(".jpg")
 
 
-def _write_poster(frames: np.ndarray, clip_path: Path) -> Path:
-    """The middle frame, the most representative single picture of a short clip."""
+def write_poster(frames: np.ndarray, clip_path: Path) -> Path:
+    """Save the middle of ``frames`` as the poster beside ``clip_path`` (see
+    :func:`poster_beside`): the most representative single picture of a short clip."""
     poster = poster_beside(clip_path)
     Image.fromarray(frames[len(frames) // 2]).save(poster, quality=POSTER_QUALITY)
     return poster

@@ -22,13 +22,13 @@ import numpy as np
 from pipeline.encode import (
     ClipMetadata,
     ClipTooLarge,
+    EncodeAttempt,
     EncodedClip,
-    _Attempt,
-    _attempts,
-    _first_that_fits,
-    _safe_tag,
-    _write_poster,
+    encode_attempts,
+    first_that_fits,
     read_tags,
+    safe_tag,
+    write_poster,
 )
 from pipeline.errors import ClipFailed
 
@@ -77,12 +77,12 @@ def join_clips(
     tags = metadata.tags() if metadata is not None else read_tags(shots[0].path)
     first = shots[0]
 
-    def encode(attempt: _Attempt, out: Path) -> None:
+    def encode(attempt: EncodeAttempt, out: Path) -> None:
         _run_ffmpeg(_join_command(shots, out, fade, attempt, tags))
 
-    best = _first_that_fits(_attempts(first.width, first.height), output, max_bytes, encode)
+    best = first_that_fits(encode_attempts(first.width, first.height), output, max_bytes, encode)
     frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(output))
-    poster = _write_poster(_frame_at(output, seconds / 2)[None], output)
+    poster = write_poster(_frame_at(output, seconds / 2)[None], output)
     film = EncodedClip(
         path=output,
         poster_path=poster,
@@ -138,7 +138,7 @@ def _usable_crossfade(asked: float, shots: Sequence[_Shot]) -> float:
 
 
 def _join_command(
-    shots: Sequence[_Shot], out: Path, fade: float, attempt: _Attempt, tags: Mapping[str, str]
+    shots: Sequence[_Shot], out: Path, fade: float, attempt: EncodeAttempt, tags: Mapping[str, str]
 ) -> list[str]:
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y"]
     for shot in shots:
@@ -147,11 +147,11 @@ def _join_command(
     command += ["-c:v", "libx264", "-crf", str(attempt.crf), "-pix_fmt", "yuv420p"]
     command += ["-movflags", "+faststart"]
     for key, value in tags.items():
-        command += ["-metadata", f"{key}={_safe_tag(value)}"]
+        command += ["-metadata", f"{key}={safe_tag(value)}"]
     return [*command, "-f", "mp4", str(out)]
 
 
-def _filter_graph(shots: Sequence[_Shot], fade: float, attempt: _Attempt) -> str:
+def _filter_graph(shots: Sequence[_Shot], fade: float, attempt: EncodeAttempt) -> str:
     """Each shot to the first one's size and rate (letterboxed, not stretched), then either
     ``concat`` or a chain of ``xfade`` whose offsets are where each fade starts in the film."""
     first = shots[0]

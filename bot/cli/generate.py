@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, EXIT_INTERRUPTED, read_settings
+from bot.cli.terminal import ProgressBar, quiet_libraries
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
-
     from jobqueue.safety import OutputVerdict
     from jobqueue.settings import CoreSettings
     from pipeline.clip import ClipMaker, MadeClip, MadeDrafts, StageChange
@@ -123,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from jobqueue.settings import CoreSettings
 
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        _quiet_libraries()
+        quiet_libraries()
     try:
         return generate_clip(args, read_settings(CoreSettings), out=sys.stdout, err=sys.stderr)
     except KeyboardInterrupt:
@@ -192,7 +191,7 @@ async def _make(
     from bot.cli.rewrite import print_result
 
     rewriter = _rewriter(settings) if args.enhance else None
-    progress = _ProgressBar()
+    progress = ProgressBar()
 
     async def on_stage(change: StageChange) -> None:
         if change.prompt is not None and change.prompt.rewrite is not None:
@@ -278,24 +277,6 @@ def _output_path(args: argparse.Namespace, request: ResolvedRequest) -> Path:
     return output
 
 
-class _ProgressBar:
-    """A denoising progress bar on stderr, opened at the first step."""
-
-    def __init__(self) -> None:
-        self._bar: tqdm[None] | None = None
-
-    def step(self, step: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(total=total, desc="denoising", unit="step", file=sys.stderr)
-        self._bar.update(step - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def _report(out: TextIO, made: MadeClip) -> None:
     from pipeline.encode import format_bytes
 
@@ -373,13 +354,3 @@ def _report_safety(out: TextIO, verdict: OutputVerdict) -> None:
         out.write(f"safety: UNSAFE, the bot would withhold it: {verdict.detail}; all: {scores}\n")
     else:
         out.write(f"safety: safe ({scores}; {verdict.seconds:.2f} s)\n")
-
-
-def _quiet_libraries() -> None:
-    """Keep library chatter (their own progress bars and notices) for debugging."""
-    import diffusers
-    import transformers
-
-    for library in (diffusers, transformers):
-        library.utils.logging.set_verbosity_error()
-        library.utils.logging.disable_progress_bar()

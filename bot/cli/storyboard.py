@@ -93,11 +93,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.cli.generate import _quiet_libraries
+    from bot.cli.terminal import quiet_libraries
     from jobqueue.settings import CoreSettings
 
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        _quiet_libraries()
+        quiet_libraries()
     try:
         return make_film(args, read_settings(CoreSettings), out=sys.stdout, err=sys.stderr)
     except KeyboardInterrupt:
@@ -239,7 +239,7 @@ async def _shoot(
     max_bytes: int,
 ) -> list[EncodedClip]:
     """Shot 1 from text, each next one from the previous shot's last frame."""
-    from bot.cli.generate import _ProgressBar
+    from bot.cli.terminal import ProgressBar
     from pipeline.encode import last_frame
     from pipeline.presets import ASPECTS
     from pipeline.request import MAX_SEED, ClipRequest
@@ -260,7 +260,7 @@ async def _shoot(
             seed=(seed + index) % (MAX_SEED + 1),
         )
         path = folder / f"shot-{index + 1}.mp4"
-        progress = _ProgressBar()
+        progress = ProgressBar()
         try:
             made = await maker.make_clip(
                 request,
