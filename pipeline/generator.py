@@ -27,7 +27,7 @@ from pipeline.camera import motion_flow_shift
 from pipeline.errors import GenerationCancelled, InvalidRequest, ModelUnavailable
 from pipeline.levers import check_levers, compile_frames, step_cache_for
 from pipeline.loading import Placement, load_pipeline
-from pipeline.presets import ModelPreset
+from pipeline.presets import VACE_PIPELINE, ModelPreset
 from pipeline.preview import LivePreview, PreviewCallback, PreviewOptions
 from pipeline.request import ResolvedRequest
 
@@ -221,22 +221,17 @@ class VideoGenerator:
         )
         self._pipe.scheduler = schedule.scheduler
         try:
-            # One prompt per clip (not num_videos_per_prompt): diffusers' image-to-video
-            # pipeline repeats the start image's embedding per prompt only.
-            batch = len(run.seeds)
             output = self._pipe(
-                prompt=[request.prompt] * batch,
-                negative_prompt=[request.negative_prompt] * batch,
+                **self._batch_inputs(request, run.seeds),
                 width=request.width,
                 height=request.height,
                 num_frames=frames,
                 num_inference_steps=request.steps,
                 guidance_scale=request.guidance,
-                generator=[torch.Generator(device="cpu").manual_seed(s) for s in run.seeds],
                 latents=latents,
                 output_type="np",
                 callback_on_step_end=progress,
-                **self._model_specific_inputs(request),
+                **self._model_specific_inputs(request, frames),
             )
         finally:
             self._pipe.scheduler = self._scheduler
@@ -344,7 +339,28 @@ class VideoGenerator:
         # Flow matching: a sample at noise level sigma is (1 - sigma) * clean + sigma * noise.
         return (1.0 - sigma) * source + sigma * noise
 
-    def _model_specific_inputs(self, request: ResolvedRequest) -> dict[str, Any]:
+    def _batch_inputs(self, request: ResolvedRequest, seeds: Sequence[int]) -> dict[str, Any]:
+        """The prompts and noise of one clip per seed."""
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+        if self.preset.pipeline_class == VACE_PIPELINE:
+            # diffusers' VACE pipeline takes one prompt and one generator: one clip a call.
+            (generator,) = generators
+            return {
+                "prompt": request.prompt,
+                "negative_prompt": request.negative_prompt,
+                "generator": generator,
+            }
+        # One prompt per clip (not num_videos_per_prompt): diffusers' image-to-video
+        # pipeline repeats the start image's embedding per prompt only.
+        return {
+            "prompt": [request.prompt] * len(seeds),
+            "negative_prompt": [request.negative_prompt] * len(seeds),
+            "generator": generators,
+        }
+
+    def _model_specific_inputs(self, request: ResolvedRequest, frames: int) -> dict[str, Any]:
+        if self.preset.pipeline_class == VACE_PIPELINE:
+            return vace_conditioning(request, frames)
         inputs: dict[str, Any] = {}
         if request.start_image is not None:
             inputs["image"] = fit_image(request.start_image, request.width, request.height)
@@ -436,6 +452,30 @@ def steps_run(steps: int, strength: float) -> int:
     if strength >= 1.0:
         return steps
     return max(1, round(steps * strength))
+
+
+def vace_conditioning(request: ResolvedRequest, frames: int) -> dict[str, Any]:
+    """VACE's ``video`` and ``mask`` for a clip from its start image (and end image), as
+    diffusers' first-last-frame example gives them: the known frames in place with mask 0
+    (keep), grey frames with mask 1 (generate) between them and after the clip's last frame
+    when the model makes more ``frames`` than the clip has (they are cut off)."""
+    width, height = request.width, request.height
+    first = [] if request.start_image is None else [fit_image(request.start_image, width, height)]
+    last = [] if request.end_image is None else [fit_image(request.end_image, width, height)]
+    between = request.frames - len(first) - len(last)
+    after = frames - request.frames
+    grey = Image.new("RGB", (width, height), (128, 128, 128))
+    keep, generate = Image.new("L", (width, height), 0), Image.new("L", (width, height), 255)
+    frames_and_masks = [
+        *[(image, keep) for image in first],
+        *[(grey, generate)] * between,
+        *[(image, keep) for image in last],
+        *[(grey, generate)] * after,
+    ]
+    return {
+        "video": [frame for frame, _ in frames_and_masks],
+        "mask": [mask for _, mask in frames_and_masks],
+    }
 
 
 def fit_image(image: Image.Image, width: int, height: int) -> Image.Image:

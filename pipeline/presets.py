@@ -27,6 +27,7 @@ Task = Literal["t2v", "i2v"]
 Sampler = Literal["default", "lcm"]
 """``lcm``: predict the clean clip and add fresh noise at each step, as step-distilled models
 expect (diffusers' FlowMatchEulerDiscreteScheduler with stochastic sampling)."""
+VACE_PIPELINE = "WanVACEPipeline"
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,9 @@ class ModelPreset:
     the last ``render_strength`` of the schedule from a draft upscaled to full size, Vary the
     last ``vary_strength`` of the draft schedule from a draft. ``mag_ratios`` are the model's
     MagCache magnitude ratios per step (None: MagCache cannot run). ``levers``, ``loras`` and
-    ``fuse_loras`` say how the pipeline runs. ``takes_end_frame``: the model is given the
-    clip's last frame as well as its first, and needs both (Wan's first-last-frame model):
-    loops and ``end_image``.
+    ``fuse_loras`` say how the pipeline runs. ``takes_end_frame``: the model can be given the
+    clip's last frame as well as its first (loops and ``end_image``); Wan's first-last-frame
+    model needs both, VACE (``end_frame_optional``) also animates a start image alone.
     """
 
     name: str
@@ -73,6 +74,7 @@ class ModelPreset:
     loras: tuple[LoraWeights, ...] = ()
     fuse_loras: bool = False
     takes_end_frame: bool = False
+    end_frame_optional: bool = False
 
     @property
     def is_tiny(self) -> bool:
@@ -84,10 +86,16 @@ class ModelPreset:
         return (self.source, self.loras, self.fuse_loras, self.levers)
 
     @property
+    def needs_end_frame(self) -> bool:
+        """Whether every clip needs an end frame (a loop or an end image) besides its first."""
+        return self.takes_end_frame and not self.end_frame_optional
+
+    @property
     def makes_drafts(self) -> bool:
         """Whether drafts, Render and Vary work with this model (Wan's latents and flow
-        matching; others render straight away)."""
-        return self.pipeline_class.startswith("Wan")
+        matching, several clips in one batch, which diffusers' VACE pipeline cannot make;
+        others render straight away)."""
+        return self.pipeline_class.startswith("Wan") and self.pipeline_class != VACE_PIPELINE
 
     def draft_size_for(self, aspect: str) -> tuple[int, int]:
         width, height = self.size_for(aspect)
@@ -210,6 +218,23 @@ WAN_FLF2V = replace(
     takes_end_frame=True,
 )
 
+# Wan 2.1 VACE (1.3B, 480p): the text-to-video model with control blocks that follow a
+# conditioning video and mask. Given the start frame (and the end frame) as the video's known
+# frames and the frames between to generate, it animates a picture and ends on another, on
+# cards far too small for the 14B first-last-frame model; sampled like the 1.3B text model.
+WAN_VACE = replace(
+    WAN_T2V,
+    name="wan2.1-vace-1.3b",
+    source="Wan-AI/Wan2.1-VACE-1.3B-diffusers",
+    task="i2v",
+    pipeline_class=VACE_PIPELINE,
+    hd_sizes=WAN_T2V.sizes,
+    hd_flow_shift=None,
+    mag_ratios=None,
+    takes_end_frame=True,
+    end_frame_optional=True,
+)
+
 # LTX-Video: sizes in multiples of 32, 8k+1 frames at 24 fps (5 s by default); its scheduler
 # shifts by resolution itself.
 LTX_VIDEO = ModelPreset(
@@ -272,6 +297,16 @@ TINY_FLF2V = replace(
     takes_end_frame=True,
 )
 
+TINY_VACE = replace(
+    TINY_I2V,
+    name="tiny-vace",
+    source=TINY_SOURCE_PREFIX + "vace",
+    pipeline_class=VACE_PIPELINE,
+    mag_ratios=None,
+    takes_end_frame=True,
+    end_frame_optional=True,
+)
+
 PRESETS: Mapping[str, ModelPreset] = MappingProxyType(
     {
         preset.name: preset
@@ -280,10 +315,12 @@ PRESETS: Mapping[str, ModelPreset] = MappingProxyType(
             WAN_T2V_FAST,
             WAN_I2V,
             WAN_FLF2V,
+            WAN_VACE,
             LTX_VIDEO,
             TINY,
             TINY_I2V,
             TINY_FLF2V,
+            TINY_VACE,
         )
     }
 )
@@ -331,6 +368,8 @@ def _guess_class(model_id: str) -> str:
     lowered = model_id.lower()
     if "ltx" in lowered:
         return "LTXPipeline"
+    if "vace" in lowered:
+        return VACE_PIPELINE
     if "i2v" in lowered or "flf2v" in lowered or "image-to-video" in lowered:
         return "WanImageToVideoPipeline"
     return "WanPipeline"
@@ -342,7 +381,8 @@ def _is_image_to_video(class_name: str) -> bool:
 
 def _preset_for_class(source: str, class_name: str) -> ModelPreset:
     family = LTX_VIDEO if class_name.startswith("LTX") else WAN_T2V
-    image_to_video = _is_image_to_video(class_name)
+    vace = class_name == VACE_PIPELINE
+    image_to_video = vace or _is_image_to_video(class_name)
     return replace(
         family,
         name=source,
@@ -351,5 +391,6 @@ def _preset_for_class(source: str, class_name: str) -> ModelPreset:
         pipeline_class=class_name,
         # Wan's first-last-frame weights load into the image-to-video class: only the name
         # tells them apart without loading them.
-        takes_end_frame=image_to_video and "flf2v" in source.lower(),
+        takes_end_frame=vace or (image_to_video and "flf2v" in source.lower()),
+        end_frame_optional=vace,
     )

@@ -175,7 +175,7 @@ def _check_end_frame(preset: ModelPreset, *, loop: bool, end_image: bool) -> Non
     if loop and end_image:
         raise InvalidRequest("A loop ends on its start image; give no end image with it.")
     wanted = loop or end_image
-    if preset.takes_end_frame and not wanted:
+    if preset.needs_end_frame and not wanted:
         raise InvalidRequest(
             f"The model {preset.name} makes a clip between a first and a last frame; give an"
             " end image, or ask for a loop."

@@ -1,12 +1,12 @@
 """Tiny randomly initialised Wan pipelines, built offline for tests and for trying reelbot.
 
-They use the same diffusers classes as Wan 2.1 (text-to-video, image-to-video and
-first-last-frame image-to-video) with a few
-thousand parameters each, so the whole path from prompt to MP4 runs on any CPU in a second.
-A pipeline is built once into ``models_dir/<name>/`` with ``save_pretrained`` and always used
-through ``from_pretrained``, like any downloaded model. Building is deterministic (fixed seed)
-and safe when two processes race: each builds into its own temporary folder and renames it
-into place; the loser throws its copy away.
+They use the same diffusers classes as Wan 2.1 (text-to-video, image-to-video,
+first-last-frame image-to-video and VACE) with a few thousand parameters each, so the whole
+path from prompt to MP4 runs on any CPU in a second. A pipeline is built once into
+``models_dir/<name>/`` with ``save_pretrained`` and always used through ``from_pretrained``,
+like any downloaded model. Building is deterministic (fixed seed) and safe when two processes
+race: each builds into its own temporary folder and renames it into place; the loser throws
+its copy away.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pipeline.presets import TINY_SOURCE_PREFIX
 
 log = logging.getLogger(__name__)
 
-TinyKind = Literal["t2v", "i2v", "flf2v"]
+TinyKind = Literal["t2v", "i2v", "flf2v", "vace"]
 
 # Bump when the components below change, so cached copies are rebuilt.
 TINY_VERSION = 2
@@ -108,10 +108,11 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 
 def build_tiny_pipeline(kind: TinyKind) -> Any:
-    """A freshly initialised tiny ``WanPipeline`` or ``WanImageToVideoPipeline`` (not saved);
-    ``flf2v`` is the image-to-video pipeline that also takes the clip's last frame."""
+    """A freshly initialised tiny ``WanPipeline``, ``WanImageToVideoPipeline`` or
+    ``WanVACEPipeline`` (not saved); ``flf2v`` is the image-to-video pipeline that also takes
+    the clip's last frame."""
     import torch
-    from diffusers import WanImageToVideoPipeline, WanPipeline
+    from diffusers import WanImageToVideoPipeline, WanPipeline, WanVACEPipeline
 
     components: dict[str, Any] = {
         "tokenizer": build_tiny_tokenizer(),
@@ -122,6 +123,9 @@ def build_tiny_pipeline(kind: TinyKind) -> Any:
     if kind == "t2v":
         components["transformer"] = _seeded(torch, lambda: _transformer(image_to_video=False))
         return WanPipeline(**components)
+    if kind == "vace":
+        components["transformer"] = _seeded(torch, _vace_transformer)
+        return WanVACEPipeline(**components)
     components["transformer"] = _seeded(
         torch, lambda: _transformer(image_to_video=True, end_frame=kind == "flf2v")
     )
@@ -264,6 +268,30 @@ def _transformer(*, image_to_video: bool, end_frame: bool = False) -> Any:
         added_kv_proj_dim=inner_dim if image_to_video else None,
         # First-last-frame: the two pictures' CLIP tokens side by side, each position learned.
         pos_embed_seq_len=2 * IMAGE_TOKENS if end_frame else None,
+    )
+
+
+def _vace_transformer() -> Any:
+    """Wan's text-to-video transformer with VACE's control blocks beside its two layers."""
+    from diffusers import WanVACETransformer3DModel
+
+    return WanVACETransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=HEADS,
+        attention_head_dim=HEAD_DIM,
+        in_channels=16,
+        out_channels=16,
+        text_dim=TEXT_DIM,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=1024,
+        vace_layers=[0, 1],
+        # The control video's latents (the kept and the generated parts, 16 channels each)
+        # and its mask folded from the VAE's 8x8 pixels into 64 channels.
+        vace_in_channels=96,
     )
 
 

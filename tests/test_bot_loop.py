@@ -125,7 +125,7 @@ async def test_a_chosen_model_that_cannot_loop_is_refused_with_the_ones_that_can
     answer = await handle.response()
     assert answer.content == (
         "The model tiny-i2v cannot end a clip on a chosen frame (a loop or an end image);"
-        " use one that can: wan2.1-flf2v-14b-720p, tiny-flf2v."
+        " use one that can: wan2.1-flf2v-14b-720p, wan2.1-vace-1.3b, tiny-flf2v, tiny-vace."
     )
     assert await nothing_queued(running_reel)
 

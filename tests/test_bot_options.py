@@ -70,7 +70,14 @@ async def test_create_and_animate_sync_the_same_options(reel: Reel) -> None:
     }
     assert models == {
         "create": ["wan2.1-t2v-1.3b", "wan2.1-t2v-1.3b-fast", "ltx-video", "tiny"],
-        "animate": ["wan2.1-i2v-14b-480p", "wan2.1-flf2v-14b-720p", "tiny-i2v", "tiny-flf2v"],
+        "animate": [
+            "wan2.1-i2v-14b-480p",
+            "wan2.1-flf2v-14b-720p",
+            "wan2.1-vace-1.3b",
+            "tiny-i2v",
+            "tiny-flf2v",
+            "tiny-vace",
+        ],
     }
     worded_apart = {"prompt", "model"}
     for option in (shared["name"] for shared in SHARED_OPTIONS):

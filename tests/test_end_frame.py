@@ -130,7 +130,12 @@ async def test_an_unreadable_end_image_fails_with_a_sentence(
     ("model", "asked", "end_image", "words"),
     [
         ("tiny-i2v", ClipRequest("x", loop=True), False, "cannot end a clip on a chosen frame"),
-        ("tiny-i2v", ClipRequest("x"), True, "use one that can: wan2.1-flf2v-14b-720p, tiny-flf2v"),
+        (
+            "tiny-i2v",
+            ClipRequest("x"),
+            True,
+            "use one that can: wan2.1-flf2v-14b-720p, wan2.1-vace-1.3b, tiny-flf2v",
+        ),
         ("tiny-flf2v", ClipRequest("x"), False, "give an end image, or ask for a loop"),
         ("tiny-flf2v", ClipRequest("x", loop=True), True, "give no end image with it"),
     ],
