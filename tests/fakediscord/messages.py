@@ -19,6 +19,8 @@ from tests.fakediscord.routing import RouteSpec
 from tests.fakediscord.state import EPHEMERAL, LOADING, Attachment, Channel, Message, User, World
 
 SUPPRESS_EMBEDS = 1 << 2
+SEND_MESSAGES = 1 << 11
+SEND_MESSAGES_IN_THREADS = 1 << 38
 EDITABLE_FLAGS = SUPPRESS_EMBEDS | limits.COMPONENTS_V2_FLAG
 
 
@@ -250,9 +252,19 @@ class ChannelRoutes:
         channel = self._channel(request)
         if channel.recipient is not None and not channel.recipient.dms_open:
             raise ApiError(403, 50007, "Cannot send messages to this user")
+        self._check_may_send(channel)
         payload, files = await read_body(request)
         message = self.messages.create(channel, self.world.bot, payload, files)
         return json_response(self.world.message_payload(message))
+
+    def _check_may_send(self, channel: Channel) -> None:
+        """Discord's 403 50013 for a bot without Send Messages (in Threads, in a thread)."""
+        guild = self.world.guild_of(channel)
+        if guild is None:
+            return
+        needed = SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES
+        if not self.world.permissions(guild, self.world.bot.id) & needed:
+            raise ApiError(403, 50013, "Missing Permissions")
 
     async def get_message(self, request: web.Request) -> web.Response:
         message = self.world.message(self._channel(request), request.match_info["message_id"])

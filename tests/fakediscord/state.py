@@ -26,6 +26,7 @@ EPHEMERAL = 64
 LOADING = 128
 HAS_THREAD = 1 << 5  # message flag: a thread was started from this message
 TEXT_CHANNEL, DM_CHANNEL, PUBLIC_THREAD, PRIVATE_THREAD = 0, 1, 11, 12
+VOICE_CHANNEL = 2  # its text chat takes messages, not threads
 THREAD_TYPES = (PUBLIC_THREAD, PRIVATE_THREAD)
 THREAD_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
 
@@ -172,6 +173,7 @@ class Channel:
     recipient: User | None = None  # set for DM channels
     nsfw: bool = False  # Discord's "age-restricted channel"
     thread: Thread | None = None  # set for thread channels (type 11 or 12)
+    voice: bool = False  # a voice channel (type 2), whose text chat takes messages
 
     @property
     def is_dm(self) -> bool:
@@ -198,6 +200,8 @@ class Channel:
             }
         if self.thread is not None:
             return self._thread_payload(self.thread)
+        if self.voice:
+            return self._voice_payload()
         data: dict[str, Any] = {
             "id": str(self.id),
             "type": TEXT_CHANNEL,
@@ -211,6 +215,20 @@ class Channel:
         if self.guild_id is not None:
             data["guild_id"] = str(self.guild_id)
         return data
+
+    def _voice_payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": VOICE_CHANNEL,
+            "guild_id": str(self.guild_id),
+            "name": self.name,
+            "position": self.position,
+            "permission_overwrites": [],
+            "nsfw": self.nsfw,
+            "rate_limit_per_user": 0,
+            "bitrate": 64000,
+            "user_limit": 0,
+        }
 
     def _thread_payload(self, thread: Thread) -> dict[str, Any]:
         # Every key discord.py's Thread reads without a default is present (no nulls for
@@ -464,10 +482,18 @@ class World:
         guild.members[user.id] = member
         return member
 
-    def add_channel(self, guild: Guild, name: str, *, nsfw: bool = False) -> Channel:
-        """A text channel; ``nsfw`` marks it age-restricted."""
+    def add_channel(
+        self, guild: Guild, name: str, *, nsfw: bool = False, voice: bool = False
+    ) -> Channel:
+        """A text channel (``voice``: a voice channel, posted in through its text chat);
+        ``nsfw`` marks it age-restricted."""
         channel = Channel(
-            self.snowflakes.next(), name, guild.id, position=len(guild.channels), nsfw=nsfw
+            self.snowflakes.next(),
+            name,
+            guild.id,
+            position=len(guild.channels),
+            nsfw=nsfw,
+            voice=voice,
         )
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel

@@ -89,7 +89,7 @@ class Threads:
 
     def _check_parent(self, channel: Channel, owner: User, thread_type: int) -> None:
         """Threads only in a guild's text channel, by a member allowed to start them."""
-        if channel.is_dm or channel.is_thread:
+        if channel.is_dm or channel.is_thread or channel.voice:
             raise ApiError(
                 400, CANNOT_ON_CHANNEL_TYPE, "Cannot execute action on this channel type"
             )
