@@ -4,7 +4,8 @@ the Edit plan modal, and the Reshoot N buttons under a film.
 Every button's custom_id names the storyboard (``storyboard:<id>:shoot``,
 ``storyboard:<id>:edit``, ``storyboard:<id>:reshoot:<n>``) and is a
 :class:`discord.ui.DynamicItem`, so the buttons work on any message after any restart. What a
-press does lives in :mod:`bot.cogs.storyboard`; this module only draws and parses.
+press does lives in :mod:`bot.cogs.storyboard`; this module only draws and parses, and dresses
+a FILM job for the delivery cog (:func:`film_delivery`), which so needs no cog of its own.
 
 The modal shows the shared sheet and the shots, one line each: ``scene | camera | seconds``
 (Discord's modals take at most five text inputs, so the shots share one).
@@ -19,9 +20,13 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import discord
 
+from bot.buttons import JobButton
+from bot.posting import Dressing
 from bot.replies import SOMETHING_WRONG, reply_privately
+from bot.web.links import clip_page_url
+from jobqueue.gallery import Gallery
 from jobqueue.models import Job
-from jobqueue.storyboards import Storyboard
+from jobqueue.storyboards import Storyboard, Storyboards
 from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
 from pipeline.storyboard import (
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SHOT_EVENT = "storyboard_shot"
+"""Dispatched by the delivery cog with every change of a SHOT job (they are not posted)."""
 TEMPLATE = r"storyboard:(?P<id>\d+):(?P<action>shoot|edit|reshoot)(?::(?P<shot>\d+))?"
 Action = Literal["shoot", "edit", "reshoot"]
 EMBED_COLOUR = discord.Colour.dark_teal()
@@ -76,9 +83,12 @@ def plan_embed(storyboard_id: int, plan: Plan, *, owner_id: int) -> discord.Embe
     return embed
 
 
-def film_embed(storyboard: Storyboard, job: Job, *, page_url: str | None = None) -> discord.Embed:
-    """The film's embed: which storyboard and take, how long, and what Reshoot N does; the
-    title links to ``page_url`` (the film's page in the web gallery) if given."""
+def film_embed(
+    storyboard: Storyboard, job: Job, *, take: int, page_url: str | None = None
+) -> discord.Embed:
+    """The film's embed: which storyboard and take (the film's own: an older take's film
+    can be posted late), how long, and what Reshoot N does; the title links to ``page_url``
+    (the film's page in the web gallery) if given."""
     embed = discord.Embed(
         title=shown(f"🎞️ Storyboard #{storyboard.id}: {storyboard.plan.idea}", TITLE_MAX),
         colour=EMBED_COLOUR,
@@ -87,7 +97,7 @@ def film_embed(storyboard: Storyboard, job: Job, *, page_url: str | None = None)
     if job.frames and job.fps:
         embed.add_field(name="Length", value=f"{job.frames / job.fps:.1f} s")
     embed.add_field(name="Shots", value=str(storyboard.shots))
-    embed.add_field(name="Take", value=str(storyboard.take))
+    embed.add_field(name="Take", value=str(take))
     embed.add_field(name="Planned by", value=f"<@{storyboard.user_id}>")
     embed.set_footer(
         text=f"job {job.id} · Reshoot N makes shot N and the shots after it again "
@@ -105,11 +115,37 @@ def plan_view(storyboard_id: int) -> discord.ui.View:
 
 
 def reshoot_view(storyboard_id: int, shots: int) -> discord.ui.View:
-    """Reshoot 1..N under a film (five to a row, as Discord allows)."""
+    """Reshoot 1..N under a film or a stopped storyboard (five to a row, as Discord allows)."""
     view = discord.ui.View(timeout=None)
     for number in range(1, shots + 1):
         view.add_item(StoryboardButton(storyboard_id, "reshoot", shot=number))
     return view
+
+
+def film_view(storyboard_id: int, shots: int, film_job_id: int) -> discord.ui.View:
+    """Reshoot 1..N and Delete under a film; Delete is any clip's (its owner or a moderator;
+    the film's files and gallery page go as for any clip)."""
+    view = reshoot_view(storyboard_id, shots)
+    view.add_item(JobButton(film_job_id, "delete"))
+    return view
+
+
+async def film_delivery(bot: ReelBot, job: Job) -> tuple[Job, Dressing]:
+    """Where and how a FILM job is posted: into its storyboard's thread, with the film's
+    embed, Reshoot 1..N and Delete (a film whose storyboard is gone: where it was asked,
+    with Delete only)."""
+    storyboards = Storyboards(bot.queue, clips_dir=bot.settings.clips_dir)
+    storyboard = await storyboards.for_job(job.id)
+    take = await storyboards.film_take(job.id)
+    page_url = await clip_page_url(bot.settings.public_url, Gallery(bot.queue.db), job.id)
+    if storyboard is None or take is None:
+        embed = discord.Embed(title=f"Film #{job.id}", colour=EMBED_COLOUR, url=page_url)
+        view = discord.ui.View(timeout=None)
+        view.add_item(JobButton(job.id, "delete"))
+        return job, Dressing(embed, view)
+    embed = film_embed(storyboard, job, take=take, page_url=page_url)
+    dressing = Dressing(embed, film_view(storyboard.id, storyboard.shots, job.id))
+    return replace(job, channel_id=storyboard.post_channel_id or job.channel_id), dressing
 
 
 class StoryboardButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):

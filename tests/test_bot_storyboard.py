@@ -117,7 +117,8 @@ async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path
         (film,) = await films(reel, thread, 1)
         assert abs(seconds_of(film, tmp_path) - 2 * SHOT_SECONDS) < 0.2
         reshoots = [f"storyboard:{board.id}:reshoot:{n}" for n in (1, 2)]
-        assert film.custom_ids() == reshoots
+        *buttons, delete = film.custom_ids()
+        assert buttons == reshoots
         assert fake.channel_messages(fake.general) == [fake.message(plan.id)], (
             "shots are not posted on their own"
         )
@@ -127,6 +128,7 @@ async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path
         shooting = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
         assert shooting is not None
         first_take = shooting.shot_job_ids
+        assert delete == f"job:{shooting.film_job_id}:delete", "the film's own Delete"
         shot_two = await reel.queue.get(first_take[1])
         assert shot_two is not None
         assert "leaps over a puddle" in shot_two.request.prompt
@@ -143,6 +145,12 @@ async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path
         ]
         assert takes == ["1", "2"]
 
+        delete_again = again.custom_ids()[-1]
+        assert (await private_answer(reel, again, delete_again, fake.bob)).startswith("Only")
+        deleted = await private_answer(reel, again, delete_again, fake.alice)
+        assert deleted.startswith("Deleted"), deleted
+        assert [m for m in fake.channel_messages(thread) if m.attachments] == [film]
+
     later = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
     assert later is not None
     assert later.shot_job_ids[0] == first_take[0], "shot 1 was kept"
@@ -151,6 +159,19 @@ async def test_storyboard_plan_edit_shoot_and_reshoot(reel: Reel, tmp_path: Path
     assert film_job is not None
     assert film_job.kind is JobKind.FILM
     assert film_job.result_message_id == again.id, "the new film was delivered once"
+
+    # Take 1's film posted late (its message was lost before the queue heard it was
+    # posted), after take 2's: its embed names its own take.
+    first_film = int(delete.split(":")[1])
+    fake.message(film.id).deleted = True
+    await reel.queue.db.write(
+        lambda db: db.execute("UPDATE jobs SET delivered_at = NULL WHERE id = ?", [first_film])
+    )
+    async with reel.bot_running():
+        late = await reel.delivered(first_film)
+    assert late.result_message_id not in (None, film.id)
+    late_fields = fake.message(late.result_message_id or 0).embeds[0]["fields"]
+    assert {f["name"]: f["value"] for f in late_fields}["Take"] == "1"
 
 
 async def test_storyboard_refusals_at_the_door(reel: Reel) -> None:
@@ -230,11 +251,21 @@ async def test_buttons_after_a_restart_and_a_cancelled_shot_tells_its_owner(reel
         told = await fake.wait_for_message(thread, lambda m: "stopped" in m.content, timeout=30)
         await fake.wait_for(lambda: "cancelled" in fake.message(plan.id).content, timeout=30)
 
+        # No worker ever swept the cancelled shot: the bot ended the storyboard itself.
+        reshoots = [f"storyboard:{board.id}:reshoot:{n}" for n in (1, 2)]
+        assert told.custom_ids() == reshoots
+        again = await private_answer(reel, told, reshoots[0], fake.alice)
+        assert again.startswith(f"Reshooting storyboard #{board.id} from shot 1"), again
+
     assert told.content == (
-        f"{fake.alice.mention} Storyboard #{board.id} stopped: shot 1 of 2 was cancelled."
+        f"{fake.alice.mention} Storyboard #{board.id} stopped: shot 1 of 2 was cancelled. "
+        "Reshoot N starts again from shot N."
     )
     assert fake.notified_users(told) == {fake.alice.id}
     assert [m.id for m in fake.channel_messages(thread)] == [told.id], "nothing else was posted"
+    reshot = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
+    assert reshot is not None
+    assert (reshot.state, reshot.take) == ("shooting", 2)
 
 
 async def test_the_plan_is_the_language_models_or_the_simple_one_with_its_reason(
@@ -315,3 +346,67 @@ async def test_a_film_that_cannot_be_joined_tells_its_owner_in_the_thread(
     ended = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
     assert ended is not None
     assert ended.state == "failed"
+
+
+async def test_shoot_only_from_the_plan_message(reel: Reel) -> None:
+    fake = reel.fake
+    async with reel.bot_running():
+        plan, board = await storyboard(reel, user=fake.alice)
+        shoot = f"storyboard:{board.id}:shoot"
+        # The same button on another of the bot's messages (Discord would let it be pressed).
+        row = {
+            "type": 1,
+            "components": [{"type": 2, "style": 1, "label": "Shoot", "custom_id": shoot}],
+        }
+        other = fake.server.messages.create(
+            fake.general, fake.bot_user, {"content": "a copy", "components": [row]}, []
+        )
+        answer = await private_answer(reel, other, shoot, fake.alice)
+
+    assert answer == f"Press Shoot on storyboard #{board.id}'s plan message to shoot it."
+    assert fake.threads() == [], "no thread was started from the other message"
+    still = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
+    assert still is not None
+    assert still.state == "planned"
+    assert fake.message(plan.id).custom_ids() == [shoot, f"storyboard:{board.id}:edit"]
+
+
+async def test_in_a_voice_channels_chat_the_film_goes_into_the_chat(reel: Reel) -> None:
+    fake = reel.fake
+    lounge = fake.world.add_channel(fake.guild, "lounge", voice=True)
+    async with reel.bot_running():
+        handle = await fake.invoke(
+            "storyboard",
+            {"idea": IDEA, "shots": 2, "seconds": SHOT_SECONDS},
+            user=fake.alice,
+            channel=lounge,
+        )
+        assert "planned" in (await handle.response(timeout=30)).content
+        (plan,) = fake.channel_messages(lounge)
+        shoot = plan.custom_ids()[0]
+        answer = await private_answer(reel, plan, shoot, fake.alice)
+
+    assert "posted in this channel" in answer, answer
+    assert fake.threads() == []
+    board_id = int(shoot.split(":")[1])
+    shooting = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board_id)
+    assert shooting is not None
+    assert shooting.post_channel_id == lounge.id
+    assert len(shooting.shot_job_ids) == 1, "shot 1 is queued"
+
+
+async def test_a_plan_that_cannot_be_posted_leaves_no_planned_storyboard(reel: Reel) -> None:
+    fake = reel.fake
+    for role in (fake.role(fake.bot_user.name), fake.guild.everyone):
+        role.permissions &= ~discord.Permissions(send_messages=True).value
+    async with reel.bot_running():
+        handle = await fake.invoke(
+            "storyboard", {"idea": IDEA, "shots": 2, "seconds": SHOT_SECONDS}, user=fake.alice
+        )
+        answer = (await handle.response(timeout=30)).content
+
+    assert "may not post" in answer, answer
+    states = await reel.queue.db.read(
+        lambda db: [row[0] for row in db.execute("SELECT state FROM storyboards")]
+    )
+    assert "planned" not in states, states

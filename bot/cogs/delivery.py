@@ -43,13 +43,13 @@ from discord.ext import commands
 
 from bot import output_safety, render
 from bot.channel_writes import NOT_SENT, Priority, Route
-from bot.cogs.storyboard import SHOT_EVENT, film_delivery
 from bot.output_safety import Disposition
 from bot.posting import ClipWontFit, channel_of, find_posted_clip, offer_reactions, post_clip
 from bot.previews import Preview, attachments_for, latest_previews, version
 from bot.queue_board import QueueBoards
 from bot.render import NO_PINGS
 from bot.scene import can_edit, scene_view
+from bot.storyboard_views import SHOT_EVENT, film_delivery
 from jobqueue.jobs import QueuePosition
 from jobqueue.models import NO_MESSAGE, Job, JobKind, JobStatus
 from jobqueue.scenes import Scenes

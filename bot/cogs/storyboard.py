@@ -3,7 +3,7 @@
 1. ``/storyboard idea:"…" [shots] [seconds] [style]`` is checked at the door (the options'
    ranges, the channel, bans, the server's blocklist), then planned here in the bot's process
    (:class:`Planner`: the rewriter's language model, loaded on the first plan, on the CPU, one
-   plan at a time, within the rewriter's time limit; when it cannot plan, the simple plan with
+   plan at a time, within the planner's time limit; when it cannot plan, the simple plan with
    its sentence). The plan is posted in the channel with **Shoot** and **Edit plan**.
 2. **Edit plan** (its owner or a moderator, before it is shot) opens a modal with the look and
    the shots, one line each; the plan message shows the new plan.
@@ -34,23 +34,19 @@ from bot.channel_writes import NOT_SENT, Priority, Route
 from bot.gate import admit_user
 from bot.options import job_preset
 from bot.permissions import is_moderator
-from bot.posting import Dressing
 from bot.render import NO_PINGS
 from bot.replies import SOMETHING_WRONG, acknowledge, reply_privately
 from bot.settings import Settings
 from bot.storyboard_views import (
-    EMBED_COLOUR,
+    SHOT_EVENT,
     PlanModal,
     StoryboardButton,
     edited_plan,
-    film_embed,
     plan_embed,
     plan_view,
     reshoot_view,
 )
-from bot.web.links import clip_page_url
 from jobqueue.errors import QueueError
-from jobqueue.gallery import Gallery
 from jobqueue.models import NO_MESSAGE, Job, JobKind, JobRequest, JobStatus
 from jobqueue.storyboards import Storyboard, Storyboards, StoryboardState
 from pipeline.errors import InvalidRequest
@@ -63,6 +59,7 @@ from pipeline.storyboard import (
     MAX_SHOTS,
     MIN_SHOT_SECONDS,
     MIN_SHOTS,
+    PLAN_TIMEOUT_S,
     Plan,
     checked_shot_count,
     fallback_plan,
@@ -75,15 +72,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHOT_EVENT = "storyboard_shot"
-"""Dispatched by the delivery cog with every change of a SHOT job (they are not posted)."""
 MAX_STYLE_CHARS = 200
 THREAD_ARCHIVE_MINUTES: Final = 1440
 THREAD_NAME_MAX = 100
 THREAD_ALREADY_CREATED = 160004
+CANNOT_ON_CHANNEL_TYPE = 50024
 GONE = "That storyboard no longer exists."
 CANNOT_POST = "I may not post in this channel; ask a moderator which channel to use."
 NOT_IN_THREAD = "Use /storyboard in a text channel: its film gets a thread of its own."
+
+
+def not_the_plan(storyboard_id: int) -> str:
+    return f"Press Shoot on storyboard #{storyboard_id}'s plan message to shoot it."
 
 
 def not_yours(storyboard_id: int) -> str:
@@ -94,17 +94,20 @@ class Planner:
     """Writes plans in the bot's process with the rewriter's language model.
 
     The model is built on the first plan (never at start-up: most servers rarely plan), on the
-    CPU (the GPU belongs to the workers), and plans are written one at a time, each within the
-    rewriter's time limit. When the model cannot load, answer or finish in time, the plan is
-    the simple one made from the idea, with its sentence.
+    CPU (the GPU belongs to the workers), and plans are written one at a time, each within
+    the planner's time limit (``PLAN_TIMEOUT_S``: a small model on the CPU writes a plan far
+    slower than a rewrite). Loading runs on its own: a plan that runs out of time while the
+    model loads leaves it loading for the next plan, so the model is loaded once. When the
+    model cannot load, answer or finish in time, the plan is the simple one made from the
+    idea, with its sentence.
     """
 
-    def __init__(self, config: RewriterConfig) -> None:
+    def __init__(self, config: RewriterConfig, *, timeout_s: float = PLAN_TIMEOUT_S) -> None:
         self.config = replace(config, device="cpu")
-        self.timeout_s = config.timeout_s
+        self.timeout_s = timeout_s
         self._lock = asyncio.Lock()
         self._backend: TextBackend | None = None
-        self._load_failed = False
+        self._loading: asyncio.Task[TextBackend | None] | None = None
 
     async def plan(self, idea: str, *, shots: int, seconds: float, style: str | None) -> Plan:
         async with self._lock:
@@ -125,22 +128,32 @@ class Planner:
                 return fallback_plan(idea, shots=shots, seconds=seconds, style=style, reason=reason)
 
     async def _loaded(self) -> TextBackend | None:
-        if self.config.backend == "off" or self._load_failed:
+        if self.config.backend == "off":
             return None
-        if self._backend is None:
-            backend = build_backend(self.config)
-            try:
-                await backend.warm_up()
-            except Exception:
-                # A plan still gets written (the simple one); the log says why.
-                log.exception("the storyboard planner's model could not load")
-                self._load_failed = True
-                await backend.aclose()
-                return None
-            self._backend = backend
-        return self._backend
+        if self._loading is None:
+            self._loading = asyncio.create_task(self._load())
+        # Shielded: a plan's time limit stops the wait, not the load.
+        return await asyncio.shield(self._loading)
+
+    async def _load(self) -> TextBackend | None:
+        backend = build_backend(self.config)
+        self._backend = backend  # kept while it loads, so aclose closes it
+        try:
+            await backend.warm_up()
+        except Exception:
+            # A plan still gets written (the simple one); the log says why.
+            log.exception("the storyboard planner's model could not load")
+            self._backend = None
+            await backend.aclose()
+            return None
+        return backend
 
     async def aclose(self) -> None:
+        if self._loading is not None:
+            self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loading
+            self._loading = None
         if self._backend is not None:
             await self._backend.aclose()
             self._backend = None
@@ -241,7 +254,11 @@ class StoryboardCog(commands.Cog, name="Storyboard"):
                     allowed_mentions=NO_PINGS,
                 ),
             )
-        except discord.Forbidden:
+        except discord.HTTPException as exc:
+            # Nobody could ever press its Shoot: end it rather than leave it planned.
+            await self.storyboards.cancel(storyboard.id)
+            if not isinstance(exc, discord.Forbidden):
+                raise
             log.info("may not post storyboard %s in %s", storyboard.id, channel.id, exc_info=True)
             return CANNOT_POST
         self.bot.writes.sent(channel.id, message.id)
@@ -260,6 +277,10 @@ class StoryboardCog(commands.Cog, name="Storyboard"):
             log.exception("following shot job %s failed", job.id)
 
     async def follow_shot(self, job: Job) -> None:
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            # End the storyboard now (idempotent), not at a worker's sweep, which waits a
+            # minute and never runs while the workers are busy: Reshoot works at once.
+            await self.storyboards.advance(job)
         storyboard = await self.storyboards.for_job(job.id)
         if job.status.is_terminal and not await self.bot.queue.mark_delivered(job.id, NO_MESSAGE):
             return  # seen before: its outcome was shown
@@ -278,7 +299,7 @@ class StoryboardCog(commands.Cog, name="Storyboard"):
         why = f" ({job.error})" if job.error and job.status is JobStatus.FAILED else ""
         sentence = (
             f"<@{storyboard.user_id}> Storyboard #{storyboard.id} stopped: shot {number} of "
-            f"{total} {what}{why}."
+            f"{total} {what}{why}. Reshoot N starts again from shot N."
         )
         channel_id = storyboard.post_channel_id
         if channel_id is None:
@@ -292,7 +313,11 @@ class StoryboardCog(commands.Cog, name="Storyboard"):
                 channel_id,
                 Route.SEND,
                 Priority.FINAL,
-                lambda: channel.send(sentence, allowed_mentions=owner_only),
+                lambda: channel.send(
+                    sentence,
+                    view=reshoot_view(storyboard.id, total),
+                    allowed_mentions=owner_only,
+                ),
             )
         except discord.HTTPException:
             log.warning("could not tell the owner of storyboard %s", storyboard.id, exc_info=True)
@@ -468,6 +493,9 @@ async def shoot(
     plan_message = interaction.message
     if plan_message is None:
         return GONE
+    if plan_message.id != storyboard.plan_message_id:
+        # The thread starts from the pressed message: only the plan's may start it.
+        return not_the_plan(storyboard.id)
     thread = await thread_for(bot, plan_message, storyboard)
     try:
         first = await cog.storyboards.shoot(
@@ -493,7 +521,8 @@ async def thread_for(
 ) -> discord.Thread | None:
     """The storyboard's thread, started from its plan message (or the one already started,
     when two presses raced); None where the bot may not start threads (a server that invited
-    it before storyboards existed): the film then goes into the channel."""
+    it before storyboards existed, a voice channel's chat): the film then goes into the
+    channel."""
     name = f"Storyboard #{storyboard.id}: {storyboard.plan.idea}"[:THREAD_NAME_MAX]
     try:
         return await message.create_thread(name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES)
@@ -501,6 +530,10 @@ async def thread_for(
         log.info("may not start a thread in channel %s", message.channel.id, exc_info=True)
         return None
     except discord.HTTPException as exc:
+        if exc.code == CANNOT_ON_CHANNEL_TYPE:
+            # A voice or stage channel's chat takes no threads: the film goes into the chat.
+            log.info("no threads in channel %s", message.channel.id)
+            return None
         if exc.code != THREAD_ALREADY_CREATED:
             raise
     found = await bot.fetch_channel(message.id)
@@ -594,19 +627,6 @@ async def submit_plan_edit(
             storyboard.channel_id, Route.EDIT, Priority.FINAL, lambda: message.edit(embed=embed)
         )
     await reply_privately(interaction, f"Storyboard #{storyboard.id}'s plan is updated.")
-
-
-async def film_delivery(bot: ReelBot, job: Job) -> tuple[Job, Dressing]:
-    """Where and how a FILM job is posted: into its storyboard's thread, with the film's
-    embed and Reshoot 1..N (a film whose storyboard is gone: where it was asked, bare)."""
-    storyboard = await cog_of(bot).storyboards.for_job(job.id)
-    page_url = await clip_page_url(bot.settings.public_url, Gallery(bot.queue.db), job.id)
-    if storyboard is None:
-        embed = discord.Embed(title=f"Film #{job.id}", colour=EMBED_COLOUR, url=page_url)
-        return job, Dressing(embed, discord.ui.View(timeout=None))
-    embed = film_embed(storyboard, job, page_url=page_url)
-    dressing = Dressing(embed, reshoot_view(storyboard.id, storyboard.shots))
-    return replace(job, channel_id=storyboard.post_channel_id or job.channel_id), dressing
 
 
 async def setup(bot: ReelBot) -> None:

@@ -189,6 +189,17 @@ class Storyboards:
 
         return await self.db.read(read)
 
+    async def film_take(self, job_id: int) -> int | None:
+        """The take film ``job_id`` was made from (None: not a storyboard's film)."""
+
+        def read(db: sqlite_utils.Database) -> int | None:
+            row = db.execute(
+                "SELECT take FROM storyboard_films WHERE job_id = ?", [job_id]
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self.db.read(read)
+
     async def set_plan_message(self, storyboard_id: int, message_id: int) -> None:
         """Remember the message that shows the plan (bookkeeping for the bot)."""
         await self.db.write(
