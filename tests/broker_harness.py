@@ -93,6 +93,7 @@ async def remote_capacity(
     dispatcher_config = dataclasses.replace(
         dispatch_config(config.clips_dir, models_dir, lease_seconds=config.lease_seconds),
         signing=config.signing,  # the bot's host signs what it makes there: films
+        storyboard_crossfade_s=config.storyboard_crossfade_s,  # and joins them
     )
     async with Dispatcher(queue, broker_url, config=dispatcher_config, moderation=moderation):
         task = asyncio.create_task(worker.run())

@@ -107,9 +107,11 @@ class JobRuns:
         guard: OutputGuard | None,
         judge: Judge | None = None,
         signing: SigningIdentity | None = None,
+        crossfade_s: float = 0.0,
     ) -> None:
         """``guard`` records each clip's verdict; ``judge`` gives it (by default the guard
-        looks at the clip here); ``signing`` signs the storyboards' films joined here."""
+        looks at the clip here); ``signing`` signs the storyboards' films joined here, whose
+        shots fade into each other over ``crossfade_s`` seconds (0: cuts)."""
         self.queue = queue
         self.worker_id = worker_id
         self.clips_dir = clips_dir
@@ -117,7 +119,9 @@ class JobRuns:
         self.progress_interval_s = progress_interval_s
         self.guard = guard
         self.judge = judge
-        self.storyboards = Storyboards(queue, clips_dir=clips_dir, signing=signing)
+        self.storyboards = Storyboards(
+            queue, clips_dir=clips_dir, crossfade_s=crossfade_s, signing=signing
+        )
         self._tracker: JobTracker | None = None
         self._stopping = False
 

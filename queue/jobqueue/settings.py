@@ -63,6 +63,7 @@ class CoreSettings(BaseSettings):
     device: str = "auto"
     cpu_offload: bool = False
     max_upload_bytes: int = 10 * MIB
+    storyboard_crossfade_s: float = Field(default=0.3, ge=0)
 
     step_cache: Literal["preset", "off", "first-block", "taylorseer", "mag"] = "preset"
     attention: Literal["preset", "native", "flash", "flash3", "sage", "cudnn"] = "preset"

@@ -72,6 +72,9 @@ class WorkerConfig:
     """Servers' policy where they have not set their own."""
     signing: SigningIdentity | None = None
     """The key that signs each clip's content credentials; None: clips go unsigned."""
+    storyboard_crossfade_s: float = 0.0
+    """Seconds each shot of a storyboard's film fades into the next when this worker joins it;
+    0: hard cuts (``from_settings`` sets REELBOT_STORYBOARD_CROSSFADE_S)."""
     rewriter_at_start: bool = True
     """Load the rewriter before taking jobs. False where scene writers run (REELBOT_REWRITERS):
     the worker loads it only for a job whose scene it must write itself."""
@@ -98,6 +101,7 @@ class WorkerConfig:
             safety=settings.safety_config(),
             safety_policy=settings.safety_policy(),
             signing=settings.signing_identity(),
+            storyboard_crossfade_s=settings.storyboard_crossfade_s,
             rewriter_at_start=settings.rewriters == 0,
             scene_wait_s=settings.rewriter_timeout_s + SCENE_WAIT_MARGIN_S,
             preview=settings.preview_options(),
@@ -160,6 +164,7 @@ class Worker:
                 progress_interval_s=self.config.progress_interval_s,
                 guard=self._guard,
                 signing=self.config.signing,
+                crossfade_s=self.config.storyboard_crossfade_s,
             )
             if self._stopping.is_set():
                 self._runs.stop()

@@ -122,6 +122,8 @@ class DispatchConfig:
     safety_policy: SafetyPolicy = field(default_factory=SafetyPolicy)
     signing: SigningIdentity | None = None
     """Signs the storyboards' films, joined here from shots the remote workers signed."""
+    storyboard_crossfade_s: float = 0.0
+    """Seconds each shot of a film joined here fades into the next; 0: hard cuts."""
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> DispatchConfig:
@@ -135,6 +137,7 @@ class DispatchConfig:
             scene_wait_s=settings.rewriter_timeout_s + SCENE_WAIT_MARGIN_S,
             safety_policy=settings.safety_policy(),
             signing=settings.signing_identity(),
+            storyboard_crossfade_s=settings.storyboard_crossfade_s,
         )
 
 
@@ -159,7 +162,12 @@ class Dispatcher:
         self.moderation = moderation or Moderation(queue.db)
         self.records = BrokerRecords(queue.db)
         self.scenes = Scenes(queue.db)
-        self.storyboards = Storyboards(queue, clips_dir=config.clips_dir, signing=config.signing)
+        self.storyboards = Storyboards(
+            queue,
+            clips_dir=config.clips_dir,
+            crossfade_s=config.storyboard_crossfade_s,
+            signing=config.signing,
+        )
         # Only its policies and records are used here: the remote workers look at the clips.
         self.guard = OutputGuard(queue.db, SafetyConfig(), config.safety_policy)
         self.reachable = False
@@ -327,6 +335,7 @@ class Dispatcher:
             guard=self.guard,
             judge=run.judge,
             signing=self.config.signing,
+            crossfade_s=self.config.storyboard_crossfade_s,
         )
         try:
             await runs.run(job, run.run)
