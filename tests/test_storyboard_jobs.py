@@ -5,25 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from jobqueue.broker.dispatcher import DispatchConfig
 from jobqueue.clipfiles import clip_path
 from jobqueue.errors import LimitExceeded
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import Moderation
 from jobqueue.safety import OutputVerdict, Verdict
+from jobqueue.settings import CoreSettings
 from jobqueue.storyboards import Storyboard, StoryboardError, Storyboards, StoryboardState
 from jobqueue.worker import Worker, WorkerConfig
 from pipeline.clip import ModelChoice
-from pipeline.encode import read_frames
-from pipeline.join import JOIN_FAILED
+from pipeline.encode import EncodedClip, read_frames
+from pipeline.join import JOIN_FAILED, join_clips
 from pipeline.provenance import SigningIdentity, prompt_hash, verify_clip
 from pipeline.storyboard import Plan, Shot
 from tests.broker_harness import remote_capacity
@@ -151,6 +155,38 @@ async def test_a_storyboard_becomes_one_film_as_long_as_its_shots(
     assert (info.codec, info.width, info.height) == ("h264", 112, 64)
     assert info.frames / info.fps == pytest.approx(seconds_of(shots), abs=0.07)
     assert (film.frames, film.fps, film.seed) == (info.frames, 16, shots[0].seed)
+
+
+async def test_a_film_with_crossfades_is_shorter_than_its_shots_by_the_fades(
+    job_queue: JobQueue, worker_config: WorkerConfig
+) -> None:
+    config = replace(worker_config, storyboard_crossfade_s=0.25)
+    storyboards = Storyboards(job_queue, clips_dir=config.clips_dir)
+    board = await new_board(storyboards, shots=3)
+    await storyboards.shoot(board.id, thread_id=THREAD)
+
+    await run_burst(job_queue, config)
+
+    done = await board_now(storyboards, board)
+    assert done.state is StoryboardState.DONE, done.error
+    (film,) = await jobs_of(job_queue, JobKind.FILM)
+    info = probe_mp4(Path(film.result_path or ""))
+    shots = await shots_of(job_queue, done)
+    assert info.frames / info.fps == pytest.approx(seconds_of(shots) - 2 * 0.25, abs=0.07)
+
+
+def test_the_crossfade_setting_reaches_the_workers_and_the_dispatcher(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REELBOT_DATA_DIR", str(tmp_path))
+    assert CoreSettings(_env_file=None).storyboard_crossfade_s == 0.3  # type: ignore[call-arg]
+    monkeypatch.setenv("REELBOT_STORYBOARD_CROSSFADE_S", "0")
+    settings = CoreSettings(_env_file=None)  # type: ignore[call-arg]
+    assert WorkerConfig.from_settings(settings).storyboard_crossfade_s == 0
+    monkeypatch.setenv("REELBOT_STORYBOARD_CROSSFADE_S", "0.5")
+    settings = CoreSettings(_env_file=None)  # type: ignore[call-arg]
+    assert WorkerConfig.from_settings(settings).storyboard_crossfade_s == 0.5
+    assert DispatchConfig.from_settings(settings).storyboard_crossfade_s == 0.5
 
 
 async def test_the_film_carries_content_credentials_saying_an_ai_model_made_it(
@@ -536,3 +572,92 @@ async def _record_verdict(queue: JobQueue, job_id: int, verdict: OutputVerdict) 
             values,
         )
     )
+
+
+async def test_two_processes_advancing_the_same_finished_take_join_its_film_once(
+    job_queue: JobQueue,
+    storyboards: Storyboards,
+    worker_config: WorkerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board, first = await shot_one_only(job_queue, storyboards, worker_config, monkeypatch)
+    await storyboards.advance(first)  # submits shot 2
+    with monkeypatch.context() as paused:
+
+        async def not_yet(self: Storyboards, job: Job) -> None:
+            return None
+
+        paused.setattr(Storyboards, "advance", not_yet)
+        await run_burst(job_queue, worker_config)
+    last = (await shots_of(job_queue, await board_now(storyboards, board)))[-1]
+    assert last.status is JobStatus.DONE
+    joins: list[int] = []
+
+    def slow_join(*args: Any, **kwargs: Any) -> EncodedClip:
+        # Slower than the other process's way to its own join: without a claim, both join.
+        joins.append(board.id)
+        time.sleep(1.0)
+        return join_clips(*args, **kwargs)
+
+    monkeypatch.setattr("jobqueue.storyboards.join_clips", slow_join)
+    elsewhere = Storyboards(job_queue, clips_dir=worker_config.clips_dir)
+
+    await asyncio.gather(storyboards.advance(last), elsewhere.resume())
+    await storyboards.resume()
+
+    done = await board_now(storyboards, board)
+    assert done.state is StoryboardState.DONE, done.error
+    assert len(joins) == 1
+    assert len(await jobs_of(job_queue, JobKind.FILM)) == 1
+
+
+async def test_a_join_left_by_a_process_that_died_is_taken_by_the_next_sweep(
+    job_queue: JobQueue,
+    storyboards: Storyboards,
+    worker_config: WorkerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board, first = await shot_one_only(job_queue, storyboards, worker_config, monkeypatch)
+    await storyboards.advance(first)
+    with monkeypatch.context() as paused:
+
+        async def not_yet(self: Storyboards, job: Job) -> None:
+            return None
+
+        paused.setattr(Storyboards, "advance", not_yet)
+        await run_burst(job_queue, worker_config)
+    # A process claimed the join, then died: its lease ran out a second ago.
+    await job_queue.db.write(
+        lambda db: db.execute(
+            "UPDATE storyboards SET joining_by = 'gone', joining_until = ? WHERE id = ?",
+            [time.time() - 1, board.id],
+        )
+    )
+
+    await storyboards.resume()
+
+    done = await board_now(storyboards, board)
+    assert done.state is StoryboardState.DONE, done.error
+    assert len(await jobs_of(job_queue, JobKind.FILM)) == 1
+
+
+async def test_a_shot_with_a_verdict_this_version_does_not_know_makes_an_unchecked_film(
+    job_queue: JobQueue,
+    storyboards: Storyboards,
+    worker_config: WorkerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board, first = await shot_one_only(job_queue, storyboards, worker_config, monkeypatch)
+    # Stored by a newer worker, or changed by hand.
+    await job_queue.db.write(
+        lambda db: db.execute(
+            "UPDATE jobs SET safety_verdict = 'quarantined' WHERE id = ?", [first.id]
+        )
+    )
+
+    await run_burst(job_queue, worker_config)
+
+    done = await board_now(storyboards, board)
+    assert done.state is StoryboardState.DONE, done.error
+    (film,) = await jobs_of(job_queue, JobKind.FILM)
+    assert film.safety_verdict == Verdict.UNCHECKED

@@ -493,6 +493,15 @@ def add_storyboards(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@MIGRATIONS()
+def add_storyboard_join_lease(db: sqlite_utils.Database) -> None:
+    """Who is joining a storyboard's film (``joining_by``, a token) and until when: each
+    idle worker and the dispatcher sweep storyboards, and only one of them may join a film;
+    a lease that was not renewed (its process died) lets the next sweep join it."""
+    db.execute("ALTER TABLE storyboards ADD COLUMN joining_by TEXT")
+    db.execute("ALTER TABLE storyboards ADD COLUMN joining_until REAL")
+
+
 def all_migrations() -> list[sqlite_utils.Migrations]:
     """Every migration set in the shared database file: the queue's, then moderation's."""
     from jobqueue.moderation import MIGRATIONS as moderation_migrations

@@ -41,6 +41,7 @@ from jobqueue.clipfiles import PARTIAL_DIR, clip_path, last_frame_path, poster_p
 from jobqueue.errors import QueueError
 from jobqueue.jobs import EndedJob, JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobResult, JobStatus
+from jobqueue.safety import Verdict
 from jobqueue.store import fetch_jobs, rows
 from pipeline.encode import ClipMetadata, last_frame, poster_beside
 from pipeline.errors import ClipFailed
@@ -55,6 +56,9 @@ FILM_MAX_BYTES = 1024 * 1024 * 1024
 SWEEP_AFTER_S = 60.0
 """How long after a shot ended a periodic :meth:`Storyboards.resume` takes its next step
 (the process that recorded the shot takes it at once; a film takes a while to join)."""
+JOIN_LEASE_S = 60.0
+"""How long a process's claim on joining a film lasts unless renewed (it is renewed every
+third of that while ffmpeg runs): the sweeps of other processes leave that film alone."""
 SHOT_CLIP_GONE = "The clip of shot {shot} is no longer available; reshoot from shot {shot}."
 SHOT_FAILED = "Shot {shot} of {shots} failed: {reason}"
 SHOT_CANCELLED = "Shot {shot} of {shots} was cancelled, so the film was not made."
@@ -457,7 +461,18 @@ class Storyboards:
         log.info("storyboard %d ended without a film: %s", board.id, sentence)
 
     async def _make_film(self, board: Storyboard) -> None:
-        """Join the take's shots into the film and record it as a FILM job already done."""
+        """Join the take's shots into the film and record it as a FILM job already done,
+        unless another process is joining it (see :data:`JOIN_LEASE_S`)."""
+        lease = await self.db.write(lambda db: _claim_join(db, board, now=time.time()))
+        if lease is None:
+            log.info("storyboard %d: take %d is joined elsewhere, or was", board.id, board.take)
+            return
+        try:
+            await self._join_and_record(board, lease)
+        finally:
+            await self.db.write(lambda db: _release_join(db, board.id, lease))
+
+    async def _join_and_record(self, board: Storyboard, lease: str) -> None:
         shots = [await self.queue.get(job_id) for job_id in board.shot_job_ids]
         done = [shot for shot in shots if shot is not None and shot.status is JobStatus.DONE]
         if len(done) != len(shots):
@@ -467,7 +482,7 @@ class Storyboards:
             self.clips_dir / PARTIAL_DIR / f"film-{board.id}-{board.take}-{uuid.uuid4().hex}.mp4"
         )
         try:
-            film = await asyncio.to_thread(self._join, board, done, partial)
+            film = await self._joined_under_lease(board, done, partial, lease)
         except ClipFailed as failure:
             log.warning("storyboard %d: join failed: %s", board.id, failure.detail)
             _discard(partial)
@@ -492,6 +507,20 @@ class Storyboards:
         finally:
             _discard(partial)
         log.info("storyboard %d: film is job %d", board.id, job.id)
+
+    async def _joined_under_lease(
+        self, board: Storyboard, shots: Sequence[Job], output: Path, lease: str
+    ) -> FilmFile:
+        """The joined film; the join's lease is renewed while ffmpeg runs."""
+        join = asyncio.ensure_future(asyncio.to_thread(self._join, board, shots, output))
+        while True:
+            finished, _ = await asyncio.wait({join}, timeout=JOIN_LEASE_S / 3)
+            if finished:
+                return join.result()
+            try:
+                await self.db.write(lambda db: _renew_join(db, board.id, lease))
+            except Exception:
+                log.exception("storyboard %d: could not renew its join's lease", board.id)
 
     def _join(self, board: Storyboard, shots: Sequence[Job], output: Path) -> FilmFile:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -559,7 +588,11 @@ def safety_of(shots: Sequence[Job]) -> dict[str, Any]:
     """The film's safety columns from its shots' verdicts: held if any shot was held, the
     worst verdict, each category's highest score and every flagged category. Nothing when
     no shot was checked."""
-    verdicts = [shot.safety_verdict for shot in shots if shot.safety_verdict is not None]
+    verdicts = [
+        _verdict_of(shot.id, shot.safety_verdict)
+        for shot in shots
+        if shot.safety_verdict is not None
+    ]
     if not verdicts:
         return {}
     scores: dict[str, float] = {}
@@ -568,15 +601,25 @@ def safety_of(shots: Sequence[Job]) -> dict[str, Any]:
             scores[category] = max(score, scores.get(category, score))
     flagged = sorted({category for shot in shots for category in shot.safety_flagged})
     return {
-        "safety_verdict": min(verdicts, key=_VERDICT_ORDER.index),
+        "safety_verdict": min(verdicts, key=_VERDICT_ORDER.index).value,
         "safety_scores": json.dumps(scores),
         "safety_flagged": json.dumps(flagged),
         "safety_hold": int(any(shot.safety_hold for shot in shots)),
     }
 
 
-# Worst first (see jobqueue.safety.Verdict): an unsafe shot makes an unsafe film.
-_VERDICT_ORDER = ["unsafe", "unchecked", "off", "safe"]
+# Worst first: an unsafe shot makes an unsafe film.
+_VERDICT_ORDER = [Verdict.UNSAFE, Verdict.UNCHECKED, Verdict.OFF, Verdict.SAFE]
+
+
+def _verdict_of(job_id: int, stored: str) -> Verdict:
+    """A shot's stored verdict; one this version does not know (a newer worker's, a row
+    changed by hand) counts as unchecked: nobody here can say what it found."""
+    try:
+        return Verdict(stored)
+    except ValueError:
+        log.warning("shot job %d: unknown safety verdict %r", job_id, stored)
+        return Verdict.UNCHECKED
 
 
 def _film_job(board: Storyboard, last_shot: Job | None) -> EndedJob:
@@ -683,8 +726,37 @@ def _end(
     )
 
 
+def _claim_join(db: sqlite_utils.Database, board: Storyboard, *, now: float) -> str | None:
+    """A token for joining the film of ``board``'s take, or None when the storyboard moved on
+    or another process holds a live lease on the join."""
+    lease = uuid.uuid4().hex
+    cursor = db.execute(
+        "UPDATE storyboards SET joining_by = ?, joining_until = ?"
+        " WHERE id = ? AND state = ? AND take = ?"
+        " AND (joining_until IS NULL OR joining_until < ?)",
+        [lease, now + JOIN_LEASE_S, board.id, StoryboardState.SHOOTING.value, board.take, now],
+    )
+    return lease if cursor.rowcount == 1 else None
+
+
+def _renew_join(db: sqlite_utils.Database, board_id: int, lease: str) -> None:
+    db.execute(
+        "UPDATE storyboards SET joining_until = ? WHERE id = ? AND joining_by = ?",
+        [time.time() + JOIN_LEASE_S, board_id, lease],
+    )
+
+
+def _release_join(db: sqlite_utils.Database, board_id: int, lease: str) -> None:
+    db.execute(
+        "UPDATE storyboards SET joining_by = NULL, joining_until = NULL"
+        " WHERE id = ? AND joining_by = ?",
+        [board_id, lease],
+    )
+
+
 def _ended_latest_shots(db: sqlite_utils.Database, *, before: float) -> list[Job]:
-    """The latest shot of each storyboard being shot, where that shot ended ``before``."""
+    """The latest shot of each storyboard being shot, where that shot ended ``before``
+    and no process is joining the storyboard's film."""
     return fetch_jobs(
         db,
         "SELECT jobs.* FROM storyboards b"
@@ -692,9 +764,11 @@ def _ended_latest_shots(db: sqlite_utils.Database, *, before: float) -> list[Job
         " JOIN jobs ON jobs.id = s.job_id"
         " WHERE b.state = :shooting AND s.shot = ("
         "  SELECT MAX(shot) FROM storyboard_shots WHERE storyboard_id = b.id AND take = b.take)"
-        " AND jobs.status IN (:done, :failed, :cancelled) AND jobs.finished_at <= :before",
+        " AND jobs.status IN (:done, :failed, :cancelled) AND jobs.finished_at <= :before"
+        " AND (b.joining_until IS NULL OR b.joining_until < :now)",
         {
             "before": before,
+            "now": time.time(),
             "shooting": StoryboardState.SHOOTING.value,
             "done": JobStatus.DONE.value,
             "failed": JobStatus.FAILED.value,
