@@ -245,25 +245,31 @@ def _vae() -> Any:
     return vae
 
 
+# What every tiny transformer shares: Wan 2.1's blocks, two of them, narrow.
+_TINY_BLOCKS: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": HEADS,
+    "attention_head_dim": HEAD_DIM,
+    "out_channels": 16,
+    "text_dim": TEXT_DIM,
+    "freq_dim": 256,
+    "ffn_dim": 32,
+    "num_layers": 2,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    # Wan's own value: enough rotary positions for 720p and beyond.
+    "rope_max_seq_len": 1024,
+}
+
+
 def _transformer(*, image_to_video: bool, end_frame: bool = False) -> Any:
     from diffusers import WanTransformer3DModel
 
     inner_dim = HEADS * HEAD_DIM
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=HEADS,
-        attention_head_dim=HEAD_DIM,
+        **_TINY_BLOCKS,
         # Image-to-video adds the encoded start image and its mask to the noisy latents.
         in_channels=36 if image_to_video else 16,
-        out_channels=16,
-        text_dim=TEXT_DIM,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        # Wan's own value: enough rotary positions for 720p and beyond.
-        rope_max_seq_len=1024,
         image_dim=IMAGE_DIM if image_to_video else None,
         added_kv_proj_dim=inner_dim if image_to_video else None,
         # First-last-frame: the two pictures' CLIP tokens side by side, each position learned.
@@ -276,18 +282,8 @@ def _vace_transformer() -> Any:
     from diffusers import WanVACETransformer3DModel
 
     return WanVACETransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=HEADS,
-        attention_head_dim=HEAD_DIM,
+        **_TINY_BLOCKS,
         in_channels=16,
-        out_channels=16,
-        text_dim=TEXT_DIM,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=1024,
         vace_layers=[0, 1],
         # The control video's latents (the kept and the generated parts, 16 channels each)
         # and its mask folded from the VAE's 8x8 pixels into 64 channels.

@@ -20,14 +20,10 @@ from pipeline.generator import VideoGenerator, fit_image
 from pipeline.presets import PRESETS, end_frame_model, resolve_preset
 from pipeline.request import ClipRequest, check_request, resolve_request
 from tests.broker_harness import tiny_models
+from tests.end_frames import generate_from_pictures, noise, record_calls, use_models
 from tests.mp4probe import probe_mp4
 
 FLF = PRESETS["tiny-flf2v"]
-
-
-def noise(seed: int, size: tuple[int, int] = (160, 90)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +39,7 @@ def models(tiny_models_dir: Path) -> ModelChoice:
 
 @pytest.fixture
 def calls(flf: VideoGenerator, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What the diffusers pipeline is called with (it still runs for real)."""
-    flf.load()
-    pipeline_class = type(flf.pipe)
-    real_call = pipeline_class.__call__
-    seen: list[dict[str, Any]] = []
-
-    def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs)
-        return real_call(self, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline_class, "__call__", recording)
-    return seen
+    return record_calls(flf, monkeypatch)
 
 
 def test_the_end_image_reaches_the_model_fitted_to_the_clip(
@@ -213,10 +198,7 @@ async def test_a_finished_loop_goes_back_as_json_without_its_pictures(
 @pytest.fixture
 def cli_data_dir(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """``reelbot generate``'s settings: the tiny models, tiny-flf2v for end frames."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("REELBOT_DATA_DIR", str(tiny_models_dir.parent))
-    monkeypatch.setenv("REELBOT_I2V_MODEL", "tiny-i2v")
-    monkeypatch.setenv("REELBOT_END_FRAME_MODEL", "tiny-flf2v")
+    use_models(monkeypatch, tmp_path, tiny_models_dir, i2v="tiny-i2v", end_frame="tiny-flf2v")
     return tiny_models_dir.parent
 
 
@@ -225,12 +207,7 @@ def cli_data_dir(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_generate_makes_a_loop_or_ends_on_an_image_with_the_end_frame_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], ending: list[str]
 ) -> None:
-    noise(1).save(tmp_path / "start.png")
-    noise(2).save(tmp_path / "end.png")
-    argv = ["generate", "the light turns", "--image", "start.png", *ending, "-o", "clip.mp4"]
-    assert main([*argv, "--no-safety"]) == 0, capsys.readouterr().err
-    assert "tiny-flf2v" in capsys.readouterr().out
-    assert probe_mp4(tmp_path / "clip.mp4").frames == 9
+    assert "tiny-flf2v" in generate_from_pictures(tmp_path, capsys, ending)
 
 
 @pytest.mark.usefixtures("cli_data_dir")

@@ -13,23 +13,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.cli import main
 from pipeline.clip import ClipMaker, ModelChoice
 from pipeline.errors import ClipFailed, InvalidRequest
 from pipeline.generator import VideoGenerator, fit_image, vace_conditioning
 from pipeline.presets import PRESETS, end_frame_model, resolve_preset
 from pipeline.request import ClipRequest, check_request, resolve_request
 from pipeline.tiny import ensure_tiny_pipeline
+from tests.end_frames import generate_from_pictures, noise, record_calls, use_models
 from tests.mp4probe import probe_mp4
 
 VACE = PRESETS["tiny-vace"]
 GREY = (128, 128, 128)
 ALL_VACE = "wan2.1-flf2v-14b-720p, wan2.1-vace-1.3b, tiny-flf2v, tiny-vace"
-
-
-def noise(seed: int, size: tuple[int, int] = (160, 90)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
 def pixels(image: Image.Image) -> np.ndarray:
@@ -51,18 +46,7 @@ def vace(vace_models_dir: Path) -> VideoGenerator:
 
 @pytest.fixture
 def calls(vace: VideoGenerator, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What the diffusers pipeline is called with (it still runs for real)."""
-    vace.load()
-    pipeline_class = type(vace.pipe)
-    real_call = pipeline_class.__call__
-    seen: list[dict[str, Any]] = []
-
-    def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs)
-        return real_call(self, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline_class, "__call__", recording)
-    return seen
+    return record_calls(vace, monkeypatch)
 
 
 def assert_conditioning(
@@ -262,10 +246,7 @@ async def test_vace_makes_no_drafts_and_says_so(models: ModelChoice, tmp_path: P
 def cli_data_dir(vace_models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """``reelbot generate``'s settings: tiny-vace as the image-to-video model, no end-frame
     model (VACE makes loops and end images itself)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("REELBOT_DATA_DIR", str(vace_models_dir.parent))
-    monkeypatch.setenv("REELBOT_I2V_MODEL", "tiny-vace")
-    monkeypatch.setenv("REELBOT_END_FRAME_MODEL", "")
+    use_models(monkeypatch, tmp_path, vace_models_dir, i2v="tiny-vace", end_frame="")
     return vace_models_dir.parent
 
 
@@ -274,9 +255,4 @@ def cli_data_dir(vace_models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_generate_animates_loops_and_ends_on_an_image_with_vace(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], ending: list[str]
 ) -> None:
-    noise(1).save(tmp_path / "start.png")
-    noise(2).save(tmp_path / "end.png")
-    argv = ["generate", "the light turns", "--image", "start.png", *ending, "-o", "clip.mp4"]
-    assert main([*argv, "--no-safety"]) == 0, capsys.readouterr().err
-    assert "tiny-vace" in capsys.readouterr().out
-    assert probe_mp4(tmp_path / "clip.mp4").frames == 9
+    assert "tiny-vace" in generate_from_pictures(tmp_path, capsys, ending)
