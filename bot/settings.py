@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
 from bot.web.settings import WebSettings
+from pipeline.storyboard import PLAN_TIMEOUT_S
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
@@ -56,6 +57,9 @@ class Settings(WebSettings):
     """/create makes four quick drafts first, where the server and the user have not said."""
     max_extended_seconds: float = Field(default=21.0, gt=0)
     """The longest clip Extend makes: an Extend that would pass it is refused."""
+    plan_timeout_s: float = Field(default=PLAN_TIMEOUT_S, gt=0)
+    """How long /storyboard's language model may take to load and write a plan (a small
+    model on the CPU writes a plan far slower than a rewrite)."""
 
     strikes_for_ban: int = 3
     strike_window_hours: float = 24.0

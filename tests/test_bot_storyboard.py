@@ -6,19 +6,26 @@ shot 2 on and posts the new film in the thread. Planning uses no language model 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import discord
 import pytest
 
 from jobqueue.models import JobKind
 from jobqueue.storyboards import Storyboard, Storyboards
+from pipeline.rewrite import rewriter
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
 from tests.broker_harness import BOTH_MODES
 from tests.conftest import ChatReply, FakeChatServer
 from tests.fakediscord import Channel, Message, User
 from tests.mp4probe import probe_mp4
+
+if TYPE_CHECKING:
+    from pipeline.rewrite.base import TextBackend
+    from pipeline.rewrite.config import RewriterConfig
 
 IDEA = "a fox explores a city at night"
 SHOT_SECONDS = 1.0
@@ -410,3 +417,59 @@ async def test_a_plan_that_cannot_be_posted_leaves_no_planned_storyboard(reel: R
         lambda db: [row[0] for row in db.execute("SELECT state FROM storyboards")]
     )
     assert "planned" not in states, states
+
+
+async def test_the_planners_model_loads_once_within_its_own_time_limit(
+    reel: Reel, chat_server: FakeChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model slower to load than a plan may take keeps loading for the next plans, and
+    plans get /storyboard's time limit, not the rewriter's."""
+    fake = reel.fake
+    builds: list[TextBackend] = []
+    release, loaded = asyncio.Event(), asyncio.Event()
+    real_build = rewriter.build_backend
+
+    def slow_to_load(config: RewriterConfig) -> TextBackend:
+        backend = real_build(config)
+        warm_up = backend.warm_up
+
+        async def load() -> float:
+            await release.wait()  # a big model on a slow CPU
+            took = await warm_up()
+            loaded.set()
+            return took
+
+        monkeypatch.setattr(backend, "warm_up", load)
+        builds.append(backend)
+        return backend
+
+    # The cog's module is imported afresh by every bot start: it takes the builder from here.
+    monkeypatch.setattr(rewriter, "build_backend", slow_to_load)
+    reel.settings = reel.settings.model_copy(
+        update={
+            "rewriter": "openai",
+            "openai_base_url": chat_server.base_url,
+            "openai_model": "planner",
+            "rewriter_timeout_s": 0.001,
+            "plan_timeout_s": 2.0,
+        }
+    )
+    options = {"idea": IDEA, "shots": 2, "seconds": SHOT_SECONDS}
+    async with reel.bot_running():
+        for user in (fake.alice, fake.bob):
+            handle = await fake.invoke("storyboard", options, user=user)
+            assert "took too long" in (await handle.response(timeout=30)).content
+        release.set()
+        await asyncio.wait_for(loaded.wait(), timeout=30)
+        scene = "The fox slips out of an alley onto a busy city street"
+        model_plan = {
+            "sheet": "A small red fox; neon-lit wet streets, night",
+            "shots": [{"scene": scene, "camera": "pan right", "duration": 1}] * 2,
+        }
+        chat_server.script(ChatReply(content=json.dumps(model_plan)))
+        handle = await fake.invoke("storyboard", options, user=fake.alice)
+        answer = (await handle.response(timeout=30)).content
+
+    assert "simple plan" not in answer, answer
+    assert fake.channel_messages(fake.general)[-1].embeds[0]["fields"][0]["value"] == scene
+    assert len(builds) == 1, "one load served every plan"

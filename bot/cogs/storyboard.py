@@ -59,7 +59,6 @@ from pipeline.storyboard import (
     MAX_SHOTS,
     MIN_SHOT_SECONDS,
     MIN_SHOTS,
-    PLAN_TIMEOUT_S,
     Plan,
     checked_shot_count,
     fallback_plan,
@@ -95,15 +94,15 @@ class Planner:
 
     The model is built on the first plan (never at start-up: most servers rarely plan), on the
     CPU (the GPU belongs to the workers), and plans are written one at a time, each within
-    the planner's time limit (``PLAN_TIMEOUT_S``: a small model on the CPU writes a plan far
-    slower than a rewrite). Loading runs on its own: a plan that runs out of time while the
+    the planner's time limit (``REELBOT_PLAN_TIMEOUT_S``: a small model on the CPU writes a
+    plan far slower than a rewrite). Loading runs on its own: a plan that runs out of time while the
     model loads leaves it loading for the next plan, so the model is loaded once. When the
     model cannot load, answer or finish in time, the plan is the simple one made from the
     idea, with its sentence.
     """
 
-    def __init__(self, config: RewriterConfig, *, timeout_s: float = PLAN_TIMEOUT_S) -> None:
-        self.config = replace(config, device="cpu")
+    def __init__(self, config: RewriterConfig, *, timeout_s: float) -> None:
+        self.config = replace(config, device="cpu", timeout_s=timeout_s)
         self.timeout_s = timeout_s
         self._lock = asyncio.Lock()
         self._backend: TextBackend | None = None
@@ -174,7 +173,9 @@ class StoryboardCog(commands.Cog, name="Storyboard"):
     def __init__(self, bot: ReelBot) -> None:
         self.bot = bot
         self.storyboards = Storyboards(bot.queue, clips_dir=bot.settings.clips_dir)
-        self.planner = Planner(bot.settings.rewriter_config())
+        self.planner = Planner(
+            bot.settings.rewriter_config(), timeout_s=bot.settings.plan_timeout_s
+        )
         self.lines: dict[int, ShownLine] = {}
 
     async def cog_unload(self) -> None:
