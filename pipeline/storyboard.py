@@ -13,13 +13,16 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
 from pipeline.rewrite.base import BackendError, TextBackend
 from pipeline.rewrite.guardrails import kept_share
 from pipeline.text import checked_text, clean_text
+
+if TYPE_CHECKING:
+    from pipeline.presets import ModelPreset
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +352,17 @@ def checked_shot_seconds(seconds: float) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise InvalidRequest(f"A shot lasts more than 0 seconds; {seconds:g} was asked.")
     return seconds
+
+
+def shot_length_range(first: ModelPreset, rest: ModelPreset) -> tuple[float, float]:
+    """The shortest and the longest shot, in seconds, that both the text-to-video preset
+    ``first`` (shot 1) and the image-to-video preset ``rest`` (each shot after it) can make:
+    the stricter of the two at each end, in tenths a user can type and both models accept
+    (Wan's 5 to 81 frames at 16 fps: 0.4 to 5.0 s)."""
+    presets = (first, rest)
+    shortest = max(preset.min_frames / preset.fps for preset in presets)
+    longest = min(preset.max_frames / preset.fps for preset in presets)
+    return math.ceil(10 * shortest) / 10, math.floor(10 * longest) / 10
 
 
 def plan_stops(shots: int) -> tuple[str, ...]:

@@ -133,7 +133,13 @@ async def test_the_language_models_plan_is_the_one_shot(
         (["--shots", "9"], "A storyboard has 2 to 8 shots; 9 was asked for."),
         (
             ["--seconds", "30"],
-            "A shot of 30 s is out of range for tiny; choose 0.3 to 5.1 seconds.",
+            "A shot of 30 s is out of range for tiny and tiny-i2v; choose 0.4 to 5.0 seconds.",
+        ),
+        (
+            # LTX alone makes 10 s clips; every shot after the first is Wan's, 5 s at most.
+            ["--model", "ltx-video", "--i2v-model", "wan2.1-i2v-14b-480p", "--seconds", "8"],
+            "A shot of 8 s is out of range for ltx-video and wan2.1-i2v-14b-480p;"
+            " choose 0.4 to 5.0 seconds.",
         ),
         (["--crossfade", "-1"], "--crossfade is -1 s; give 0 or more seconds."),
         (["--style", "s" * 201], "The style is 201 characters long; the limit is 200."),

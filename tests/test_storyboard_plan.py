@@ -12,6 +12,7 @@ from PIL import Image
 
 from pipeline.camera import CAMERA_MOVES
 from pipeline.errors import InvalidRequest
+from pipeline.presets import resolve_preset
 from pipeline.rewrite import BackendError, Completion, RewriteMode
 from pipeline.rewrite.guardrails import kept_share
 from pipeline.rewrite.local import LocalBackend, LocalModel
@@ -23,6 +24,7 @@ from pipeline.storyboard import (
     Shot,
     fallback_plan,
     planning_prompt,
+    shot_length_range,
     write_plan,
 )
 from pipeline.text import checked_prompt
@@ -344,3 +346,19 @@ async def test_every_shot_prompt_fits_the_video_models_prompt_limit() -> None:
     for plan in (model_plan, simple_plan):
         for index in range(8):
             assert checked_prompt(plan.shot_prompt(index))
+
+
+@pytest.mark.parametrize(
+    ("first", "rest", "lengths"),
+    [
+        ("wan2.1-t2v-1.3b", "wan2.1-i2v-14b-480p", (0.4, 5.0)),
+        # LTX makes 10.7 s clips on its own, but every later shot is Wan's.
+        ("ltx-video", "wan2.1-i2v-14b-480p", (0.4, 5.0)),
+        ("wan2.1-t2v-1.3b", "ltx-video", (0.4, 5.0)),
+        ("ltx-video", "ltx-video", (0.4, 10.7)),
+    ],
+)
+def test_a_shot_is_as_long_as_both_models_can_make(
+    first: str, rest: str, lengths: tuple[float, float]
+) -> None:
+    assert shot_length_range(resolve_preset(first), resolve_preset(rest)) == lengths

@@ -120,7 +120,7 @@ def make_film(args: argparse.Namespace, settings: CoreSettings, *, out: TextIO, 
     choice = settings.model_choice()
     models = _models_for(args, choice)
     try:
-        seconds = _shot_seconds(args.seconds, models.first)
+        seconds = _shot_seconds(args.seconds, models)
         maker = ClipMaker(choice, signing=settings.signing_identity(), preview=None)
         asyncio.run(_plan_and_shoot(maker, args, models, seconds, settings, out=out))
     except ClipFailed as exc:
@@ -139,18 +139,21 @@ def _models_for(args: argparse.Namespace, choice: ModelChoice) -> _Models:
     return _Models(first, rest)
 
 
-def _shot_seconds(asked: float | None, model: str) -> float:
-    """The longest shot: what was asked, within what the model can make in one clip."""
+def _shot_seconds(asked: float | None, models: _Models) -> float:
+    """The longest shot: what was asked, within what both models can make in one clip (the
+    bot's rule for /storyboard); by default the shorter of their usual clips."""
     from pipeline.errors import InvalidRequest
     from pipeline.presets import resolve_preset
+    from pipeline.storyboard import shot_length_range
 
-    preset = resolve_preset(model)
-    shortest, longest = preset.min_frames / preset.fps, preset.max_frames / preset.fps
+    first, rest = resolve_preset(models.first), resolve_preset(models.rest)
+    shortest, longest = shot_length_range(first, rest)
     if asked is None:
-        return preset.default_frames / preset.fps
+        return min(longest, *(preset.default_frames / preset.fps for preset in (first, rest)))
     if not shortest <= asked <= longest:
+        names = first.name if first.name == rest.name else f"{first.name} and {rest.name}"
         raise InvalidRequest(
-            f"A shot of {asked:g} s is out of range for {preset.name}; "
+            f"A shot of {asked:g} s is out of range for {names}; "
             f"choose {shortest:.1f} to {longest:.1f} seconds."
         )
     return asked
