@@ -130,6 +130,13 @@ def film_view(storyboard_id: int, shots: int, film_job_id: int) -> discord.ui.Vi
     return view
 
 
+async def film_stopped_view(bot: ReelBot, job: Job) -> discord.ui.View | None:
+    """Reshoot 1..N under the sentence of a FILM job that failed (None: no storyboard)."""
+    storyboards = Storyboards(bot.queue, clips_dir=bot.settings.clips_dir)
+    storyboard = await storyboards.for_job(job.id)
+    return None if storyboard is None else reshoot_view(storyboard.id, storyboard.shots)
+
+
 async def film_delivery(bot: ReelBot, job: Job) -> tuple[Job, Dressing]:
     """Where and how a FILM job is posted: into its storyboard's thread, with the film's
     embed, Reshoot 1..N and Delete (a film whose storyboard is gone: where it was asked,

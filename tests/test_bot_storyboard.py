@@ -347,12 +347,16 @@ async def test_a_film_that_cannot_be_joined_tells_its_owner_in_the_thread(
         told = await fake.wait_for_message(
             thread, lambda m: "could not be joined" in m.content, timeout=CLIP_TIMEOUT_S
         )
+        reshoots = [f"storyboard:{board.id}:reshoot:{n}" for n in (1, 2)]
+        assert told.custom_ids() == reshoots
+        again = await private_answer(reel, told, reshoots[1], fake.alice)
+        assert again.startswith(f"Reshooting storyboard #{board.id} from shot 2"), again
 
     assert fake.alice.mention in told.content
     assert not told.attachments
     ended = await Storyboards(reel.queue, clips_dir=reel.settings.clips_dir).get(board.id)
     assert ended is not None
-    assert ended.state == "failed"
+    assert ended.take == 2, "the failed storyboard was reshot"
 
 
 async def test_shoot_only_from_the_plan_message(reel: Reel) -> None:

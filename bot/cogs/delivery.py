@@ -49,7 +49,7 @@ from bot.previews import Preview, attachments_for, latest_previews, version
 from bot.queue_board import QueueBoards
 from bot.render import NO_PINGS
 from bot.scene import can_edit, scene_view
-from bot.storyboard_views import SHOT_EVENT, film_delivery
+from bot.storyboard_views import SHOT_EVENT, film_delivery, film_stopped_view
 from jobqueue.jobs import QueuePosition
 from jobqueue.models import NO_MESSAGE, Job, JobKind, JobStatus
 from jobqueue.scenes import Scenes
@@ -378,6 +378,10 @@ class Delivery(commands.Cog):
             # Only a queue board listed it, and whoever cancelled it was told privately.
             await self.bot.queue.mark_delivered(job.id, NO_MESSAGE)
             self.bot.private_replies.finish(job.id, render.finished_line(job))
+        elif job.kind is JobKind.FILM:
+            # A film that could not be made: its storyboard can be reshot from any shot.
+            view = await film_stopped_view(self.bot, job)
+            await self.say_finished(job, status, render.finished_line(job), view=view)
         else:
             await self.say_finished(job, status, render.finished_line(job))
 
@@ -436,10 +440,17 @@ class Delivery(commands.Cog):
             log.info("status message of job %s was already gone", job.id)
 
     async def say_finished(
-        self, job: Job, status: StatusMessage, sentence: str, *, private: str | None = None
+        self,
+        job: Job,
+        status: StatusMessage,
+        sentence: str,
+        *,
+        private: str | None = None,
+        view: discord.ui.View | None = None,
     ) -> None:
-        """Turn the status message into ``sentence`` (or post it), then mark it delivered;
-        the requester's private reply says ``private`` (else the same sentence)."""
+        """Turn the status message into ``sentence`` (or post it) with ``view``'s buttons,
+        then mark it delivered; the requester's private reply says ``private`` (else the
+        same sentence)."""
         channel = channel_of(self.bot, job)
         if status.message_id is not None and not status.gone:
             message = channel.get_partial_message(status.message_id)
@@ -450,7 +461,7 @@ class Delivery(commands.Cog):
                     Priority.FINAL,
                     # No Edit scene button, nor a preview of what was not posted, stays.
                     lambda: message.edit(
-                        content=sentence, view=None, attachments=[], allowed_mentions=NO_PINGS
+                        content=sentence, view=view, attachments=[], allowed_mentions=NO_PINGS
                     ),
                 )
             except (discord.NotFound, discord.Forbidden):
@@ -464,7 +475,9 @@ class Delivery(commands.Cog):
                 channel.id,
                 Route.SEND,
                 Priority.FINAL,
-                lambda: channel.send(sentence, allowed_mentions=NO_PINGS),
+                lambda: channel.send(
+                    sentence, view=view or discord.utils.MISSING, allowed_mentions=NO_PINGS
+                ),
             )
         except (discord.NotFound, discord.Forbidden):
             log.warning("cannot post in channel %s for job %s", channel.id, job.id, exc_info=True)
