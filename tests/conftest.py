@@ -19,6 +19,8 @@ from jobqueue.db import Database
 from jobqueue.jobs import JobQueue
 from jobqueue.moderation import MIGRATIONS as MODERATION_MIGRATIONS
 from jobqueue.moderation import Moderation
+from jobqueue.worker import WorkerConfig
+from pipeline.clip import ModelChoice
 from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
 from pipeline.tiny import ensure_tiny_pipeline
 from tests.bot_harness import Reel
@@ -255,6 +257,22 @@ def data_dir(tmp_path: Path, tiny_models_dir: Path) -> Path:
     data.mkdir()
     (data / "models").symlink_to(tiny_models_dir, target_is_directory=True)
     return data
+
+
+@pytest.fixture
+def worker_config(tmp_path: Path, tiny_models_dir: Path) -> WorkerConfig:
+    """A worker on the tiny models with its clips in this test's folder: polling fast,
+    progress written at every step, a 5 s lease, no rewriter and no output safety check
+    (a test file overrides it with ``dataclasses.replace`` for what it needs)."""
+    return WorkerConfig(
+        clips_dir=tmp_path / "clips",
+        models=ModelChoice(
+            models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
+        ),
+        lease_seconds=5.0,
+        progress_interval_s=0.0,
+        poll_interval_s=0.05,
+    )
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from jobqueue.safety import (
     Verdict,
 )
 from jobqueue.worker import Worker, WorkerConfig
-from pipeline.clip import ModelChoice
 from pipeline.safety import FrameScores, SafetyConfig
 
 GUILD = 1
@@ -40,17 +39,8 @@ MODERATOR = 99
 
 
 @pytest.fixture
-def config(tmp_path: Path, tiny_models_dir: Path) -> WorkerConfig:
-    return WorkerConfig(
-        clips_dir=tmp_path / "clips",
-        models=ModelChoice(
-            models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
-        ),
-        lease_seconds=5.0,
-        progress_interval_s=0.0,
-        poll_interval_s=0.05,
-        safety=SafetyConfig(),
-    )
+def config(worker_config: WorkerConfig) -> WorkerConfig:
+    return replace(worker_config, safety=SafetyConfig())
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from jobqueue.models import Job, JobKind, JobRequest, JobStatus
 from jobqueue.scene_writer import SceneWriter
 from jobqueue.scenes import Scenes, SceneState
 from jobqueue.worker import Worker, WorkerConfig
-from pipeline.clip import ModelChoice
 from pipeline.encode import read_frames, read_tags
 from tests.fakellm import scene_for
 from tests.scene_writing import SlowRewriter, scene_writer_running
@@ -30,18 +29,8 @@ WAIT_S = 120.0
 
 
 @pytest.fixture
-def worker_config(tmp_path: Path, tiny_models_dir: Path) -> WorkerConfig:
-    return WorkerConfig(
-        clips_dir=tmp_path / "clips",
-        models=ModelChoice(
-            models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
-        ),
-        lease_seconds=10.0,
-        progress_interval_s=0.0,
-        poll_interval_s=0.05,
-        rewriter_at_start=False,
-        scene_wait_s=WAIT_S,
-    )
+def worker_config(worker_config: WorkerConfig) -> WorkerConfig:
+    return replace(worker_config, lease_seconds=10.0, rewriter_at_start=False, scene_wait_s=WAIT_S)
 
 
 def scene_writer(

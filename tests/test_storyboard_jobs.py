@@ -4,9 +4,8 @@ one film, through the queue on a real SQLite file."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,14 @@ from jobqueue.errors import LimitExceeded
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.moderation import Moderation
-from jobqueue.safety import OutputVerdict, Verdict
+from jobqueue.safety import Verdict
 from jobqueue.settings import CoreSettings
 from jobqueue.storyboards import Storyboard, StoryboardError, Storyboards, StoryboardState
 from jobqueue.worker import Worker, WorkerConfig
-from pipeline.clip import ModelChoice
 from pipeline.encode import EncodedClip, read_frames
 from pipeline.join import JOIN_FAILED, join_clips
 from pipeline.provenance import SigningIdentity, prompt_hash, verify_clip
+from pipeline.safety import FrameScores, SafetyConfig
 from pipeline.storyboard import Plan, Shot
 from tests.broker_harness import remote_capacity
 from tests.mp4probe import probe_mp4
@@ -38,20 +37,6 @@ GUILD, CHANNEL, THREAD = 1, 2, 3
 SHOT_SECONDS = 0.5
 """9 frames at the tiny models' 16 fps."""
 WAIT_S = 120.0
-
-
-@pytest.fixture
-def worker_config(tmp_path: Path, tiny_models_dir: Path) -> WorkerConfig:
-    return WorkerConfig(
-        clips_dir=tmp_path / "clips",
-        models=ModelChoice(
-            models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
-        ),
-        lease_seconds=5.0,
-        progress_interval_s=0.0,
-        poll_interval_s=0.05,
-        safety=None,
-    )
 
 
 @pytest.fixture
@@ -544,9 +529,15 @@ async def test_a_film_with_a_shot_the_safety_check_held_is_held_too(
     worker_config: WorkerConfig,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _, first = await shot_one_only(job_queue, storyboards, worker_config, monkeypatch)
-    verdict = OutputVerdict(Verdict.UNSAFE, {"nsfw": 0.9}, ("nsfw",), hold=True)
-    await _record_verdict(job_queue, first.id, verdict)
+    # Shot 1 goes through the worker's output safety check, which flags it; shot 2 is not
+    # looked at.
+    checked = replace(
+        worker_config, safety=SafetyConfig(classifiers=(f"{__name__}:SeesNsfw",), frames=1)
+    )
+    _, first = await shot_one_only(job_queue, storyboards, checked, monkeypatch)
+    shot_one = await job_queue.get(first.id)
+    assert shot_one is not None
+    assert (shot_one.safety_verdict, shot_one.safety_hold) == (Verdict.UNSAFE, True)
 
     await run_burst(job_queue, worker_config)
 
@@ -556,22 +547,16 @@ async def test_a_film_with_a_shot_the_safety_check_held_is_held_too(
     assert film.safety_scores == {"nsfw": 0.9}
 
 
-async def _record_verdict(queue: JobQueue, job_id: int, verdict: OutputVerdict) -> None:
-    """What the output safety check stores with a clip it looked at."""
-    values = [
-        verdict.verdict.value,
-        json.dumps(verdict.scores),
-        json.dumps(list(verdict.flagged)),
-        int(verdict.hold),
-        job_id,
-    ]
-    await queue.db.write(
-        lambda db: db.execute(
-            "UPDATE jobs SET safety_verdict = ?, safety_scores = ?, safety_flagged = ?,"
-            " safety_hold = ? WHERE id = ?",
-            values,
-        )
-    )
+class SeesNsfw:
+    """A classifier that scores every frame 0.9 nsfw (over its 0.5 threshold)."""
+
+    name = "sees-nsfw"
+
+    def __init__(self) -> None:
+        self.default_thresholds = {"nsfw": 0.5}
+
+    def score(self, frames: Sequence[np.ndarray]) -> list[FrameScores]:
+        return [{"nsfw": 0.9} for _ in frames]
 
 
 async def test_two_processes_advancing_the_same_finished_take_join_its_film_once(

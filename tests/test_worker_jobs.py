@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus, Stage
 from jobqueue.worker import Worker, WorkerConfig
-from pipeline.clip import OUT_OF_MEMORY, ModelChoice
+from pipeline.clip import OUT_OF_MEMORY
 from pipeline.encode import read_frames, read_tags
 from pipeline.generator import VideoGenerator
 
@@ -22,16 +23,8 @@ LEASE = 2.0
 
 
 @pytest.fixture
-def worker_config(tmp_path: Path, tiny_models_dir: Path) -> WorkerConfig:
-    return WorkerConfig(
-        clips_dir=tmp_path / "clips",
-        models=ModelChoice(
-            models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
-        ),
-        lease_seconds=LEASE,
-        progress_interval_s=0.0,
-        poll_interval_s=0.05,
-    )
+def worker_config(worker_config: WorkerConfig) -> WorkerConfig:
+    return replace(worker_config, lease_seconds=LEASE)
 
 
 async def submit(

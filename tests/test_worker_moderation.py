@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
@@ -10,7 +10,7 @@ from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus
 from jobqueue.moderation import AuditAction, Moderation
 from jobqueue.worker import Worker, WorkerConfig
-from pipeline.clip import REWRITE_BLOCKED_NOTE, ModelChoice
+from pipeline.clip import REWRITE_BLOCKED_NOTE
 from pipeline.rewrite import RewriterConfig
 from tests.conftest import ChatReply, FakeChatServer, default_scene
 
@@ -19,19 +19,14 @@ PROMPT = "a paper boat drifting down a river"
 
 
 @pytest.fixture
-def worker_config(
-    tmp_path: Path, tiny_models_dir: Path, chat_server: FakeChatServer
-) -> WorkerConfig:
-    return WorkerConfig(
-        clips_dir=tmp_path / "clips",
-        models=ModelChoice(
-            models_dir=tiny_models_dir, t2v_model="tiny", i2v_model="tiny-i2v", device="cpu"
-        ),
+def worker_config(worker_config: WorkerConfig, chat_server: FakeChatServer) -> WorkerConfig:
+    return replace(
+        worker_config,
         rewriter=RewriterConfig(
             backend="openai", openai_base_url=chat_server.base_url, openai_model="scene-writer"
         ),
         lease_seconds=2.0,
-        poll_interval_s=0.05,
+        progress_interval_s=2.0,
     )
 
 
