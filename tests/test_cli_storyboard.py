@@ -28,6 +28,8 @@ def _env(data_dir: Path, tmp_path: Path, **settings: str) -> dict[str, str]:
         "HF_HOME": str(tmp_path / "hf"),
         "REELBOT_DATA_DIR": str(data_dir),
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "queue")]),
+        # Hard cuts unless a test asks: a film's length is then the sum of its shots.
+        "REELBOT_STORYBOARD_CROSSFADE_S": "0",
         **settings,
     }
     env.pop("REELBOT_MODEL", None)
@@ -73,10 +75,16 @@ def test_storyboard_writes_one_h264_film_about_four_clips_long(
     assert "Traceback" not in result.stderr
 
 
-def test_crossfades_shorten_the_film_by_the_fades(tiny_models_dir: Path, tmp_path: Path) -> None:
-    env = _env(tiny_models_dir.parent, tmp_path)
+@pytest.mark.parametrize(
+    ("option", "setting"), [(["--crossfade", "0.25"], "0"), ([], "0.25")], ids=["option", "setting"]
+)
+def test_crossfades_shorten_the_film_by_the_fades(
+    option: list[str], setting: str, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """``--crossfade``, or by default the server's REELBOT_STORYBOARD_CROSSFADE_S."""
+    env = _env(tiny_models_dir.parent, tmp_path, REELBOT_STORYBOARD_CROSSFADE_S=setting)
     command = ["storyboard", "--model", "tiny", IDEA, "--shots", "3", "--no-plan-model"]
-    _reelbot(tmp_path, env, *command, "--crossfade", "0.25", "-o", "faded.mp4")
+    _reelbot(tmp_path, env, *command, *option, "-o", "faded.mp4")
     info = probe_mp4(tmp_path / "faded.mp4")
     # Three 9-frame shots, two fades of a quarter second (4 frames at 16 fps) each.
     assert info.frames == pytest.approx(3 * TINY_CLIP_FRAMES - 2 * 4, abs=2)

@@ -72,9 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--crossfade",
         type=float,
-        default=0.0,
         metavar="S",
-        help="fade each shot into the next over S seconds (default: 0, hard cuts)",
+        help="fade each shot into the next over S seconds; 0: hard cuts "
+        "(default: REELBOT_STORYBOARD_CROSSFADE_S, as for /storyboard)",
     )
     parser.add_argument("--aspect", help="16:9, 9:16 or 1:1 (default: 16:9)")
     parser.add_argument(
@@ -175,8 +175,9 @@ async def _plan_and_shoot(
     from pipeline.storyboard import checked_shot_count
 
     checked_shot_count(args.shots)
-    if args.crossfade < 0:
-        raise InvalidRequest(f"--crossfade is {args.crossfade:g} s; give 0 or more seconds.")
+    crossfade_s = settings.storyboard_crossfade_s if args.crossfade is None else args.crossfade
+    if crossfade_s < 0:
+        raise InvalidRequest(f"--crossfade is {crossfade_s:g} s; give 0 or more seconds.")
     seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)
     started = time.perf_counter()
     plan = await _plan(args, seconds, seed, settings)
@@ -189,7 +190,7 @@ async def _plan_and_shoot(
         join_clips,
         [shot.path for shot in shots],
         output,
-        crossfade_s=args.crossfade,
+        crossfade_s=crossfade_s,
         metadata=_film_metadata(plan, seed, models),
         max_bytes=settings.max_upload_bytes,
     )
