@@ -57,11 +57,13 @@ from pipeline.storyboard import (
     DEFAULT_SHOTS,
     MAX_IDEA_CHARS,
     MAX_SHOTS,
+    MAX_STYLE_CHARS,
     MIN_SHOT_SECONDS,
     MIN_SHOTS,
     Plan,
     checked_shot_count,
     fallback_plan,
+    shot_length_range,
     write_plan,
 )
 from pipeline.text import checked_text
@@ -71,7 +73,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_STYLE_CHARS = 200
 THREAD_ARCHIVE_MINUTES: Final = 1440
 THREAD_NAME_MAX = 100
 THREAD_ALREADY_CREATED = 160004
@@ -397,11 +398,9 @@ def checked_options(
 def longest_shot_s(settings: Settings) -> float:
     """The longest shot both the text-to-video and the image-to-video model can make, in
     tenths of a second (Wan's 81 frames at 16 fps: 5.0 s)."""
-    presets = (
-        job_preset(settings, JobKind.CREATE, None),
-        job_preset(settings, JobKind.ANIMATE, None),
-    )
-    return math.floor(10 * min(preset.max_frames / preset.fps for preset in presets)) / 10
+    first = job_preset(settings, JobKind.CREATE, None)
+    rest = job_preset(settings, JobKind.ANIMATE, None)
+    return shot_length_range(first, rest)[1]
 
 
 def shot_line(job: Job, number: int, total: int) -> str:
