@@ -37,13 +37,28 @@ def read_settings(kind: type[SettingsT]) -> SettingsT:
     try:
         return kind()
     except ValidationError as exc:
-        raise BadSetting(invalid_setting(exc)) from exc
+        raise BadSetting(invalid_setting(kind, exc)) from exc
 
 
-def invalid_setting(error: ValidationError) -> str:
+def invalid_setting(kind: type[BaseSettings], error: ValidationError) -> str:
+    """The first error as a sentence naming what the user set: the environment variable
+    (``REELBOT_WEB_PORT``), not the field (``web_port``)."""
     first = error.errors()[0]
-    name = ".".join(str(part) for part in first["loc"]) or "a setting"
-    return f"The setting {name} is not valid: {first['msg']}."
+    # A validator's own sentence, without the "Value error, " pydantic puts before it.
+    reason = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        # A rule over several settings; its sentence names them.
+        return f"The settings are not valid: {reason}."
+    return f"The setting {env_name(kind, str(first['loc'][0]))} is not valid: {reason}."
+
+
+def env_name(kind: type[BaseSettings], key: str) -> str:
+    """The variable that sets ``key`` of ``kind``: a field's name with the prefix, or the
+    alias (such as ``DISCORD_TOKEN``) pydantic reports for a field read under one."""
+    field = kind.model_fields.get(key)
+    if field is None or field.validation_alias is not None:
+        return key.upper()
+    return f"{kind.model_config.get('env_prefix', '')}{key}".upper()
 
 
 class CoreSettings(BaseSettings):
