@@ -46,5 +46,42 @@ def recent_entries(
     return [_entry(row) for row in rows]
 
 
+def entries_after(db: sqlite_utils.Database, *, after_id: int, limit: int) -> list[AuditEntry]:
+    """Every server's entries with an id above ``after_id``, oldest first (a primary-key range).
+
+    Ids grow in commit order: every process writes inside ``BEGIN IMMEDIATE``, so a row with a
+    lower id can never be committed after one with a higher id has been read.
+    """
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?", [after_id, limit]
+    ).fetchall()
+    return [_entry(row) for row in rows]
+
+
+def newest_entry_id(db: sqlite_utils.Database) -> int:
+    """The id of the newest entry of any server; 0 when there is none."""
+    return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM audit_log").fetchone()[0])
+
+
+def counts_by_guild(db: sqlite_utils.Database, after_id: int, through_id: int) -> dict[int, int]:
+    """How many entries each server has with an id in (``after_id``, ``through_id``]."""
+    rows = db.execute(
+        "SELECT guild_id, COUNT(*) FROM audit_log WHERE id > ? AND id <= ? GROUP BY guild_id",
+        [after_id, through_id],
+    ).fetchall()
+    return {int(guild_id): int(count) for guild_id, count in rows}
+
+
+def nth_newest_id(
+    db: sqlite_utils.Database, guild_id: int, n: int, *, through_id: int
+) -> int | None:
+    """The id of the server's ``n``-th newest entry (1: the newest) up to ``through_id``."""
+    row = db.execute(
+        "SELECT id FROM audit_log WHERE guild_id = ? AND id <= ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+        [guild_id, through_id, n - 1],
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def _entry(row: tuple[Any, ...]) -> AuditEntry:
     return AuditEntry(*row)
