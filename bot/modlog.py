@@ -1,21 +1,30 @@
-"""The mod-log channel: one short line per audit row, posted as moderation happens.
+"""The mod-log channel: one short line per audit row, whichever process wrote it.
 
-:class:`ModLog` listens to :class:`~jobqueue.moderation.Moderation`, so every audit row the
-bot writes (admin commands, refusals and strike bans from the gate, denied admin attempts)
-reaches the server's mod-log channel, set with ``/admin modlog set`` or, for every server,
-with ``REELBOT_MOD_LOG_CHANNEL_ID``. Lines never ping: they pass ``AllowedMentions.none()``.
+:class:`ModLog` follows the audit table (:class:`~jobqueue.audit_feed.AuditFeed`), so the rows
+written by the bot (admin commands, refusals and strike bans from the gate, denied admin
+attempts, withheld clips) and by other processes (a rewritten prompt blocked in a GPU worker or
+a scene writer) reach the server's mod-log channel by the same path, each once, also after a
+restart. The channel is set with ``/admin modlog set`` or, for every server, with
+``REELBOT_MOD_LOG_CHANNEL_ID``. Lines never ping: they pass ``AllowedMentions.none()``.
+Each line goes through the channel's write budget at the lowest priority, leaving the slots
+kept for clips free.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from typing import TYPE_CHECKING
 
 import discord
 
+from bot.channel_writes import Priority, Route
 from bot.render import NO_PINGS, mention, shown
+from jobqueue.audit_feed import POLL_INTERVAL_S, AuditFeed, Cut
 from jobqueue.moderation import AUTOMATIC_ACTOR_ID, AuditAction, AuditEntry
+from jobqueue.moderation.audit import newest_entry_id
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -82,21 +91,126 @@ def linked(detail: str) -> str:
     return _ROLE.sub(r"<@&\1>", detail)
 
 
+CATCH_UP_LINES = 20
+"""After a restart, the most lines of each server's backlog posted; the older ones are one line.
+
+A long outage (or a crash during a flood of refusals) can leave hundreds of rows unposted. At a
+channel's pace beside clips (three lines every five seconds) they would take minutes, keep
+today's lines waiting behind yesterday's and push them out of sight; every row stays in
+``/admin log``, so the channel gets the newest rows and a count of the rest.
+"""
+FOLLOW_AGAIN_AFTER_S = 5.0
+STOP_GRACE_S = 10.0
+"""How long stopping waits for a line being posted, so its row is remembered as posted."""
+
+
+def left_out_line(count: int) -> str:
+    entries = "entry" if count == 1 else "entries"
+    return f"📚 {count} older {entries} from while reelbot was offline: see /admin log."
+
+
+def posted_text(entry: AuditEntry, cuts: dict[int, Cut]) -> str | None:
+    """What the mod-log shows for ``entry``: its line, after the count of the rows left out
+    before it where its server's backlog was cut there; None for a row left out."""
+    cut = cuts.get(entry.guild_id)
+    if cut is None or entry.id > cut.first_kept:
+        return mod_log_line(entry)
+    if entry.id < cut.first_kept:
+        return None
+    # One message: a stop between two would post the count again after the restart.
+    return f"{left_out_line(cut.left_out)}\n{mod_log_line(entry)}"
+
+
 class ModLog:
-    """Posts each audit row to its server's mod-log channel, if it has one."""
+    """Follows the audit log and posts each row to its server's mod-log channel, if it has one.
 
-    def __init__(self, bot: ReelBot) -> None:
+    Rows are handled one at a time in the order they were written, and each posted row is
+    remembered in the database before the next is posted: a restart starts after the last
+    one. (A crash between Discord taking a line and that write posts the line again.)
+    """
+
+    def __init__(self, bot: ReelBot, *, poll_interval_s: float = POLL_INTERVAL_S) -> None:
         self.bot = bot
+        self.feed = AuditFeed(bot.queue.db, reader="mod_log", poll_interval_s=poll_interval_s)
+        self.handled_through = -1
+        self.handled = asyncio.Condition()
+        self.posting = asyncio.Lock()
+        self.task: asyncio.Task[None] | None = None
 
-    async def __call__(self, entry: AuditEntry) -> None:
-        channel_id = await self.channel_for(entry.guild_id)
-        if channel_id is None:
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name="mod-log")
+
+    async def stop(self) -> None:
+        """Stop following, after the line being posted (if any) is posted and remembered."""
+        if self.task is None:
             return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_GRACE_S), self.posting:
+                self.task.cancel()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def caught_up(self) -> None:
+        """Wait until every row written so far is handled: posted, or with nowhere to go."""
+        newest = await self.bot.queue.db.read(newest_entry_id)
+        async with self.handled:
+            await self.handled.wait_for(lambda: self.handled_through >= newest)
+
+    async def run(self) -> None:
+        await self.bot.wait_until_ready()
+        cuts: dict[int, Cut] | None = None
+        while True:
+            try:
+                if cuts is None:
+                    cuts = await self.resume()
+                await self.follow(self.handled_through, cuts)
+            except Exception:
+                log.exception("following the audit log failed; starting again")
+                await asyncio.sleep(FOLLOW_AGAIN_AFTER_S)
+
+    async def resume(self) -> dict[int, Cut]:
+        """Start after the last row handled before; where each server's backlog is cut."""
+        after = await self.feed.handled_through()
+        await self.advance(after)
+        return await self.feed.backlog_cuts(after, keep=CATCH_UP_LINES)
+
+    async def follow(self, after: int, cuts: dict[int, Cut]) -> None:
+        async for batch in self.feed.follow(after):
+            channels: dict[int, int | None] = {}
+            for entry in batch:
+                if entry.guild_id not in channels:
+                    channels[entry.guild_id] = await self.channel_for(entry.guild_id)
+                channel_id = channels[entry.guild_id]
+                text = posted_text(entry, cuts)
+                if channel_id is not None and text is not None:
+                    async with self.posting:
+                        await self.post(channel_id, entry, text)
+                        await self.feed.mark_handled(entry.id)
+                await self.advance(entry.id)
+            # Rows with nowhere to go are remembered once a batch.
+            await self.feed.mark_handled(batch[-1].id)
+
+    async def post(self, channel_id: int, entry: AuditEntry, text: str) -> None:
         channel = self.bot.get_partial_messageable(channel_id, guild_id=entry.guild_id)
         try:
-            await channel.send(mod_log_line(entry), allowed_mentions=NO_PINGS)
-        except discord.HTTPException:
+            message = await self.bot.writes.run(
+                channel_id,
+                Route.SEND,
+                Priority.UPDATE,
+                lambda: channel.send(text, allowed_mentions=NO_PINGS),
+            )
+        except discord.HTTPException as exc:
+            if exc.status >= 500:
+                raise  # Discord is down: this row is tried again when following starts again
             log.warning("could not post audit row %s to channel %s", entry.id, channel_id)
+            return
+        self.bot.writes.sent(channel_id, message.id)
+
+    async def advance(self, through: int) -> None:
+        async with self.handled:
+            self.handled_through = through
+            self.handled.notify_all()
 
     async def channel_for(self, guild_id: int) -> int | None:
         chosen = await self.bot.moderation.mod_log_channel(guild_id)

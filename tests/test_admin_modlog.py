@@ -1,21 +1,79 @@
 """The audit log: every action and refusal is stored, shown by /admin log, and posted to the
-mod-log channel without pinging anyone."""
+mod-log channel without pinging anyone, whichever process wrote it, each row once, also across
+restarts of the bot."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from bot import modlog
+from bot.client import CLIP_RESERVE, ReelBot
 from bot.cogs.admin import NOT_ALLOWED
-from jobqueue.moderation import AuditAction
+from bot.modlog import ModLog
+from jobqueue.db import Database
+from jobqueue.moderation import AuditAction, BlockHit, Moderation
 from tests.bot_harness import Reel
 from tests.fakediscord import FakeDiscord, Message
+
+LINE_TIMEOUT_S = 60.0
+"""Generous: lines wait for the channel's budget (three every five seconds), on a busy machine."""
+
+BLOCK_A_REWRITE = """
+import asyncio, sys
+from pathlib import Path
+from jobqueue.db import Database
+from jobqueue.moderation import Moderation
+
+async def block_rewrite(path, guild_id, user_id, job_id):
+    database = Database(Path(path))
+    try:
+        moderation = Moderation(database)
+        hit = await moderation.check_prompts(
+            guild_id, prompt="a quiet field", rewritten_prompt="a wombat in a quiet field"
+        )
+        await moderation.record_rewrite_block(guild_id, user_id, hit, job_id=job_id)
+    finally:
+        database.close()
+
+asyncio.run(block_rewrite(sys.argv[1], *map(int, sys.argv[2:])))
+"""
+"""What a GPU worker or scene writer does when a rewritten prompt is blocked, in its own process."""
 
 
 async def admin(fake: FakeDiscord, command: str, **options: object) -> Message:
     handle = await fake.invoke(f"admin {command}", dict(options), user=fake.carol)
-    return await handle.response()
+    return await handle.response(timeout=LINE_TIMEOUT_S)
 
 
 def log_lines(fake: FakeDiscord) -> list[Message]:
     return fake.channel_messages(fake.other)
+
+
+async def caught_up(bot: ReelBot) -> None:
+    """Until the mod-log has handled every audit row written so far."""
+    # Extensions load as fresh modules: the cog's class is not bot.cogs.admin.Admin here.
+    mod_log = getattr(bot.get_cog("Admin"), "mod_log", None)
+    assert isinstance(mod_log, ModLog)
+    await asyncio.wait_for(mod_log.caught_up(), LINE_TIMEOUT_S)
+
+
+@pytest.fixture
+def other_process(admin_reel: Reel) -> Iterator[Moderation]:
+    """Moderation as another process (a GPU worker, a scene writer) has it: its own
+    connections to the bot's database file."""
+    database = Database(admin_reel.settings.database_path)
+    try:
+        yield Moderation(database)
+    finally:
+        database.close()
+
+
+def blocked_rewrite() -> BlockHit:
+    return BlockHit(rule_id=1, category="animals", field="rewritten prompt")
 
 
 async def test_actions_and_refusals_reach_the_mod_log_without_pings(admin_reel: Reel) -> None:
@@ -26,7 +84,9 @@ async def test_actions_and_refusals_reach_the_mod_log_without_pings(admin_reel: 
         await admin(fake, "blocklist add", term="wombat", category="animals")
         await fake.invoke("create", {"prompt": "a wombat"}, user=fake.alice)
         await fake.invoke("admin queue pause", {}, user=fake.bob, skip_permission_check=True)
-        lines = await fake.wait_for(lambda: len(log_lines(fake)) >= 5 and log_lines(fake))
+        lines = await fake.wait_for(
+            lambda: len(log_lines(fake)) >= 5 and log_lines(fake), timeout=LINE_TIMEOUT_S
+        )
 
     texts = [line.content for line in lines]
     carol, bob, alice = (f"<@{user.id}>" for user in (fake.carol, fake.bob, fake.alice))
@@ -50,17 +110,19 @@ async def test_the_configured_channel_is_the_default(admin_reel: Reel) -> None:
     reel.settings = reel.settings.model_copy(update={"mod_log_channel_id": fake.other.id})
     async with reel.bot_running():
         await admin(fake, "ban", user=fake.bob)
-        line = await fake.wait_for_message(fake.other, lambda m: "banned" in m.content)
+        line = await fake.wait_for_message(
+            fake.other, lambda m: "banned" in m.content, timeout=LINE_TIMEOUT_S
+        )
     assert line.content == f"🔨 <@{fake.carol.id}> banned <@{fake.bob.id}> (for permanent)."
 
 
 async def test_without_a_channel_nothing_is_posted_but_all_is_logged(admin_reel: Reel) -> None:
     reel, fake = admin_reel, admin_reel.fake
-    async with reel.bot_running():
+    async with reel.bot_running() as bot:
         await admin(fake, "ban", user=fake.bob, duration="1d", reason="flooding")
         await admin(fake, "unban", user=fake.bob, reason="appealed")
         await admin(fake, "queue pause")
-        await reel.moderation.wait_for_listeners()
+        await caught_up(bot)
         everything = await admin(fake, "log")
         about_bob = await admin(fake, "log", user=fake.bob)
     assert log_lines(fake) == []
@@ -114,3 +176,132 @@ async def test_a_refused_admin_call_never_reveals_anything(admin_reel: Reel) -> 
         answer = await handle.response()
     assert answer.content == NOT_ALLOWED
     assert answer.embeds == []
+
+
+async def test_a_rewrite_blocked_in_a_worker_process_reaches_the_mod_log_once(
+    admin_reel: Reel,
+) -> None:
+    reel, fake = admin_reel, admin_reel.fake
+    async with reel.bot_running() as bot:
+        await admin(fake, "modlog set", channel=fake.other)
+        await admin(fake, "blocklist add", term="wombat", category="animals")
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            BLOCK_A_REWRITE,
+            str(reel.settings.database_path),
+            str(fake.guild.id),
+            str(fake.alice.id),
+            "31",
+        )
+        assert await asyncio.wait_for(worker.wait(), LINE_TIMEOUT_S) == 0
+        await admin(fake, "queue pause")  # a later row: the rewrite's line is not repeated
+        await fake.wait_for(
+            lambda: any("paused" in line.content for line in log_lines(fake)),
+            timeout=LINE_TIMEOUT_S,
+        )
+        await caught_up(bot)
+
+    rule = next(
+        r for r in await reel.moderation.blocklist_list(fake.guild.id) if r.pattern == "wombat"
+    )
+    blocked = [line.content for line in log_lines(fake) if line.content.startswith("🚫")]
+    assert blocked == [
+        f"🚫 The rewritten prompt of job #31 by <@{fake.alice.id}> was blocked (rule #{rule.id}):"
+        " blocked rewritten prompt: animals."
+    ]
+    assert len(log_lines(fake)) == 4
+
+
+async def test_a_restart_posts_nothing_twice_and_what_came_meanwhile_once(
+    admin_reel: Reel, other_process: Moderation
+) -> None:
+    reel, fake = admin_reel, admin_reel.fake
+    async with reel.bot_running() as bot:
+        await admin(fake, "modlog set", channel=fake.other)
+        await admin(fake, "ban", user=fake.bob, reason="spam")
+        await caught_up(bot)
+    await other_process.record_rewrite_block(
+        fake.guild.id, fake.alice.id, blocked_rewrite(), job_id=12
+    )
+    async with reel.bot_running() as bot:
+        await caught_up(bot)
+        await other_process.record_rewrite_block(
+            fake.guild.id, fake.alice.id, blocked_rewrite(), job_id=13
+        )
+        await caught_up(bot)
+    async with reel.bot_running() as bot:
+        await caught_up(bot)
+
+    texts = [line.content for line in log_lines(fake)]
+    assert len(texts) == 4
+    assert texts[0].startswith("📜")
+    assert texts[1].startswith(f"🔨 <@{fake.carol.id}> banned <@{fake.bob.id}>")
+    assert texts[2].startswith(f"🚫 The rewritten prompt of job #12 by <@{fake.alice.id}>")
+    assert texts[3].startswith(f"🚫 The rewritten prompt of job #13 by <@{fake.alice.id}>")
+
+
+async def test_a_long_backlog_is_cut_to_the_newest_lines_and_a_count(
+    admin_reel: Reel, other_process: Moderation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reel, fake = admin_reel, admin_reel.fake
+    monkeypatch.setattr(modlog, "CATCH_UP_LINES", 2)
+    async with reel.bot_running() as bot:
+        await admin(fake, "modlog set", channel=fake.other)
+        await caught_up(bot)
+    for number in range(5):
+        await other_process.audit(
+            fake.guild.id,
+            actor_id=fake.carol.id,
+            action=AuditAction.QUEUE_CLEAR,
+            reason=f"n{number}",
+        )
+    await other_process.audit(  # another server's backlog counts only there
+        fake.guild.id + 1, actor_id=fake.carol.id, action=AuditAction.QUEUE_CLEAR
+    )
+    async with reel.bot_running() as bot:
+        await caught_up(bot)
+
+    texts = [line.content for line in log_lines(fake)]
+    cleared = f"🧹 <@{fake.carol.id}> cleared the queue"
+    assert texts[1:] == [
+        f"📚 3 older entries from while reelbot was offline: see /admin log.\n{cleared}: n3.",
+        f"{cleared}: n4.",
+    ]
+    assert len(await reel.moderation.recent_actions(fake.guild.id)) == 6  # all in /admin log
+
+
+async def test_rows_from_before_the_bot_first_followed_the_log_are_not_posted(
+    admin_reel: Reel,
+) -> None:
+    reel, fake = admin_reel, admin_reel.fake
+    await reel.moderation.set_mod_log_channel(fake.guild.id, fake.other.id, actor_id=fake.carol.id)
+    await reel.moderation.ban(fake.guild.id, fake.bob.id, actor_id=fake.carol.id, duration_s=None)
+    async with reel.bot_running() as bot:
+        await caught_up(bot)
+        await admin(fake, "unban", user=fake.bob)
+        await caught_up(bot)
+    assert [line.content for line in log_lines(fake)] == [
+        f"🕊️ <@{fake.carol.id}> unbanned <@{fake.bob.id}> (ban #1 lifted)."
+    ]
+
+
+async def test_lines_leave_the_slots_kept_for_clips_free(
+    admin_reel: Reel, other_process: Moderation
+) -> None:
+    reel, fake = admin_reel, admin_reel.fake
+    settings = reel.settings
+    async with reel.bot_running() as bot:
+        await admin(fake, "modlog set", channel=fake.other)
+        for number in range(6):
+            await other_process.audit(
+                fake.guild.id, actor_id=0, action=AuditAction.QUEUE_CLEAR, reason=f"n{number}"
+            )
+        await caught_up(bot)
+    posted = [line.created_at for line in log_lines(fake)]
+    assert len(posted) == 7
+    most_in_a_window = max(
+        sum(1 for at in posted if start <= at < start + settings.channel_window_seconds)
+        for start in posted
+    )
+    assert most_in_a_window <= settings.channel_sends_per_window - CLIP_RESERVE

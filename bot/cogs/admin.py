@@ -72,10 +72,10 @@ class Admin(
         super().__init__()
 
     async def cog_load(self) -> None:
-        self.bot.moderation.add_listener(self.mod_log)
+        self.mod_log.start()
 
     async def cog_unload(self) -> None:
-        self.bot.moderation.remove_listener(self.mod_log)
+        await self.mod_log.stop()
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         """Every /admin call: acknowledged privately at once (fetching the member can take a

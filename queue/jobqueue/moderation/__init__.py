@@ -35,7 +35,6 @@ from jobqueue.moderation.schema import MIGRATIONS
 from jobqueue.moderation.service import (
     AUTOMATIC_ACTOR_ID,
     DEFAULT_CATEGORY,
-    AuditListener,
     Moderation,
 )
 
@@ -48,7 +47,6 @@ __all__ = [
     "RULE_KINDS",
     "AuditAction",
     "AuditEntry",
-    "AuditListener",
     "Ban",
     "BlockHit",
     "BlockRule",

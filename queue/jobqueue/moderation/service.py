@@ -1,8 +1,8 @@
 """The moderation API the bot and the worker use, over the shared :class:`Database`.
 
 Every change a moderator makes, and every refusal, writes an audit row in the same
-transaction as the change itself. Listeners (the bot's mod-log poster) hear about each new
-audit row after it is committed; they run as tasks, so a slow Discord never delays a reply.
+transaction as the change itself. Any process may write them (the worker audits blocked
+rewrites); the bot's mod-log follows the table (:mod:`jobqueue.audit_feed`), not this object.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import sqlite_utils
@@ -41,8 +41,6 @@ AUTOMATIC_ACTOR_ID = 0
 DEFAULT_CATEGORY = "this server's rules"
 """The category of a rule added without one; users are told it when refused."""
 
-AuditListener = Callable[[AuditEntry], Awaitable[None]]
-
 T = TypeVar("T")
 AuditedChange = Callable[[sqlite_utils.Database, float], tuple[T, Sequence[AuditNote]]]
 """A write, given the database and the time: its result and the audit rows it calls for."""
@@ -72,23 +70,8 @@ class Moderation:
         self._defaults = list(load_default_blocklist() if default_rules is None else default_rules)
         self._clock = clock
         self._compiled: dict[int, tuple[int, Blocklist]] = {}
-        self._listeners: list[AuditListener] = []
-        self._listener_tasks: set[asyncio.Task[None]] = set()
 
     # --- audit -------------------------------------------------------------------------
-
-    def add_listener(self, listener: AuditListener) -> None:
-        """Call ``listener`` with every audit row this instance writes, once committed."""
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: AuditListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    async def wait_for_listeners(self) -> None:
-        """Wait until every listener call started so far has finished."""
-        while self._listener_tasks:
-            await asyncio.gather(*self._listener_tasks, return_exceptions=True)
 
     async def audit(
         self,
@@ -114,16 +97,16 @@ class Moderation:
 
     async def _write_audited(self, guild_id: int | None, change: AuditedChange[T]) -> T:
         """Run ``change`` and write the audit rows it calls for in one transaction, so no
-        change is ever without its row; listeners hear of the rows once committed."""
+        change is ever without its row."""
         guild, now = _guild(guild_id), self._clock()
 
-        def write(db: sqlite_utils.Database) -> tuple[T, list[AuditEntry]]:
+        def write(db: sqlite_utils.Database) -> T:
             result, notes = change(db, now)
-            return result, [audit_log.insert_entry(db, guild, note, now=now) for note in notes]
+            for note in notes:
+                audit_log.insert_entry(db, guild, note, now=now)
+            return result
 
-        result, entries = await self.db.write(write)
-        self._notify(*entries)
-        return result
+        return await self.db.write(write)
 
     async def recent_actions(
         self, guild_id: int | None, *, user_id: int | None = None, limit: int = 20
@@ -133,19 +116,6 @@ class Moderation:
         return await self.db.read(
             lambda db: audit_log.recent_entries(db, guild, user_id=user_id, limit=limit)
         )
-
-    def _notify(self, *entries: AuditEntry) -> None:
-        for entry in entries:
-            for listener in self._listeners:
-                task = asyncio.create_task(self._call_listener(listener, entry))
-                self._listener_tasks.add(task)
-                task.add_done_callback(self._listener_tasks.discard)
-
-    async def _call_listener(self, listener: AuditListener, entry: AuditEntry) -> None:
-        try:
-            await listener(entry)
-        except Exception:
-            log.exception("audit listener failed for entry %s", entry.id)
 
     # --- bans and strikes --------------------------------------------------------------
 
