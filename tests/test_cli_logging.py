@@ -77,4 +77,5 @@ def test_a_command_outside_the_workers_logs_at_the_set_level(tmp_path: Path) -> 
 
 def test_an_unknown_level_is_named_and_the_command_still_runs(tmp_path: Path) -> None:
     err = reelbot_stderr(tmp_path, "rewrite", "a cat", "--backend", "off", level="LOUD")
-    assert "REELBOT_LOG_LEVEL=LOUD is not a log level" in err
+    # Said by the command that was run, not by the worker's module.
+    assert "bot.cli.rewrite: REELBOT_LOG_LEVEL=LOUD is not a log level" in err

@@ -71,7 +71,7 @@ def configured_log_level() -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(log_level(args))
+    configure_logging(log_level(args), logger_name=args.handler.__module__)
     try:
         code: int = args.handler(args)
     except BadSetting as bad:

@@ -176,13 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     except BadSetting as bad:
         sys.stderr.write(f"{bad}\n")
         return EXIT_BAD_REQUEST
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, logger_name=__name__)
     return run_worker(args, settings, err=sys.stderr)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, *, logger_name: str) -> None:
     """Log to stderr at ``level`` (a name such as DEBUG); an unknown name logs at INFO and
-    says so."""
+    says so under ``logger_name`` (the command's module, so the line names the command)."""
     known = isinstance(logging.getLevelName(level.upper()), int)
     logging.basicConfig(
         level=level.upper() if known else DEFAULT_LOG_LEVEL,
@@ -190,7 +190,7 @@ def configure_logging(level: str) -> None:
         datefmt="%H:%M:%S",
     )
     if not known:
-        log.warning(
+        logging.getLogger(logger_name).warning(
             "REELBOT_LOG_LEVEL=%s is not a log level (DEBUG, INFO, WARNING, ERROR); using %s",
             level,
             DEFAULT_LOG_LEVEL,

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadSetting as bad:
         sys.stderr.write(f"{bad}\n")
         return EXIT_BAD_REQUEST
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, logger_name=__name__)
     return run_scene_writer(args, settings)
 
 
