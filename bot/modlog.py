@@ -22,7 +22,7 @@ import discord
 
 from bot.channel_writes import Priority, Route
 from bot.render import NO_PINGS, mention, shown
-from jobqueue.audit_feed import POLL_INTERVAL_S, AuditFeed, Cut
+from jobqueue.audit_feed import AuditFeed, Cut
 from jobqueue.moderation import AUTOMATIC_ACTOR_ID, AuditAction, AuditEntry
 from jobqueue.moderation.audit import newest_entry_id
 
@@ -94,10 +94,10 @@ def linked(detail: str) -> str:
 CATCH_UP_LINES = 20
 """After a restart, the most lines of each server's backlog posted; the older ones are one line.
 
-A long outage (or a crash during a flood of refusals) can leave hundreds of rows unposted. At a
-channel's pace beside clips (three lines every five seconds) they would take minutes, keep
-today's lines waiting behind yesterday's and push them out of sight; every row stays in
-``/admin log``, so the channel gets the newest rows and a count of the rest.
+A long outage (or a crash during a flood of refusals) can leave hundreds of rows unposted.
+At a channel's pace beside clips (by default three lines every five seconds) they would take
+minutes, keep today's lines waiting behind yesterday's and push them out of sight; every row
+stays in ``/admin log``, so the channel gets the newest rows and a count of the rest.
 """
 FOLLOW_AGAIN_AFTER_S = 5.0
 STOP_GRACE_S = 10.0
@@ -125,13 +125,16 @@ class ModLog:
     """Follows the audit log and posts each row to its server's mod-log channel, if it has one.
 
     Rows are handled one at a time in the order they were written, and each posted row is
-    remembered in the database before the next is posted: a restart starts after the last
-    one. (A crash between Discord taking a line and that write posts the line again.)
+    remembered in the database before the next is posted, so how far the log got is one id
+    and a restart starts right after it. (A crash between Discord taking a line and that
+    write posts the line again.) The price: a server whose channel is out of budget during a
+    flood of refusals holds up the lines of other servers, never anyone's clips.
     """
 
-    def __init__(self, bot: ReelBot, *, poll_interval_s: float = POLL_INTERVAL_S) -> None:
+    def __init__(self, bot: ReelBot) -> None:
         self.bot = bot
-        self.feed = AuditFeed(bot.queue.db, reader="mod_log", poll_interval_s=poll_interval_s)
+        # Moderation shares the queue's database, where queue_state keeps how far the log got.
+        self.feed = AuditFeed(bot.queue.db, reader="mod_log")
         self.handled_through = -1
         self.handled = asyncio.Condition()
         self.posting = asyncio.Lock()
@@ -194,6 +197,8 @@ class ModLog:
     async def post(self, channel_id: int, entry: AuditEntry, text: str) -> None:
         channel = self.bot.get_partial_messageable(channel_id, guild_id=entry.guild_id)
         try:
+            # The lowest priority: a line never takes the slots kept for clips and final
+            # statuses, and waits behind every clip in the same channel.
             message = await self.bot.writes.run(
                 channel_id,
                 Route.SEND,
