@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import aiohttp
 import discord
 import pytest
 
-from jobqueue.models import Job
+from jobqueue.models import Job, JobKind
 from jobqueue.storyboards import Storyboard, Storyboards
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
 from tests.conftest import Site
@@ -83,6 +84,14 @@ async def shot_storyboard(reel: Reel) -> tuple[Message, Storyboard]:
 async def status_of(url: str) -> int:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status
+
+
+async def tile_jobs(url: str) -> list[int]:
+    """The jobs of the gallery page at ``url``'s tiles, in order (read over HTTP)."""
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200, url
+        html = await response.text()
+    return [int(found) for found in re.findall(r'<li class="tile" data-job="(\d+)"', html)]
 
 
 async def tile_prompts(browser: Browser, url: str) -> list[str]:
@@ -279,3 +288,36 @@ async def test_a_storyboards_shots_posted_in_a_public_channel_are_not_shown(
     assert await tile_prompts(browser, f"{site.url}/?q=fox") == [IDEA]
     for shot_id in board.shot_job_ids:
         assert await status_of(f"{site.url}/clips/{shot_id}") == 404
+
+
+async def test_with_drafts_first_the_rendered_clip_is_shown_and_its_drafts_are_not(
+    reel: Reel, site: Site, browser: Browser
+) -> None:
+    fake = reel.fake
+    reel.settings = reel.settings.model_copy(update={"drafts": True})  # the shipped default
+    prompt = "a lighthouse beam over a violet sea"
+    async with reel.bot_running(), reel.worker_running():
+        await make_public(reel, fake.general)
+        _, drafts = await reel.create(prompt)
+        assert drafts.kind is JobKind.DRAFTS
+        grid = await fake.wait_for_message(
+            fake.general,
+            lambda message: f"draft:{drafts.id}:render:1" in message.custom_ids(),
+            timeout=CLIP_TIMEOUT_S,
+        )
+        pressed = await fake.click(grid, f"draft:{drafts.id}:render:1", user=fake.alice)
+        render = await reel.delivered((await reel.job_of(pressed)).id)
+    assert (await reel.delivered(drafts.id)).result_path is not None
+
+    assert await tile_jobs(f"{site.url}/") == [render.id]
+    assert await tile_jobs(f"{site.url}/?q=lighthouse") == [render.id]
+    assert await tile_jobs(f"{site.url}/?channel={fake.general.id}") == [render.id]
+    # A grid is working material: no page, no files, even by a direct link.
+    for path in ("", ".mp4", ".jpg", "/player"):
+        assert await status_of(f"{site.url}/clips/{drafts.id}{path}") == 404
+        assert await status_of(f"{site.url}/clips/{render.id}{path}") == 200
+
+    await browser.open(f"{site.url}/clips/{render.id}")
+    assert await browser.text(".family .draft") == (
+        f"Rendered from draft 1 of drafts #{drafts.id} (drafts stay in Discord)"
+    )

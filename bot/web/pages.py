@@ -18,7 +18,7 @@ from bot.render import KIND_NAMES, size_words, taken_words
 from bot.web.app import CONTEXT, WebContext, http_error, render, shown_job
 from bot.web.security import client_key
 from jobqueue.clipfiles import clip_path
-from jobqueue.gallery import GalleryChannel, GalleryQuery
+from jobqueue.gallery import DraftOrigin, GalleryChannel, GalleryQuery
 from jobqueue.models import Job
 from pipeline.provenance import ProvenanceReport, SigningIdentity, verify_clip
 
@@ -190,6 +190,7 @@ async def clip_page(request: web.Request) -> web.Response:
         family=FamilyView(
             parent=view(family.parent) if family.parent else None,
             children=[view(child) for child in family.children],
+            draft=family.draft,
         ),
         credentials=CredentialsView.of(credentials),
     )
@@ -199,6 +200,7 @@ async def clip_page(request: web.Request) -> web.Response:
 class FamilyView:
     parent: ClipView | None
     children: list[ClipView]
+    draft: DraftOrigin | None
 
 
 @dataclass(frozen=True)

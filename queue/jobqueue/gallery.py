@@ -6,10 +6,17 @@ deleted in Discord, and the output safety check did not hold it back
 (:func:`jobqueue.safety.may_show` has the last word on every job shown). A deleted clip's page
 answers "gone"; its files are not served.
 
-A storyboard's shots are parts of its film, not clips anyone posted: the gallery shows the
-film, never a shot. The film is posted into a thread started from the storyboard's plan, and
-admins mark text channels public, not threads: the gallery files a film under the channel its
-storyboard was planned in (the thread's parent), there and in the job it hands the pages.
+The gallery shows finished clips, not working material (:data:`WORKING_MATERIAL`). A
+storyboard's shots are parts of its film, not clips anyone posted: the gallery shows the film,
+never a shot. A grid of drafts (drafts first is the default) is what its user chose a clip
+from: the clip rendered from a draft is shown, and its page says which draft of which grid it
+came from (:attr:`ClipFamily.draft`); the grid is not. Neither is listed, searchable nor
+reachable by a direct link: its page and files answer 404 (not 410 when deleted), as for a
+clip of a private channel, so no address leaks what was never meant to be public.
+
+A film is posted into a thread started from the storyboard's plan, and admins mark text
+channels public, not threads: the gallery files a film under the channel its storyboard was
+planned in (the thread's parent), there and in the job it hands the pages.
 
 Search matches whole words of the prompt and of the rewritten scene, and the start of the
 last word typed ("surf" finds "surfing"), through the ``gallery_search`` full-text index.
@@ -42,8 +49,11 @@ _FILED_UNDER = (
     " jobs.channel_id)"
 )
 """The channel the gallery files a job under: its own, or for a film its storyboard's."""
+WORKING_MATERIAL = frozenset({JobKind.SHOT, *(kind for kind in JobKind if kind.makes_drafts)})
+"""Kinds of job whose results are steps towards a clip, never shown by the gallery."""
+_KINDS_NOT_SHOWN = ", ".join(f"'{kind.value}'" for kind in sorted(WORKING_MATERIAL))
 _IN_PUBLIC_CHANNEL = (
-    f"(jobs.kind != '{JobKind.SHOT.value}' AND EXISTS (SELECT 1 FROM gallery_channels AS g"
+    f"(jobs.kind NOT IN ({_KINDS_NOT_SHOWN}) AND EXISTS (SELECT 1 FROM gallery_channels AS g"
     f" WHERE g.guild_id = jobs.guild_id AND g.channel_id = {_FILED_UNDER} AND g.public = 1))"
 )
 _NOT_HELD = f"(safety_hold = 0 OR safety_state = '{HeldState.RELEASED.value}')"
@@ -98,6 +108,16 @@ class ClipFamily:
 
     parent: Job | None
     children: list[Job]
+    draft: DraftOrigin | None = None
+    """For a clip rendered from a draft: which one (its grid is not shown, so no ``parent``)."""
+
+
+@dataclass(frozen=True)
+class DraftOrigin:
+    """Draft ``number`` of the grid of drafts job ``grid_id``."""
+
+    grid_id: int
+    number: int
 
 
 def search_expression(words: str) -> str | None:
@@ -201,7 +221,13 @@ def _family(db: sqlite_utils.Database, job: Job) -> ClipFamily:
         parents = shown(f"id = ? AND {_SHOWN}", [job.parent_id])
         parent = parents[0] if parents else None
     children = shown(f"parent_id = ? AND {_SHOWN} ORDER BY id", [job.id])
-    return ClipFamily(parent, children)
+    return ClipFamily(parent, children, draft=_draft_origin(job))
+
+
+def _draft_origin(job: Job) -> DraftOrigin | None:
+    if not job.kind.starts_from_draft or job.parent_id is None or job.request.draft is None:
+        return None
+    return DraftOrigin(job.parent_id, job.request.draft)
 
 
 def _filed_jobs(db: sqlite_utils.Database, where: str, params: list[Any]) -> list[Job]:
