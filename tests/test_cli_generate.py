@@ -152,12 +152,34 @@ def test_a_draft_renders_at_full_size_and_vary_makes_new_drafts(
     assert "(seed 12)" in capsys.readouterr().out
 
 
-def test_preview_keeps_the_latest_preview_while_it_renders(data_dir: Path, tmp_path: Path) -> None:
-    argv = ["generate", "waves", "--model", "tiny", "--seed", "1", "--steps", "6", "--no-safety"]
+def test_preview_keeps_the_latest_preview_while_it_renders(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The tiny model's own two steps, what a newcomer tries first: the step between them
+    # is previewed.
+    argv = ["generate", "waves", "--model", "tiny", "--seed", "1", "--no-safety"]
     assert main([*argv, "--preview", "live/preview.webp", "-o", "clip.mp4"]) == 0
     with Image.open(tmp_path / "live" / "preview.webp") as preview:
         assert (preview.format, preview.width) == ("WEBP", 320)
     assert [path.name for path in (tmp_path / "live").iterdir()] == ["preview.webp"]
+    assert "no preview" not in capsys.readouterr().err
+
+
+def test_a_run_too_short_to_preview_says_so(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt = ["generate", "waves", "--model", "tiny", "--seed", "2", "--no-safety"]
+    assert main([*prompt, "--drafts", "1", "-o", "g.mp4"]) == 0
+    capsys.readouterr()
+    # Rendering a draft re-runs the last half of the tiny model's two steps: one step.
+    argv = [*prompt, "--from-draft", "g-1.mp4", "--preview", "preview.webp", "-o", "clip.mp4"]
+    assert main(argv) == 0
+    assert probe_mp4(tmp_path / "clip.mp4").frames > 0
+    assert not (tmp_path / "preview.webp").exists()
+    assert capsys.readouterr().err.endswith(
+        "no preview was written: the run took one step, and previews are made between steps "
+        "(more --steps give some)\n"
+    )
 
 
 @pytest.mark.parametrize(

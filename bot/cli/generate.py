@@ -14,6 +14,7 @@ import asyncio
 import logging
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from pipeline.clip import ClipMaker, MadeClip, MadeDrafts, StageChange
     from pipeline.encode import EncodedClip
     from pipeline.errors import ClipFailed
-    from pipeline.preview import PreviewCallback
+    from pipeline.preview import PreviewOptions
     from pipeline.request import ClipRequest, ResolvedRequest
     from pipeline.rewrite import PromptRewriter
 
@@ -136,7 +137,6 @@ def generate_clip(
     """Make the clip; failures the user can act on become one line on ``err``."""
     from pipeline.clip import ClipMaker, MadeClip
     from pipeline.errors import ClipFailed, StartImageUnreadable
-    from pipeline.preview import DEFAULT_PREVIEW
 
     if (args.drafts or args.vary) and args.from_draft:
         err.write(f"{ONE_KIND}\n")
@@ -147,11 +147,11 @@ def generate_clip(
     models = settings.model_choice()
     end_frame = args.loop or args.end_image is not None
     model = args.model or models.model_for("i2v" if args.image else "t2v", end_frame=end_frame)
-    # --preview asks for previews even where the setting leaves them off.
-    preview = settings.preview_options() or (DEFAULT_PREVIEW if args.preview else None)
+    preview = PreviewFile(args.preview) if args.preview else None
+    options = _preview_options(settings) if preview else None
     try:
-        maker = ClipMaker(models, signing=settings.signing_identity(), preview=preview)
-        made = asyncio.run(_make(maker, args, model, settings, out=out))
+        maker = ClipMaker(models, signing=settings.signing_identity(), preview=options)
+        made = asyncio.run(_make(maker, args, model, settings, out=out, preview=preview))
     except StartImageUnreadable as exc:
         err.write(f"Cannot read the {exc.which} {exc.path}: {exc.reason}.\n")
         return EXIT_BAD_REQUEST
@@ -165,6 +165,8 @@ def generate_clip(
         checked = made.grid
     if args.safety:
         _report_safety(out, _safety_verdict(settings, checked))
+    if preview is not None and not preview.written:
+        err.write(f"no preview was written: {preview.why_none(made.request.model)}\n")
     return 0
 
 
@@ -186,7 +188,13 @@ def report_failure(exc: ClipFailed, err: TextIO) -> int:
 
 
 async def _make(
-    maker: ClipMaker, args: argparse.Namespace, model: str, settings: CoreSettings, *, out: TextIO
+    maker: ClipMaker,
+    args: argparse.Namespace,
+    model: str,
+    settings: CoreSettings,
+    *,
+    out: TextIO,
+    preview: PreviewFile | None,
 ) -> MadeClip | MadeDrafts:
     from bot.cli.rewrite import print_result
 
@@ -196,6 +204,8 @@ async def _make(
     async def on_stage(change: StageChange) -> None:
         if change.prompt is not None and change.prompt.rewrite is not None:
             print_result(change.prompt.rewrite, out=out)
+        if preview is not None and change.total_steps:
+            preview.steps = change.total_steps
 
     try:
         if args.drafts or args.vary:
@@ -210,7 +220,7 @@ async def _make(
                 rewriter=rewriter,
                 on_stage=on_stage,
                 on_step=progress.step,
-                on_preview=_preview_writer(args.preview),
+                on_preview=preview,
             )
         return await maker.make_clip(
             _request_from(args),
@@ -223,7 +233,7 @@ async def _make(
             from_draft=args.from_draft,
             on_stage=on_stage,
             on_step=progress.step,
-            on_preview=_preview_writer(args.preview),
+            on_preview=preview,
         )
     finally:
         progress.close()
@@ -237,20 +247,42 @@ def _rewriter(settings: CoreSettings) -> PromptRewriter:
     return build_rewriter(settings.rewriter_config())
 
 
-def _preview_writer(path: Path | None) -> PreviewCallback | None:
-    """Writes each preview over the last at ``path`` (whole files only: a viewer never sees
-    half a preview)."""
-    if path is None:
-        return None
-    target = path
+def _preview_options(settings: CoreSettings) -> PreviewOptions:
+    """Previews after every step but the last, as fast as they encode: a file spends no
+    channel's budget, and the every-few-steps of a bot would show nothing of a run of two
+    steps (the tiny model's). Asked for with --preview even where the setting turns them off."""
+    from pipeline.preview import DEFAULT_PREVIEW
 
-    def write(data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
+    configured = settings.preview_options() or DEFAULT_PREVIEW
+    return replace(configured, every_steps=1, min_seconds=0.0)
+
+
+class PreviewFile:
+    """The ``on_preview`` of --preview: writes each preview over the last at ``path`` (whole
+    files only: a viewer never sees half a preview) and counts them, so a run that made none
+    can say why."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.written = 0
+        self.steps = 0
+        """Steps the run takes, once it generates."""
+
+    def __call__(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.partial")
         partial.write_bytes(data)
-        partial.replace(target)
+        partial.replace(self.path)
+        self.written += 1
 
-    return write
+    def why_none(self, model: str) -> str:
+        """Why a run that asked for previews wrote none."""
+        if self.steps <= 1:
+            return (
+                "the run took one step, and previews are made between steps "
+                "(more --steps give some)"
+            )
+        return f"{model} has no live preview (only models with Wan's latent layout have one)"
 
 
 def _request_from(args: argparse.Namespace) -> ClipRequest:
