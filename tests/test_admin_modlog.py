@@ -241,6 +241,24 @@ async def test_a_restart_posts_nothing_twice_and_what_came_meanwhile_once(
     assert texts[3].startswith(f"🚫 The rewritten prompt of job #13 by <@{fake.alice.id}>")
 
 
+async def test_lines_waiting_for_the_channel_when_the_bot_stops_are_posted_once_after(
+    admin_reel: Reel, other_process: Moderation
+) -> None:
+    reel, fake = admin_reel, admin_reel.fake
+    async with reel.bot_running():
+        await admin(fake, "modlog set", channel=fake.other)
+        for number in range(6):
+            await other_process.audit(
+                fake.guild.id, actor_id=0, action=AuditAction.QUEUE_CLEAR, reason=f"n{number}"
+            )
+        # Three lines fit the channel's budget at once; the rest wait when the bot stops.
+        await fake.wait_for(lambda: len(log_lines(fake)) >= 3, timeout=LINE_TIMEOUT_S)
+    async with reel.bot_running() as bot:
+        await caught_up(bot)
+    reasons = [line.content.rsplit(": ", 1)[-1] for line in log_lines(fake)[1:]]
+    assert reasons == [f"n{number}." for number in range(6)]
+
+
 async def test_a_long_backlog_is_cut_to_the_newest_lines_and_a_count(
     admin_reel: Reel, other_process: Moderation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
