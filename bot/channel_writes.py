@@ -11,7 +11,9 @@ came back, so no clock skew or network delay can put two windows' worth into one
 Discord's) and grants the most important waiting write: a finished clip, then final statuses,
 then new status messages, then updates. Updates are keyed: a newer one replaces one still
 waiting (the latest wins), and they never take a bucket's last ``reserve`` slots, which stay
-free for clips.
+free for clips. Reactions have a bucket of their own but still wait while a clip for their
+channel waits or uploads: a row of clips finishing together shows up before any of their
+reactions.
 
 Nothing waits on a bucket inside discord.py unless Discord disagrees with these numbers: the
 scheduler also looks at discord.py's own view of a bucket (from Discord's ``X-RateLimit-*``
@@ -29,7 +31,7 @@ import itertools
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
@@ -68,6 +70,10 @@ class Priority(IntEnum):
     FINAL = 1
     NEW_STATUS = 2
     UPDATE = 3
+
+
+AFTER_CLIPS: Final = frozenset({Route.REACT})
+"""Routes whose writes in a channel wait until no clip for it is waiting or uploading."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,8 @@ class ChannelWrites:
         self.everything = WindowBucket(global_budget)
         self.lanes: dict[Lane, LaneState] = {}
         self.by_key: dict[Hashable, Write] = {}
+        self.clips_pending: Counter[Hashable] = Counter()
+        """Per channel, clips asked for and not yet written."""
         self.seq = itertools.count()
         self.wake = asyncio.Event()
         self.offers: set[asyncio.Task[None]] = set()
@@ -212,15 +220,24 @@ class ChannelWrites:
         old place; any other error is the caller's.
         """
         seq = next(self.seq)
-        while True:
-            write = self.enqueue((lane_id, route), priority, action, key=None, seq=seq)
-            try:
-                await write.granted
-            except asyncio.CancelledError:
-                self.forget(write)
-                raise
-            if await self.perform(write):
-                return write.outcome
+        if priority is Priority.CLIP:
+            self.clips_pending[lane_id] += 1
+        try:
+            while True:
+                write = self.enqueue((lane_id, route), priority, action, key=None, seq=seq)
+                try:
+                    await write.granted
+                except asyncio.CancelledError:
+                    self.forget(write)
+                    raise
+                if await self.perform(write):
+                    return write.outcome
+        finally:
+            if priority is Priority.CLIP:
+                self.clips_pending[lane_id] -= 1
+                if not self.clips_pending[lane_id]:
+                    del self.clips_pending[lane_id]
+                self.wake.set()  # writes that wait for the channel's clips may go
 
     def offer(
         self,
@@ -362,7 +379,11 @@ class ChannelWrites:
         return heads
 
     def ready_at(self, write: Write, now: float) -> float:
-        route = write.lane[1]
+        """When ``write`` may go; infinity while it waits for its channel's clips (their end
+        wakes the dispatcher)."""
+        lane_id, route = write.lane
+        if route in AFTER_CLIPS and self.clips_pending[lane_id]:
+            return math.inf
         keep = self.budgets[route].reserve if write.priority > Priority.FINAL else 0
         at = self.bucket(write.lane).ready_at(now, keep=keep)
         if route is not Route.PRIVATE:

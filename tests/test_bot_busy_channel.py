@@ -70,6 +70,33 @@ async def test_a_finished_clip_goes_ahead_of_status_messages_waiting_for_the_bud
     assert fake.rate_limits.stats().limited == 0
 
 
+async def test_clips_finishing_together_are_all_posted_before_any_reaction(
+    reel: Reel, finisher: QuickFinisher
+) -> None:
+    fake = reel.fake
+    # More clips than one window's sends: the last ones wait for the next window, and the
+    # first ones' reactions (a bucket of their own) must still not go ahead of them.
+    jobs = await queue_jobs(reel, 6)
+    async with reel.bot_running():
+        await fake.wait_for_message(fake.general, lambda m: BOARD in m.content)
+        for _ in jobs:
+            await finisher.finish_next()
+        for job in jobs:
+            await reel.delivered(job.id)
+        clips = reel.clip_messages()
+        await fake.wait_for(
+            lambda: all(fake.bot_user.id in fake.message(m.id).reaction_users("✉️") for m in clips),
+            timeout=60,
+        )
+    assert len(clips) == len(jobs)
+    reactions = [
+        record.at
+        for record in fake.rate_limits.records
+        if record.group == "reaction" and record.refused is None
+    ]
+    assert min(reactions) > max(clip.created_at for clip in clips)
+
+
 async def test_a_requester_sees_their_place_privately_and_it_stays_current(
     reel: Reel, finisher: QuickFinisher
 ) -> None:
