@@ -177,14 +177,7 @@ async def test_drafts_queued_across_a_restart_are_posted_once(reel: Reel) -> Non
     async with reel.bot_running():
         job = await create_drafts(reel, "a snowy owl on a branch")
         status = await status_saying(reel, job, "queued")
-    async with reel.bot_running(), reel.worker_running():
-        await grid_of(reel, job)
-        done = await reel.delivered(job.id)
-    async with reel.bot_running():
-        await reel.fake.wait_connected()
-    assert done.status is JobStatus.DONE
-    assert len(grids_posted(reel, job)) == 1
-    assert [message.id for message in statuses_posted(reel, job)] == [status.id]
+    await assert_posted_once_after_restarts(reel, job, status)
 
 
 async def test_drafts_running_across_a_restart_are_made_again_and_posted_once(
@@ -200,6 +193,13 @@ async def test_drafts_running_across_a_restart_are_made_again_and_posted_once(
     assert waiting.status is JobStatus.QUEUED
 
     held_drafts.release()
+    await assert_posted_once_after_restarts(reel, job, status)
+
+
+async def assert_posted_once_after_restarts(reel: Reel, job: Job, status: Message) -> None:
+    """The bot and a worker start again and post ``job``'s grid; one more restart of the bot
+    posts nothing more. The status message was followed across the restarts, not posted
+    again."""
     async with reel.bot_running(), reel.worker_running():
         await grid_of(reel, job)
         done = await reel.delivered(job.id)
@@ -207,5 +207,4 @@ async def test_drafts_running_across_a_restart_are_made_again_and_posted_once(
         await reel.fake.wait_connected()
     assert done.status is JobStatus.DONE
     assert len(grids_posted(reel, job)) == 1
-    # The status message was followed across the restart, not posted again.
     assert [message.id for message in statuses_posted(reel, job)] == [status.id]

@@ -294,7 +294,8 @@ async def test_with_drafts_first_the_rendered_clip_is_shown_and_its_drafts_are_n
     reel: Reel, site: Site, browser: Browser
 ) -> None:
     fake = reel.fake
-    reel.settings = reel.settings.model_copy(update={"drafts": True})  # the shipped default
+    # Drafts first, as shipped; links from Discord to the gallery on.
+    reel.settings = reel.settings.model_copy(update={"drafts": True, "public_url": site.url})
     prompt = "a lighthouse beam over a violet sea"
     async with reel.bot_running(), reel.worker_running():
         await make_public(reel, fake.general)
@@ -307,7 +308,10 @@ async def test_with_drafts_first_the_rendered_clip_is_shown_and_its_drafts_are_n
         )
         pressed = await fake.click(grid, f"draft:{drafts.id}:render:1", user=fake.alice)
         render = await reel.delivered((await reel.job_of(pressed)).id)
+        clip = await reel.clip_message(render.id)
     assert (await reel.delivered(drafts.id)).result_path is not None
+    assert clip.embeds[0]["url"] == f"{site.url}/clips/{render.id}"
+    assert "url" not in grid.embeds[0]
 
     assert await tile_jobs(f"{site.url}/") == [render.id]
     assert await tile_jobs(f"{site.url}/?q=lighthouse") == [render.id]
