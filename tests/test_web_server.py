@@ -64,12 +64,16 @@ class ClipSite:
         channel: int = PUBLIC,
         parent: int | None = None,
         user: int = 1,
+        kind: JobKind | None = None,
+        draft: int | None = None,
     ) -> Job:
-        """A finished job whose clip and poster are in the clips folder."""
+        """A finished job whose clip and poster are in the clips folder (a clip, or with a
+        parent a retry, unless ``kind`` says otherwise; ``draft``: the parent's draft it
+        starts from)."""
         queue, clips = self.queue, self.settings.clips_dir
         job = await queue.submit(
-            JobKind.CREATE if parent is None else JobKind.RETRY,
-            JobRequest(prompt=prompt, seed=3),
+            kind or (JobKind.CREATE if parent is None else JobKind.RETRY),
+            JobRequest(prompt=prompt, seed=3, draft=draft),
             user_id=user,
             guild_id=guild,
             channel_id=channel,
@@ -234,6 +238,25 @@ async def test_pages_newest_first_with_filters_and_nothing_that_must_not_show(
     for job, status in ((private, 404), (withheld, 404), (deleted, 410), (released, 200)):
         for path in ("", ".mp4", ".jpg", "/player"):
             assert (await gallery.get(f"/clips/{job.id}{path}"))[0] == status, (job.id, path)
+
+
+async def test_grids_of_drafts_never_show_and_a_render_says_which_draft_it_came_from(
+    gallery: ClipSite,
+) -> None:
+    grid = await gallery.clip("a lighthouse", kind=JobKind.DRAFTS)
+    varied = await gallery.clip("a lighthouse", parent=grid.id, kind=JobKind.VARY, draft=2)
+    render = await gallery.clip("a lighthouse", parent=varied.id, kind=JobKind.RENDER, draft=3)
+    await Gallery(gallery.queue.db).mark_deleted(grid.id)
+
+    assert shown_ids(await gallery.page("/")) == [render.id]
+    assert shown_ids(await gallery.page("/?q=lighthouse")) == [render.id]
+    # Working material was never public: a deleted grid is not "gone", it was never here.
+    for job in (grid, varied):
+        for path in ("", ".mp4", ".jpg", "/player"):
+            assert (await gallery.get(f"/clips/{job.id}{path}"))[0] == 404, (job.id, path)
+    page = await gallery.page(f"/clips/{render.id}")
+    assert f"Rendered from draft 3 of drafts #{varied.id}" in page
+    assert f'href="/clips/{varied.id}"' not in page
 
 
 async def hold(queue: JobQueue, job_id: int, *, state: HeldState) -> None:
