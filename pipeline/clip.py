@@ -53,10 +53,11 @@ from pipeline.generator import (
 )
 from pipeline.levers import LeverSettings
 from pipeline.presets import ModelPreset, end_frame_model, resolve_preset
-from pipeline.preview import DEFAULT_PREVIEW, PreviewCallback, PreviewOptions
+from pipeline.preview import DEFAULT_PREVIEW, PreviewCallback, PreviewOptions, PreviewScreen
 from pipeline.provenance import ClipFacts, SigningIdentity, credit
 from pipeline.request import ClipRequest, ResolvedRequest, resolve_request
 from pipeline.rewrite import PromptRewriter, RewriteMode, RewriteResult
+from pipeline.safety.sampling import keep_samples
 from pipeline.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,10 @@ class MadeClip:
     request: ResolvedRequest
     prompt: ChosenPrompt
     timings: dict[str, float] = field(default_factory=dict)
+    safety_frames: np.ndarray | None = None
+    """Frames spread over the clip, shrunk for the output safety check, kept from just before
+    encoding (when the maker was asked to keep them): the check need not decode the file.
+    None: it reads the file."""
 
 
 @dataclass(frozen=True)
@@ -204,13 +209,16 @@ class ClipMaker:
         *,
         signing: SigningIdentity | None = None,
         preview: PreviewOptions | None = DEFAULT_PREVIEW,
+        safety_frames: int = 0,
     ) -> None:
         """``signing``: the key that signs each clip's content credentials (None: unsigned);
         ``preview``: how often and how big live previews are (None: no previews, whatever
-        ``on_preview`` callbacks are given)."""
+        ``on_preview`` callbacks are given); ``safety_frames``: how many frames of each clip
+        :meth:`make_clip` keeps for the output safety check (0: none)."""
         self.models = models
         self.signing = signing
         self.preview = preview
+        self.safety_frames = safety_frames
         self._generators: dict[str, VideoGenerator] = {}
 
     async def load(self, model: str) -> float:
@@ -238,6 +246,7 @@ class ClipMaker:
         on_stage: StageCallback | None = None,
         on_step: ProgressCallback | None = None,
         on_preview: PreviewCallback | None = None,
+        preview_screen: PreviewScreen | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> MadeClip:
         """Make the clip ``asked`` for with ``model`` and encode it within ``max_bytes``.
@@ -250,7 +259,8 @@ class ClipMaker:
         not asked, and the scene is screened like any rewrite. ``from_draft`` is a draft from
         :meth:`make_drafts` to render at full quality (Render): the clip keeps its
         composition, motion, length and aspect. ``on_preview`` gets a small animated WebP of
-        the clip forming every few steps (from the preview thread). Raises ClipFailed
+        the clip forming every few steps (from the preview thread), each one that
+        ``preview_screen`` (if given) lets through. Raises ClipFailed
         (InvalidRequest, ModelUnavailable, ClipTooLarge, ...) and GenerationCancelled.
         """
         report = on_stage or _ignore_stage
@@ -271,6 +281,7 @@ class ClipMaker:
             strength=job.preset.render_strength,
             on_step=on_step,
             on_preview=on_preview,
+            preview_screen=preview_screen,
             should_cancel=should_cancel,
             report=report,
         )
@@ -282,14 +293,14 @@ class ClipMaker:
             model=request.model,
             rewritten_prompt=prompt.rewritten,
         )
-        clip = await asyncio.to_thread(
-            _encode, generated, extend, output(request), metadata, max_bytes
+        clip, kept = await asyncio.to_thread(
+            _encode, generated, extend, output(request), metadata, max_bytes, self.safety_frames
         )
         timings["encode"] = clip.seconds
         if self.signing is not None:
             facts = ClipFacts.of(model=request.model, seed=request.seed, prompt=request.prompt)
             clip = await asyncio.to_thread(credit, clip, facts, self.signing)
-        return MadeClip(clip=clip, request=request, prompt=prompt, timings=timings)
+        return MadeClip(clip, request, prompt, timings, safety_frames=kept)
 
     async def make_drafts(
         self,
@@ -307,6 +318,7 @@ class ClipMaker:
         on_stage: StageCallback | None = None,
         on_step: ProgressCallback | None = None,
         on_preview: PreviewCallback | None = None,
+        preview_screen: PreviewScreen | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> MadeDrafts:
         """Make ``count`` quick drafts of the clip ``asked`` for, in one batch: a labelled
@@ -339,6 +351,7 @@ class ClipMaker:
             seeds=seeds,
             on_step=on_step,
             on_preview=on_preview,
+            preview_screen=preview_screen,
             should_cancel=should_cancel,
             report=report,
         )
@@ -392,6 +405,7 @@ class ClipMaker:
         seeds: tuple[int, ...] | None = None,
         on_step: ProgressCallback | None,
         on_preview: PreviewCallback | None,
+        preview_screen: PreviewScreen | None,
         should_cancel: Callable[[], bool] | None,
         report: StageCallback,
     ) -> list[GenerationResult]:
@@ -408,6 +422,7 @@ class ClipMaker:
                 "on_step": on_step,
                 "on_preview": on_preview if self.preview else None,
                 "preview": self.preview,
+                "preview_screen": preview_screen,
                 "should_cancel": stop,
             }
             if seeds is None:
@@ -617,9 +632,15 @@ def _encode(
     path: Path,
     metadata: ClipMetadata,
     max_bytes: int,
-) -> EncodedClip:
+    safety_frames: int,
+) -> tuple[EncodedClip, np.ndarray | None]:
+    """The encoded clip, and ``safety_frames`` of its frames kept for the safety check."""
     frames = generated.frames if extend is None else _continued(extend, generated.frames)
-    return encode_mp4(frames, generated.fps, path, metadata=metadata, max_bytes=max_bytes)
+    clip = encode_mp4(frames, generated.fps, path, metadata=metadata, max_bytes=max_bytes)
+    # Judging the frames before encoding judges the file: the encoder may shrink the clip or
+    # lower its quality to fit, but every frame shows what it showed here.
+    kept = keep_samples(frames, safety_frames) if safety_frames > 0 else None
+    return clip, kept
 
 
 def _continued(clip: Path, new_frames: np.ndarray) -> np.ndarray:

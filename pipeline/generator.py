@@ -28,7 +28,7 @@ from pipeline.errors import GenerationCancelled, InvalidRequest, ModelUnavailabl
 from pipeline.levers import check_levers, compile_frames, step_cache_for
 from pipeline.loading import Placement, load_pipeline
 from pipeline.presets import VACE_PIPELINE, ModelPreset
-from pipeline.preview import LivePreview, PreviewCallback, PreviewOptions
+from pipeline.preview import LivePreview, PreviewCallback, PreviewOptions, PreviewScreen
 from pipeline.request import ResolvedRequest
 
 __all__ = [
@@ -147,6 +147,7 @@ class VideoGenerator:
         on_step: ProgressCallback | None = None,
         on_preview: PreviewCallback | None = None,
         preview: PreviewOptions | None = None,
+        preview_screen: PreviewScreen | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> GenerationResult:
         """Make the clip's frames; blocks until done. Raises ModelUnavailable,
@@ -158,6 +159,7 @@ class VideoGenerator:
             on_step=on_step,
             on_preview=on_preview,
             preview=preview,
+            preview_screen=preview_screen,
             should_cancel=should_cancel,
         )
         return result
@@ -171,17 +173,21 @@ class VideoGenerator:
         on_step: ProgressCallback | None = None,
         on_preview: PreviewCallback | None = None,
         preview: PreviewOptions | None = None,
+        preview_screen: PreviewScreen | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> list[GenerationResult]:
         """One clip per seed of ``request``, made together; each equals the clip its seed makes
-        alone. Previews (to ``on_preview``) show them side by side."""
+        alone. Previews (to ``on_preview``, each first passing ``preview_screen`` if given)
+        show them side by side."""
         if request.model != self.preset.name:
             raise ValueError(f"a request for {request.model} given to {self.preset.name}")
         with self._lock:
             self._load_locked()
             run = _Run(request, tuple(seeds), start, should_cancel or _never)
             try:
-                return self._run(run, on_step, on_preview, preview or PreviewOptions())
+                return self._run(
+                    run, on_step, on_preview, preview or PreviewOptions(), preview_screen
+                )
             except BaseException:
                 self._cache_key = None  # a run that broke off may leave cache state behind
                 raise
@@ -192,6 +198,7 @@ class VideoGenerator:
         on_step: ProgressCallback | None,
         on_preview: PreviewCallback | None,
         preview_options: PreviewOptions,
+        preview_screen: PreviewScreen | None,
     ) -> list[GenerationResult]:
         if run.should_cancel():
             raise GenerationCancelled
@@ -205,7 +212,11 @@ class VideoGenerator:
         if on_preview is not None:
             frame_ms = round(1000 * FRAMES_PER_LATENT / request.fps)
             previews = LivePreview(
-                on_preview, preview_options, total_steps=steps, frame_ms=frame_ms
+                on_preview,
+                preview_options,
+                total_steps=steps,
+                frame_ms=frame_ms,
+                screen=preview_screen,
             )
         progress = _StepReporter(steps, on_step, run.should_cancel, schedule, previews)
         log.info(

@@ -6,6 +6,11 @@ channels to RGB (no VAE decode), and the frames become a small animated WebP. Th
 only projects and copies a few hundred kilobytes; encoding runs on a thread of its own, and a
 preview that would queue behind one still encoding is skipped. :meth:`LivePreview.close`
 waits for the one in flight, so no preview arrives after the clip is done.
+
+A preview is shown before the clip is judged, so the caller may give a ``screen`` that looks
+at each preview's frames first (the worker's output safety check): once it says no, that
+preview and every later one of the run are not made. What a screen decides, and what becomes
+of previews shown before, is the caller's business; this module knows nothing of moderation.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ log = logging.getLogger(__name__)
 
 PreviewCallback = Callable[[bytes], None]
 """Receives each preview (an animated WebP), on the preview thread."""
+PreviewScreen = Callable[[np.ndarray], bool]
+"""Whether a preview's frames ((F, H, W, 3) uint8, as tiled for the WebP) may be shown; called
+on the preview thread before each preview is encoded. False stops the run's previews."""
 
 # Wan 2.1's latent channels to RGB in [-1, 1]: a least-squares fit published with ComfyUI
 # (comfy/latent_formats.py, Wan21.latent_rgb_factors and latent_rgb_factors_bias).
@@ -112,7 +120,9 @@ class LivePreview:
     """Turns the clean-latent estimates of a run into previews for ``sink``.
 
     ``frame_ms`` is how long each latent frame shows (Wan packs four video frames into one).
-    Made per run; after each step the denoising thread asks :meth:`wants`, then :meth:`send`.
+    ``screen`` looks at each preview's frames before it is made; once it refuses one, the run
+    makes no more. Made per run; after each step the denoising thread asks :meth:`wants`,
+    then :meth:`send`.
     """
 
     def __init__(
@@ -122,9 +132,12 @@ class LivePreview:
         *,
         total_steps: int,
         frame_ms: int,
+        screen: PreviewScreen | None = None,
     ) -> None:
         self._sink = sink
         self._options = options
+        self._screen = screen
+        self._refused = threading.Event()
         self._total = total_steps
         self._frame_ms = frame_ms
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview")
@@ -138,7 +151,7 @@ class LivePreview:
     def wants(self, step: int) -> bool:
         """Whether finishing step ``step`` (1-based) should make a preview: every few steps,
         not too often, never the last one (the clip itself follows)."""
-        if step % self._options.every_steps or step >= self._total:
+        if step % self._options.every_steps or step >= self._total or self.refused:
             return False
         if time.monotonic() - self._last_at < self._options.min_seconds:
             return False
@@ -155,17 +168,36 @@ class LivePreview:
         self._last_at = time.monotonic()
         self._in_flight = self._executor.submit(self._deliver, frames)
 
+    @property
+    def refused(self) -> bool:
+        """Whether the screen refused a preview of this run (no more are made)."""
+        return self._refused.is_set()
+
     def _deliver(self, frames: np.ndarray) -> None:
-        if self._closed.is_set():
+        if self._closed.is_set() or self.refused:
             return
         try:
-            data = encode_webp(tile(frames), width=self._options.width, frame_ms=self._frame_ms)
+            tiled = tile(frames)
+            if not self._may_show(tiled):
+                self._refused.set()
+                return
+            data = encode_webp(tiled, width=self._options.width, frame_ms=self._frame_ms)
             if not self._closed.is_set():
                 self._sink(data)
                 self.made += 1
         except Exception:
             # A preview is a nicety: losing one must never stop the clip.
             log.exception("making a preview failed")
+
+    def _may_show(self, frames: np.ndarray) -> bool:
+        if self._screen is None:
+            return True
+        try:
+            return self._screen(frames)
+        except Exception:
+            # Whoever asked for a screen wants nothing shown that it could not look at.
+            log.exception("screening a preview failed; no more previews of this run")
+            return False
 
     def close(self) -> None:
         """Wait for the preview being made, then send no more."""

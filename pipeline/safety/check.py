@@ -79,9 +79,19 @@ class SafetyCheck:
             raise SafetyUnavailable(f"cannot read the frames of {path.name}: {exc}") from exc
         return self._scored(frames, started)
 
-    def check_frames(self, frames: np.ndarray) -> ClipScores:
-        """Scores of frames in memory ((F, H, W, 3) uint8), sampled as a clip's are."""
-        return self._scored(sample_frames(frames, self.frames), time.perf_counter())
+    def check_frames(
+        self, frames: np.ndarray, *, count: int | None = None, poster: Path | None = None
+    ) -> ClipScores:
+        """Scores of frames in memory ((F, H, W, 3) uint8): ``count`` of them (by default
+        as many as of a clip) spread over them, then the poster if given."""
+        started = time.perf_counter()
+        sampled = sample_frames(frames, self.frames if count is None else count)
+        if poster is not None:
+            try:
+                sampled.append(read_picture(poster))
+            except Exception as exc:
+                raise SafetyUnavailable(f"cannot read the poster {poster.name}: {exc}") from exc
+        return self._scored(sampled, started)
 
     def _scored(self, frames: list[np.ndarray], started: float) -> ClipScores:
         if not frames:

@@ -35,6 +35,21 @@ def sample_frames(frames: np.ndarray, count: int) -> list[np.ndarray]:
     return [frames[index] for index in spread(len(frames), count)]
 
 
+def keep_samples(frames: np.ndarray, count: int) -> np.ndarray:
+    """``count`` frames spread over a clip still in memory ((F, H, W, 3) uint8), shrunk as
+    :func:`sample_clip` shrinks them: what the check looks at, kept from before encoding so
+    the file need not be decoded again (12 frames of 832x480 keep 3.6 MB)."""
+    chosen = sample_frames(frames, count)
+    if not chosen:
+        return np.empty((0, *frames.shape[1:]), dtype=np.uint8)
+    height, width = frames.shape[1:3]
+    size = scaled_size(width, height)
+    if size == (width, height):
+        return np.stack(chosen)
+    shrunk = [Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR) for frame in chosen]
+    return np.stack([np.asarray(image) for image in shrunk])
+
+
 def sample_clip(
     path: Path, count: int, *, total: int | None = None, size: tuple[int, int] | None = None
 ) -> list[np.ndarray]:

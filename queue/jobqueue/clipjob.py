@@ -29,7 +29,7 @@ from pipeline.clip import (
 from pipeline.drafts import as_draft
 from pipeline.encode import poster_beside
 from pipeline.presets import ModelPreset
-from pipeline.preview import PreviewCallback
+from pipeline.preview import PreviewCallback, PreviewScreen
 from pipeline.rewrite import PromptRewriter, RewriteResult
 
 
@@ -80,13 +80,16 @@ async def make_job_clip(
     screen: PromptScreen,
     progress: JobProgress,
     on_preview: PreviewCallback | None = None,
+    preview_screen: PreviewScreen | None = None,
 ) -> MadeClip:
     """The one pipeline call of ``job``: the same on the bot's host and on a remote worker.
 
     ``scene`` is the rewrite written while the job waited (the rewriter is then not asked);
     without one, the job's own ``enhance`` decides whether ``rewriter`` rewrites the prompt.
     A drafts or Vary job's clip is its grid, the drafts beside it (:func:`files_beside_grid`).
-    ``on_preview`` gets the live previews (from the pipeline's preview thread).
+    ``on_preview`` gets the live previews (from the pipeline's preview thread) that
+    ``preview_screen`` (the output safety check's, :meth:`jobqueue.safety.ClipJudge.preview_screen`)
+    lets through.
     """
     asked = job.request.as_asked()
     rewrite = rewriter if job.request.enhance else None
@@ -103,6 +106,7 @@ async def make_job_clip(
             on_stage=progress.stage_changed,
             on_step=progress.step,
             on_preview=on_preview,
+            preview_screen=preview_screen,
             should_cancel=progress.should_stop,
         )
         return as_made_clip(drafts, maker.models.preset_for(model))
@@ -121,6 +125,7 @@ async def make_job_clip(
         on_stage=progress.stage_changed,
         on_step=progress.step,
         on_preview=on_preview,
+        preview_screen=preview_screen,
         should_cancel=progress.should_stop,
     )
 

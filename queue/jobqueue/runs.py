@@ -218,7 +218,9 @@ class JobRuns:
         if self.guard is None:
             return True
         if self.judge is None:
-            verdict: OutputVerdict | None = await self.guard.judge(job, made.clip)
+            verdict: OutputVerdict | None = await self.guard.judge(
+                job, made.clip, frames=made.safety_frames
+            )
         else:
             verdict = await self.judge(job, made)
         if verdict is None:

@@ -11,7 +11,10 @@ delete it.
 
 A held clip that no moderator released is shown nowhere: anything that shows clips outside
 the channel's normal delivery (a gallery, links, a start frame for someone else's Extend)
-asks :func:`may_show` or :func:`may_extend` first.
+asks :func:`may_show` or :func:`may_extend` first. Nor is it seen forming: a running job's
+live previews pass the same classifiers under the same policy before they are kept for the
+bot (:meth:`ClipJudge.preview_screen`), in every channel (a preview is no spoilered file, so
+an age-restricted channel in ``spoiler`` mode sees no flagged preview either).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlite_utils
 
 from jobqueue.clipfiles import delete_job_files, delete_uploaded_pictures
@@ -37,6 +41,7 @@ from jobqueue.moderation.models import AuditNote, ModerationError
 from jobqueue.store import fetch_job, next_version, read_state, rows, write_state
 from pipeline.encode import EncodedClip
 from pipeline.errors import ClipFailed
+from pipeline.preview import PreviewScreen
 from pipeline.safety import (
     ClipScores,
     SafetyCheck,
@@ -51,6 +56,11 @@ log = logging.getLogger(__name__)
 PACKAGED_THRESHOLDS = {"nudity": NUDITY_THRESHOLD, "nsfw": NSFW_THRESHOLD}
 CHECK_STATUS_KEY = "safety_check"
 """``queue_state`` key where each worker says which classifiers it runs (or why none)."""
+
+PREVIEW_FRAMES = 4
+"""Frames of each live preview the classifiers look at, spread over it: each preview is the
+whole clip's current estimate, which changes little from one preview to the next, and the
+finished clip is checked at 12 frames before it is posted."""
 
 PARENT_WITHHELD = (
     "The clip to extend was withheld by the safety check; only its owner can extend it."
@@ -262,35 +272,82 @@ class ClipJudge:
             "error": self.load_error,
         }
 
-    async def judge(self, job_id: int, clip: EncodedClip, policy: SafetyPolicy) -> OutputVerdict:
-        """The verdict on job ``job_id``'s finished clip under ``policy``. Never raises for
-        the classifier's sake: a failure to look is an unchecked verdict."""
+    async def judge(
+        self,
+        job_id: int,
+        clip: EncodedClip,
+        policy: SafetyPolicy,
+        *,
+        frames: np.ndarray | None = None,
+    ) -> OutputVerdict:
+        """The verdict on job ``job_id``'s finished clip under ``policy``: ``frames`` sampled
+        from it before it was encoded (:attr:`pipeline.clip.MadeClip.safety_frames`), else
+        those read back from the file, and its poster. Never raises for the classifier's
+        sake: a failure to look is an unchecked verdict."""
         if policy.mode is SafetyMode.OFF:
             return OutputVerdict(Verdict.OFF, detail="the server turned the check off")
         if self.check is None:
             return unchecked(policy, self.load_error or "the safety check is not loaded")
         check = self.check
+        kept = frames if frames is not None and len(frames) > 0 else None
         try:
-            scores = await asyncio.to_thread(
-                check.check_clip,
-                clip.path,
-                poster=clip.poster_path,
-                total_frames=clip.frames,
-                size=(clip.width, clip.height),
-            )
+            if kept is not None:
+                scores = await asyncio.to_thread(check.check_frames, kept, poster=clip.poster_path)
+            else:
+                scores = await asyncio.to_thread(
+                    check.check_clip,
+                    clip.path,
+                    poster=clip.poster_path,
+                    total_frames=clip.frames,
+                    size=(clip.width, clip.height),
+                )
         except SafetyUnavailable as exc:
             log.warning("job %d: the safety check could not look at the clip: %s", job_id, exc)
             return unchecked(policy, str(exc))
         verdict = judge(policy, scores, check.default_thresholds)
         log.info(
-            "job %d: safety %s in %.2f s over %d frames (%s)",
+            "job %d: safety %s in %.2f s over %d frames %s (%s)",
             job_id,
             verdict.verdict,
             scores.seconds,
             scores.frames_checked,
+            "read back from the file" if kept is None else "kept from before encoding",
             verdict.detail,
         )
         return verdict
+
+    def preview_screen(
+        self, job_id: int, policy: SafetyPolicy, *, on_refused: Callable[[], None]
+    ) -> PreviewScreen | None:
+        """What job ``job_id``'s live previews pass before they are kept for the bot: a
+        preview the check would hold is refused, and ``on_refused`` (which removes the
+        preview shown last) runs once. None where the server turned the check off: previews
+        are shown as they come. Runs on the pipeline's preview thread."""
+        if policy.mode is SafetyMode.OFF:
+            return None
+
+        def may_show(frames: np.ndarray) -> bool:
+            verdict = self.preview_verdict(frames, policy)
+            if not verdict.hold:
+                return True
+            log.info(
+                "job %d: live previews stop, the safety check holds one: %s", job_id, verdict.detail
+            )
+            on_refused()
+            return False
+
+        return may_show
+
+    def preview_verdict(self, frames: np.ndarray, policy: SafetyPolicy) -> OutputVerdict:
+        """The verdict on one live preview's frames ((F, H, W, 3) uint8, :data:`PREVIEW_FRAMES`
+        of them looked at) under ``policy``; blocks (the preview thread's work)."""
+        if self.check is None:
+            return unchecked(policy, self.load_error or "the safety check is not loaded")
+        try:
+            scores = self.check.check_frames(frames, count=PREVIEW_FRAMES)
+        except SafetyUnavailable as exc:
+            return unchecked(policy, str(exc))
+        return judge(policy, scores, self.check.default_thresholds)
 
 
 class OutputGuard:
@@ -321,10 +378,21 @@ class OutputGuard:
         if parent is not None and not may_extend(parent, job.user_id):
             raise ClipFailed(PARENT_WITHHELD, f"parent job {parent.id} is withheld")
 
-    async def judge(self, job: Job, clip: EncodedClip) -> OutputVerdict:
-        """The verdict on ``job``'s finished clip under its server's policy."""
+    async def judge(
+        self, job: Job, clip: EncodedClip, *, frames: np.ndarray | None = None
+    ) -> OutputVerdict:
+        """The verdict on ``job``'s finished clip (``frames``: sampled from it before
+        encoding, see :meth:`ClipJudge.judge`) under its server's policy."""
         policy = await self.policies.policy(job.guild_id)
-        return await self.clips.judge(job.id, clip, policy)
+        return await self.clips.judge(job.id, clip, policy, frames=frames)
+
+    async def preview_screen(
+        self, job: Job, *, on_refused: Callable[[], None]
+    ) -> PreviewScreen | None:
+        """What ``job``'s live previews pass under its server's policy
+        (:meth:`ClipJudge.preview_screen`)."""
+        policy = await self.policies.policy(job.guild_id)
+        return self.clips.preview_screen(job.id, policy, on_refused=on_refused)
 
     async def record(self, job_id: int, worker_id: str, verdict: OutputVerdict) -> bool:
         """Store ``verdict`` with the job, if ``worker_id`` still runs it (before it is done,

@@ -25,7 +25,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobqueue.clipfiles import store_preview
+from jobqueue.clipfiles import forget_preview, store_preview
 from jobqueue.clipjob import JobInputs, job_model, make_job_clip
 from jobqueue.jobs import JobQueue, QueueLimits
 from jobqueue.models import Job
@@ -108,6 +108,12 @@ class WorkerConfig:
         )
 
 
+def safety_frames(config: SafetyConfig | None) -> int:
+    """How many frames of each clip the maker keeps for the output safety check (none without
+    a check)."""
+    return 0 if config is None else config.frames
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -146,7 +152,10 @@ class Worker:
             self.database_path, limits=self.config.limits, max_attempts=self.config.max_attempts
         )
         maker = ClipMaker(
-            self.config.models, signing=self.config.signing, preview=self.config.preview
+            self.config.models,
+            signing=self.config.signing,
+            preview=self.config.preview,
+            safety_frames=safety_frames(self.config.safety),
         )
         rewriter = self._given_rewriter or build_rewriter(self.config.rewriter)
         if self.config.safety is not None:
@@ -203,6 +212,11 @@ class Worker:
             ready = await before_clip(
                 job, tracker, guard=self._guard, scenes=scenes, wait_s=self.config.scene_wait_s
             )
+            preview_screen = None
+            if self._guard is not None:
+                preview_screen = await self._guard.preview_screen(
+                    job, on_refused=lambda: forget_preview(clips_dir, job.id)
+                )
             made = await make_job_clip(
                 maker,
                 job,
@@ -216,6 +230,7 @@ class Worker:
                 progress=tracker,
                 # The bot shows it in the job's status message (jobqueue.clipfiles).
                 on_preview=lambda data: store_preview(clips_dir, job.id, data),
+                preview_screen=preview_screen,
             )
             ready.add_wait(made)
             return made

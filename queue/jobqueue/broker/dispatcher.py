@@ -51,8 +51,15 @@ from jobqueue.broker.records import (
 )
 from jobqueue.broker.registry import WorkerAd, registered_workers
 from jobqueue.broker.routing import Capability, Need, anyone_can_run, need_of
-from jobqueue.broker.wire import MAKE_CLIP, Assignment, Inputs, Outcome, preview_of
-from jobqueue.clipfiles import clip_path, store_preview
+from jobqueue.broker.wire import (
+    MAKE_CLIP,
+    Assignment,
+    Inputs,
+    Outcome,
+    preview_of,
+    previews_refused,
+)
+from jobqueue.clipfiles import clip_path, forget_preview, store_preview
 from jobqueue.clipjob import draft_to_start, end_image, job_model, start_image
 from jobqueue.jobs import JobQueue
 from jobqueue.leases import live_workers
@@ -531,6 +538,7 @@ class RemoteRun:
         """The SAQ job as last read; ``ended``: it had finished, one way or another."""
         self.ended = False
         self._preview_number = 0
+        self._previews_refused = False
 
     async def judge(self, job: Job, made: MadeClip) -> OutputVerdict | None:
         """The verdict the remote worker sent (it looked at the clip there)."""
@@ -685,12 +693,19 @@ class RemoteRun:
             tracker.step(int(meta["step"]), int(meta.get("total_steps") or 0))
 
     async def _keep_preview(self, job: Job, meta: dict[str, Any]) -> None:
-        """A newer live preview from the worker, where the bot shows it from."""
+        """A newer live preview from the worker, where the bot shows it from; none once the
+        worker's safety check refused one (the one shown is removed)."""
+        clips_dir = self.dispatcher.config.clips_dir
+        if self._previews_refused:
+            return
+        if previews_refused(meta):
+            self._previews_refused = True
+            await asyncio.to_thread(forget_preview, clips_dir, job.id)
+            return
         preview = preview_of(meta)
         if preview is None or preview[0] == self._preview_number:
             return
         self._preview_number, data = preview
-        clips_dir = self.dispatcher.config.clips_dir
         await asyncio.to_thread(store_preview, clips_dir, job.id, data)
 
     async def _answer(self, job: Job, found: saq.Job, partial: Path) -> MadeClip:

@@ -43,6 +43,7 @@ from jobqueue.broker.routing import Capability
 from jobqueue.broker.wire import (
     MAKE_CLIP,
     MAX_PREVIEW_BYTES,
+    PREVIEWS_REFUSED_META,
     Assignment,
     Inputs,
     Outcome,
@@ -59,8 +60,8 @@ from jobqueue.progress import JobTracker
 from jobqueue.safety import ClipJudge, OutputVerdict
 from jobqueue.screening import ModerationScreen
 from jobqueue.telemetry import gpu_memory_in_use
-from jobqueue.worker import WorkerConfig
-from pipeline.clip import ClipMaker
+from jobqueue.worker import WorkerConfig, safety_frames
+from pipeline.clip import ClipMaker, MadeClip
 from pipeline.errors import ClipFailed, GenerationCancelled
 from pipeline.rewrite import PromptRewriter, build_rewriter
 
@@ -107,7 +108,8 @@ class BrokerLease:
 
     A broker that cannot be reached does not stop the clip: the error is logged (once a
     minute) and the tracker tries again; the bot decides whether to wait for the result.
-    The latest live preview goes along with the next progress.
+    The latest live preview goes along with the next progress; once the safety check refused
+    one, no preview does, and the bot is told to remove the one it shows.
     """
 
     def __init__(self, job: saq.Job) -> None:
@@ -116,15 +118,26 @@ class BrokerLease:
         self._trouble = RateLimitedLog()
         self._loop = asyncio.get_running_loop()
         self._previews = 0
+        self._previews_refused = False
 
     def preview(self, data: bytes) -> None:
         """Keep a live preview for the next write (called on the pipeline's preview thread)."""
         if len(data) <= MAX_PREVIEW_BYTES:
             self._loop.call_soon_threadsafe(self._keep_preview, data)
 
+    def refuse_previews(self) -> None:
+        """Send no more previews and have the bot drop the last (from the preview thread)."""
+        self._loop.call_soon_threadsafe(self._refuse_previews)
+
     def _keep_preview(self, data: bytes) -> None:
+        if self._previews_refused:
+            return
         self._previews += 1
         self._meta.update(preview_meta(data, self._previews))
+
+    def _refuse_previews(self) -> None:
+        self._previews_refused = True
+        self._meta.update(PREVIEWS_REFUSED_META)
 
     async def heartbeat(self, job_id: int, worker_id: str, *, lease_seconds: float) -> LeaseState:
         return await self._update()
@@ -243,7 +256,12 @@ class RemoteWorker:
 
     async def run(self) -> None:
         worker = self.config.worker
-        maker = ClipMaker(worker.models, signing=worker.signing, preview=worker.preview)
+        maker = ClipMaker(
+            worker.models,
+            signing=worker.signing,
+            preview=worker.preview,
+            safety_frames=safety_frames(worker.safety),
+        )
         rewriter = self._given_rewriter or build_rewriter(worker.rewriter)
         if worker.safety is not None:
             self._judge = ClipJudge(worker.safety)
@@ -381,6 +399,11 @@ class RemoteWorker:
         rules = ShippedRules(assignment.rules)
         worker = self.config.worker
         lease = BrokerLease(saq_job)
+        preview_screen = None
+        if self._judge is not None:
+            preview_screen = self._judge.preview_screen(
+                job.id, assignment.safety, on_refused=lease.refuse_previews
+            )
         async with JobTracker(
             lease,
             job.id,
@@ -405,6 +428,7 @@ class RemoteWorker:
                     screen=ModerationScreen(rules, job),
                     progress=tracker,
                     on_preview=lease.preview,
+                    preview_screen=preview_screen,
                 )
             except GenerationCancelled:
                 if tracker.cancel_requested:
@@ -417,7 +441,7 @@ class RemoteWorker:
                 return Outcome("failed", failure.sentence, failure.detail)
             finally:
                 self._tracker = None
-        verdict = await self._verdict(assignment, made.clip)
+        verdict = await self._verdict(assignment, made)
         if verdict is not None:
             made.timings["safety"] = verdict.seconds
         log.info("job %d done (%d bytes)", job.id, made.clip.size_bytes)
@@ -434,10 +458,12 @@ class RemoteWorker:
             )
         return await asyncio.to_thread(Inputs.from_result(record.result).write, scratch / "inputs")
 
-    async def _verdict(self, assignment: Assignment, clip: Any) -> OutputVerdict | None:
+    async def _verdict(self, assignment: Assignment, made: MadeClip) -> OutputVerdict | None:
         if self._judge is None:
             return None
-        return await self._judge.judge(assignment.job.id, clip, assignment.safety)
+        return await self._judge.judge(
+            assignment.job.id, made.clip, assignment.safety, frames=made.safety_frames
+        )
 
 
 async def _quietly(awaitable: Any, what: str) -> None:

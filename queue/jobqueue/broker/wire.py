@@ -209,6 +209,15 @@ def preview_meta(data: bytes, number: int) -> dict[str, Any]:
     return {"preview": base64.b64encode(data).decode("ascii"), "preview_number": number}
 
 
+PREVIEWS_REFUSED_META: dict[str, Any] = {"preview": None, "previews_refused": True}
+"""The running job's ``meta`` once the safety check refused one of its previews: the bot
+removes the one it shows and takes no more."""
+
+
+def previews_refused(meta: Mapping[str, Any]) -> bool:
+    return meta.get("previews_refused") is True
+
+
 def preview_of(meta: Mapping[str, Any]) -> tuple[int, bytes] | None:
     """The number and bytes of the latest live preview in ``meta``, if there is one."""
     number, text = meta.get("preview_number"), meta.get("preview")
