@@ -146,9 +146,8 @@ async def test_a_clip_page_plays_and_says_how_the_clip_was_made(
     assert "112×64" in facts
     assert "#general on " in facts
     assert await browser.text(".children") == f"Retry #{child.id}"
-    assert "/create prompt:a paper boat on a rainy street seed:42" in await browser.text(
-        ".variation"
-    )
+    variation = await browser.text(".variation")
+    assert "/create prompt:a paper boat on a rainy street seed:42 drafts:False" in variation
     credentials = await browser.text(".credentials")
     assert "Valid content credentials, signed by this reelbot" in credentials
     assert "Model: tiny" in credentials

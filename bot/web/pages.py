@@ -98,10 +98,14 @@ def clip_view(
 
 
 def variation_command(job: Job) -> str:
-    """The /create command that starts again from this clip's prompt and seed."""
+    """The /create command that starts again from this clip's prompt and seed.
+
+    With a seed it renders straight away: four drafts (the default) would not remake this
+    clip, since only a render of the full size and steps gives the same frames again."""
     words = " ".join(job.request.prompt.split())
-    seed = f" seed:{job.seed}" if job.seed is not None else ""
-    return f"/create prompt:{words}{seed}"
+    if job.seed is None:
+        return f"/create prompt:{words}"
+    return f"/create prompt:{words} seed:{job.seed} drafts:False"
 
 
 async def gallery(request: web.Request) -> web.Response:
