@@ -295,24 +295,9 @@ class Scenes:
         scene writer's claim gives way, as to an owner's edit; a settled scene or a job that
         went ahead without one is kept. False when nothing changed."""
         now = self.clock()
-
-        def inherit(db: sqlite_utils.Database) -> bool:
-            cursor = db.execute(
-                _SET_SCENE + f" WHERE scenes.state = '{SceneState.WRITING.value}'",
-                {
-                    "job_id": job_id,
-                    "state": SceneState.READY.value,
-                    "scene": text,
-                    "backend": backend,
-                    "now": now,
-                },
-            )
-            if cursor.rowcount != 1:
-                return False
-            update_job(db, job_id, {}, now=now)
-            return True
-
-        return await self.db.write(inherit)
+        return await self.db.write(
+            lambda db: inherit_scene(db, job_id, text=text, backend=backend, now=now)
+        )
 
     async def give_up(self, job_id: int) -> Scene | None:
         """The settled scene if there is one by now; else mark it not wanted (no writer takes
@@ -422,6 +407,28 @@ _NEXT_TO_WRITE = f"""
 """
 """The next job whose scene nobody is writing: running jobs first (their worker waits),
 then waiting ones in the fair order, one round of it at a time."""
+
+
+def inherit_scene(
+    db: sqlite_utils.Database, job_id: int, *, text: str | None, backend: str, now: float
+) -> bool:
+    """:meth:`Scenes.inherit` in a transaction already open: the one that adds the job, so
+    no worker or scene writer ever sees the job without its scene."""
+    cursor = db.execute(
+        _SET_SCENE + f" WHERE scenes.state = '{SceneState.WRITING.value}'",
+        {
+            "job_id": job_id,
+            "state": SceneState.READY.value,
+            "scene": text,
+            "backend": backend,
+            "now": now,
+        },
+    )
+    if cursor.rowcount != 1:
+        return False
+    update_job(db, job_id, {}, now=now)
+    return True
+
 
 _SET_SCENE = (
     "INSERT INTO scenes (job_id, state, scene, backend, updated_at)"
