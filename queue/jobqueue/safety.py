@@ -370,13 +370,15 @@ class OutputGuard:
         await self.db.write(lambda db: write_state(db, CHECK_STATUS_KEY, json.dumps(status)))
 
     async def refuse_withheld_parent(self, job: Job) -> None:
-        """Fail an Extend whose clip to continue was withheld and is not its requester's."""
-        if job.kind is not JobKind.EXTEND or job.parent_id is None:
+        """Fail a job that starts from a withheld clip it may not start from
+        (:func:`withheld_start_refusal`)."""
+        if job.parent_id is None:
             return
         parent_id = job.parent_id
         parent = await self.db.read(lambda db: fetch_job(db, parent_id))
-        if parent is not None and not may_extend(parent, job.user_id):
-            raise ClipFailed(PARENT_WITHHELD, f"parent job {parent.id} is withheld")
+        refusal = None if parent is None else withheld_start_refusal(parent, job.kind, job.user_id)
+        if refusal is not None:
+            raise ClipFailed(refusal, f"parent job {parent_id} is withheld")
 
     async def judge(
         self, job: Job, clip: EncodedClip, *, frames: np.ndarray | None = None
@@ -679,3 +681,23 @@ def _held_reason(job: Job) -> str:
         f"{category} {job.safety_scores.get(category, 0.0):.2f}" for category in job.safety_flagged
     )
     return f"flagged: {flagged}" if flagged else "flagged by the safety check"
+
+
+GRID_WITHHELD = (
+    "Those drafts were withheld by the safety check: nothing can be made from them unless a"
+    " moderator releases them."
+)
+
+
+def withheld_start_refusal(parent: Job, kind: JobKind, user_id: int) -> str | None:
+    """Why ``user_id`` may not start a ``kind`` job from ``parent`` (None: they may).
+
+    A withheld clip continues only as its owner's Extend. A withheld grid starts no Render,
+    Vary or new drafts for anyone, its owner included: a render is the draft made larger,
+    which nobody was meant to see.
+    """
+    if kind is JobKind.EXTEND and not may_extend(parent, user_id):
+        return PARENT_WITHHELD
+    if (kind.makes_drafts or kind.starts_from_draft) and is_withheld(parent):
+        return GRID_WITHHELD
+    return None
