@@ -5,6 +5,9 @@ rebuilt from the id on every click, so a grid's buttons work after any restart l
 (:mod:`bot.buttons`). Render N queues the full clip from draft N of the grid; Vary N four new
 drafts near it. The grid also carries the clip buttons that make sense for it: 🔁 New drafts
 (a clip's Retry: four new drafts of the prompt) and 🗑️ Delete; its reactions are a clip's.
+A withheld grid is posted with no buttons, but ids can be forged: the door
+(:func:`bot.submit.submit_for_user`) refuses a Render, Vary or new drafts of what is not a
+finished grid, or of a grid the safety check withheld, for anyone.
 
 Whether /create starts with drafts is, most specific first: the command's ``drafts`` option,
 the user's /settings, the server's /admin drafts, then ``REELBOT_DRAFTS``; a model that cannot
@@ -37,7 +40,6 @@ log = logging.getLogger(__name__)
 DraftAction = Literal["render", "vary"]
 
 TEMPLATE = r"draft:(?P<id>\d+):(?P<action>render|vary):(?P<number>[1-4])"
-NOT_A_GRID = "That message is not a grid of drafts any more."
 NEW_DRAFTS = "New drafts"
 FOOTER = (
     "job {id} · Render N: the full clip from draft N · Vary N: four new drafts near it"
@@ -115,8 +117,6 @@ class DraftButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPL
         grid = await bot.queue.get(self.job_id)
         if grid is None:
             await reply_privately(interaction, JOB_GONE)
-        elif not grid.kind.makes_drafts:
-            await reply_privately(interaction, NOT_A_GRID)
         elif self.action == "render":
             await submit_from_interaction(bot, interaction, followups.render(grid, self.number))
         else:

@@ -13,10 +13,13 @@ job it sees, whatever created the job, so one place owns each status message.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
+import sqlite_utils
 
 from bot import render
 from bot.extend_chain import too_long_extension
@@ -26,9 +29,9 @@ from bot.options import CommandOptions, build_request, job_preset
 from bot.replies import reply_privately
 from bot.settings import Settings
 from jobqueue.errors import QueueError
-from jobqueue.models import Job, JobKind, JobRequest
-from jobqueue.safety import PARENT_WITHHELD, may_extend
-from jobqueue.scenes import Scenes
+from jobqueue.models import Job, JobRequest, JobStatus
+from jobqueue.safety import withheld_start_refusal
+from jobqueue.scenes import inherit_scene
 from pipeline.errors import InvalidRequest
 from pipeline.request import check_request
 
@@ -71,7 +74,7 @@ async def submit_for_user(
 ) -> Job:
     """Check and submit ``follow`` for ``user_id``; raises :class:`Refused` with the reason."""
     follow = checked(bot.settings, follow)
-    await refuse_withheld_parent(bot, follow, user_id)
+    parent = await parent_to_start_from(bot, follow, user_id)
     too_long = await too_long_extension(bot.queue, bot.settings, follow)
     if too_long is not None:
         raise Refused(too_long)
@@ -81,7 +84,7 @@ async def submit_for_user(
     if refusal is not None:
         raise Refused(refusal)
     try:
-        job = await bot.queue.submit(
+        return await bot.queue.submit(
             follow.kind,
             follow.request,
             user_id=user_id,
@@ -89,35 +92,73 @@ async def submit_for_user(
             channel_id=channel_id,
             parent_id=follow.parent_id,
             idempotency_key=idempotency_key,
+            then=drafts_scene(parent, follow),
         )
     except QueueError as exc:
         raise Refused(str(exc)) from exc
-    await keep_drafts_scene(bot, job)
-    return job
+
+
+NO_DRAFTS = "There are no drafts #{id} to start from."
+DRAFTS_NOT_READY = "The drafts #{id} are not finished yet."
+RENDER_FIRST = "That is a grid of drafts: render one of them first, with Render N."
+
+
+async def parent_to_start_from(bot: ReelBot, follow: FollowUp, user_id: int) -> Job | None:
+    """The job ``follow`` starts from; raises :class:`Refused` when it cannot start from it.
+
+    A Render or Vary needs a finished grid, and a grid makes nothing but renders and new
+    drafts. A withheld clip or grid starts nothing but its owner's Extend
+    (:func:`~jobqueue.safety.withheld_start_refusal`; the worker checks again): buttons are
+    not shown on what was withheld, but a custom id can be forged.
+    """
+    if follow.parent_id is None:
+        return None
+    parent = await bot.queue.get(follow.parent_id)
+    refusal = unfit_parent(parent, follow)
+    if refusal is None and parent is not None:
+        refusal = withheld_start_refusal(parent, follow.kind, user_id)
+    if refusal is not None:
+        raise Refused(refusal)
+    return parent
+
+
+def unfit_parent(parent: Job | None, follow: FollowUp) -> str | None:
+    """Why ``follow`` cannot start from ``parent`` whoever asks (a forged id, a stale grid)."""
+    if follow.kind.starts_from_draft:
+        if parent is None or not parent.kind.makes_drafts:
+            return NO_DRAFTS.format(id=follow.parent_id)
+        if parent.status is not JobStatus.DONE:
+            return DRAFTS_NOT_READY.format(id=parent.id)
+    elif parent is not None and parent.kind.makes_drafts and not follow.kind.makes_drafts:
+        return RENDER_FIRST
+    return None
 
 
 DRAFTS_SCENE = "drafts"
 """``backend`` of a scene a Render or Vary took from its drafts."""
 
+SceneWrite = Callable[[sqlite_utils.Database, Job], None]
 
-async def keep_drafts_scene(bot: ReelBot, job: Job) -> None:
+
+def drafts_scene(parent: Job | None, follow: FollowUp) -> SceneWrite | None:
     """A Render or Vary of the drafts' own prompt is made from the scene the drafts were
-    made from: a new rewrite would render another clip than the one chosen."""
-    if not job.kind.starts_from_draft or job.parent_id is None or not job.request.enhance:
-        return
-    grid = await bot.queue.get(job.parent_id)
-    if grid is None or grid.request.prompt != job.request.prompt:
-        return
-    await Scenes(bot.queue.db).inherit(job.id, text=grid.rewritten_prompt, backend=DRAFTS_SCENE)
+    made from (a new rewrite would render another clip than the one chosen). It is written
+    in the transaction that adds the job, so no worker or scene writer sees the job without
+    it."""
+    request = follow.request
+    if (
+        not follow.kind.starts_from_draft
+        or parent is None
+        or not request.enhance
+        or parent.request.prompt != request.prompt
+    ):
+        return None
+    scene = parent.rewritten_prompt
 
+    def write(db: sqlite_utils.Database, job: Job) -> None:
+        inherit_scene(db, job.id, text=scene, backend=DRAFTS_SCENE, now=time.time())
 
-async def refuse_withheld_parent(bot: ReelBot, follow: FollowUp, user_id: int) -> None:
-    """A clip the safety check withheld starts nobody else's Extend (the worker checks again)."""
-    if follow.kind is not JobKind.EXTEND or follow.parent_id is None:
-        return
-    parent = await bot.queue.get(follow.parent_id)
-    if parent is not None and not may_extend(parent, user_id):
-        raise Refused(PARENT_WITHHELD)
+    return write
 
 
 async def submit_from_interaction(
