@@ -399,6 +399,28 @@ class FakeDiscord:
             raise DriverError(f"button {custom_id!r} is disabled")
         return await self._component(current, component, {}, user, forge_member)
 
+    async def forge_click(
+        self, message: Message | int, custom_id: str, *, user: User
+    ) -> InteractionHandle:
+        """Press a button the message does not show, as a tampered client could were Discord
+        not to check: the click's copy of the message carries the button (discord.py
+        dispatches only ids it finds there); the message itself stays as it is."""
+        current = self._visible_message(message, user)
+        shown = current.components
+        button = {"type": 2, "style": 1, "label": "forged", "custom_id": custom_id}
+        current.components = [*shown, {"type": 1, "components": [button]}]
+        try:
+            record = self.server.interactions.create(
+                COMPONENT,
+                {"custom_id": custom_id, "component_type": 2},
+                user=user,
+                channel=self.world.channel(current.channel_id),
+                source=current,
+            )
+        finally:
+            current.components = shown
+        return await self._started(record)
+
     async def select(
         self, message: Message | int, custom_id: str, values: list[str], *, user: User
     ) -> InteractionHandle:
