@@ -189,7 +189,7 @@ async def test_spoiler_mode_posts_a_spoiler_in_an_age_restricted_channel_only(
         )
         await reel.delivered(withheld.id)
         log_line = await fake.wait_for_message(
-            fake.other, lambda message: "spoiler" in message.content, timeout=ANSWER_TIMEOUT_S
+            fake.other, lambda message: "as a spoiler" in message.content, timeout=ANSWER_TIMEOUT_S
         )
     assert [a.filename for a in posted.attachments] == [f"SPOILER_reelbot-{spoilered.id}.mp4"]
     assert (await reel.delivered(spoilered.id)).safety_state == HeldState.SPOILERED
