@@ -7,7 +7,9 @@ delivery cog looks at these files when it shows active jobs and puts a newer one
 edit of the job's status message (or, in a busy channel, of the requester's private reply),
 so previews cost no write of their own: they ride the throttled progress edits, which merge
 while the channel's budget is short and never go before a clip. The file is read when the edit
-is made, so the preview shown is the newest there is.
+is made, so the preview shown is the newest there is. Only previews the worker's output safety
+check let through are written there (:meth:`jobqueue.safety.ClipJudge.preview_screen`); when it
+refuses one, the file is removed and the next edit takes the attachment down.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ class MadeClip:
     request: ResolvedRequest
     prompt: ChosenPrompt
     timings: dict[str, float] = field(default_factory=dict)
-    safety_frames: np.ndarray | None = None
+    safety_frames: np.ndarray | None = field(default=None, compare=False, repr=False)
     """Frames spread over the clip, shrunk for the output safety check, kept from just before
     encoding (when the maker was asked to keep them): the check need not decode the file.
     None: it reads the file."""
