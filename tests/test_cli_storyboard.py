@@ -1,4 +1,5 @@
-"""``reelbot storyboard`` end to end: a planned film of tiny-model shots, each from the last."""
+"""``reelbot storyboard`` end to end: a planned film of tiny-model shots, each from the last,
+and what the output safety check finds in its shots."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.cli import main
@@ -167,3 +170,88 @@ def test_a_bad_option_is_one_sentence_and_exit_2(
     assert main(argv) == 2
     assert capsys.readouterr().err == f"{message}\n"
     assert list(tmp_path.glob("**/*.mp4")) == []
+
+
+class FlagsFromTheSecondClip:
+    """A plugged-in classifier (``module:factory``) that finds nothing in the first clip it is
+    shown and everything in the rest: a film whose shot 1 is safe and shot 2 is not."""
+
+    name = "second"
+
+    def __init__(self) -> None:
+        self.default_thresholds = {"second": 0.5}
+        self.clips_seen = 0
+
+    def score(self, frames: Sequence[np.ndarray]) -> list[dict[str, float]]:
+        self.clips_seen += 1
+        return [{"second": 0.0 if self.clips_seen == 1 else 1.0} for _ in frames]
+
+
+@pytest.fixture
+def film_here(tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny two-shot film made in ``tmp_path`` by :func:`safety_line`."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REELBOT_DATA_DIR", str(tiny_models_dir.parent))
+    for name in ("REELBOT_MODEL", "REELBOT_I2V_MODEL", "REELBOT_SAFETY_THRESHOLDS"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "checked.mp4"
+
+
+def safety_line(capsys: pytest.CaptureFixture[str], *options: str) -> str | None:
+    """The ``safety:`` line of a two-shot tiny film (the command must succeed), if any."""
+    argv = ["storyboard", "--model", "tiny", IDEA, "--shots", "2", "--no-plan-model"]
+    assert main([*argv, *options, "-o", "checked.mp4"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("safety:")]
+    assert len(lines) <= 1
+    return lines[0] if lines else None
+
+
+def test_the_films_safety_verdict_and_scores_are_printed(
+    film_here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = safety_line(capsys)
+    assert line is not None
+    assert line.startswith("safety: safe (nudity 0.")
+    assert ", nsfw 0." in line
+
+
+def test_a_flagged_film_names_its_shots_and_is_still_written(
+    film_here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A threshold of 0 judges every frame unsafe.
+    monkeypatch.setenv("REELBOT_SAFETY_THRESHOLDS", "nudity=0,nsfw=0.0")
+    line = safety_line(capsys)
+    assert line is not None
+    assert line.startswith("safety: UNSAFE, the bot would withhold it: shot 1: ")
+    assert "(threshold 0.00); shot 2: " in line
+    assert film_here.is_file()
+
+
+def test_only_the_flagged_shot_is_named(
+    film_here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "REELBOT_SAFETY_CLASSIFIERS", "tests.test_cli_storyboard:FlagsFromTheSecondClip"
+    )
+    line = safety_line(capsys)
+    assert line == (
+        "safety: UNSAFE, the bot would withhold it: shot 2: second 1.00 (threshold 0.50);"
+        " all: second 1.00"
+    )
+
+
+def test_no_safety_skips_the_check(film_here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert safety_line(capsys, "--no-safety") is None
+    assert film_here.is_file()
+
+
+def test_a_classifier_that_cannot_load_is_one_line_not_a_failure(
+    film_here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REELBOT_SAFETY_CLASSIFIERS", "nudenet,no_such_module:make")
+    line = safety_line(capsys)
+    assert line == (
+        "safety: not checked: cannot import 'no_such_module' for 'no_such_module:make':"
+        " No module named 'no_such_module'"
+    )
+    assert film_here.is_file()

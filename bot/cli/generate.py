@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bot.cli import EXIT_BAD_REQUEST, EXIT_FAILED, EXIT_INTERRUPTED, read_settings
+from bot.cli.safety import report_safety, safety_verdict
 from bot.cli.terminal import ProgressBar, quiet_libraries
 
 if TYPE_CHECKING:
-    from jobqueue.safety import OutputVerdict
     from jobqueue.settings import CoreSettings
     from pipeline.clip import ClipMaker, MadeClip, MadeDrafts, StageChange
-    from pipeline.encode import EncodedClip
     from pipeline.errors import ClipFailed
     from pipeline.preview import PreviewOptions
     from pipeline.request import ClipRequest, ResolvedRequest
@@ -164,7 +163,7 @@ def generate_clip(
         _report_drafts(out, made, args.prompt)
         checked = made.grid
     if args.safety:
-        _report_safety(out, _safety_verdict(settings, checked))
+        report_safety(out, safety_verdict(settings, [checked]))
     if preview is not None and not preview.written:
         err.write(f"no preview was written: {preview.why_none(made.request.model)}\n")
     return 0
@@ -354,35 +353,3 @@ def _report_time(out: TextIO, timings: dict[str, float], *, rewritten: bool) -> 
         timings = {name: seconds for name, seconds in timings.items() if name != "rewrite"}
     out.write("time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     out.write("\n")
-
-
-def _safety_verdict(settings: CoreSettings, clip: EncodedClip) -> OutputVerdict:
-    """The worker's check on the clip (for drafts, their grid), with the settings' thresholds."""
-    from jobqueue.safety import judge, unchecked
-    from pipeline.safety import SafetyCheck, SafetyUnavailable
-
-    policy = settings.safety_policy()
-    try:
-        check = SafetyCheck.load(settings.safety_config())
-        scores = check.check_clip(
-            clip.path,
-            poster=clip.poster_path,
-            total_frames=clip.frames,
-            size=(clip.width, clip.height),
-        )
-    except SafetyUnavailable as exc:
-        return unchecked(policy, str(exc))
-    return judge(policy, scores, check.default_thresholds)
-
-
-def _report_safety(out: TextIO, verdict: OutputVerdict) -> None:
-    from jobqueue.safety import Verdict
-
-    if verdict.verdict is Verdict.UNCHECKED:
-        out.write(f"safety: not checked: {verdict.detail}\n")
-        return
-    scores = ", ".join(f"{name} {score:.2f}" for name, score in verdict.scores.items())
-    if verdict.verdict is Verdict.UNSAFE:
-        out.write(f"safety: UNSAFE, the bot would withhold it: {verdict.detail}; all: {scores}\n")
-    else:
-        out.write(f"safety: safe ({scores}; {verdict.seconds:.2f} s)\n")

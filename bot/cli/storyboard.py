@@ -5,7 +5,8 @@ The language model (the rewriter's backend, ``REELBOT_REWRITER``) plans the shot
 plan). Shot 1 is made from text with the text-to-video model, each next shot from the last
 frame of the one before with the image-to-video model, so the film flows from shot to shot;
 then :func:`pipeline.join.join_clips` joins them with cuts or crossfades. The shots stay in a
-folder beside the film.
+folder beside the film. Then the output safety check looks at every shot and prints the film's
+verdict as the bot reaches it: the worst shot's, naming the shots (``--no-safety`` skips it).
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "-o", "--output", type=Path, help="where to write the film (default: storyboard-<seed>.mp4)"
     )
+    parser.add_argument(
+        "--no-safety",
+        dest="safety",
+        action="store_false",
+        help="skip the output safety check of the shots (default: print its verdict and scores)",
+    )
     parser.set_defaults(handler=run, default_log_level="WARNING")
 
 
@@ -114,6 +121,7 @@ class _Models:
 def make_film(args: argparse.Namespace, settings: CoreSettings, *, out: TextIO, err: TextIO) -> int:
     """Plan, shoot and join; failures the user can act on become one line on ``err``."""
     from bot.cli.generate import report_failure
+    from bot.cli.safety import report_safety, safety_verdict
     from pipeline.clip import ClipMaker
     from pipeline.errors import ClipFailed
 
@@ -122,9 +130,11 @@ def make_film(args: argparse.Namespace, settings: CoreSettings, *, out: TextIO, 
     try:
         seconds = _shot_seconds(args.seconds, models)
         maker = ClipMaker(choice, signing=settings.signing_identity(), preview=None)
-        asyncio.run(_plan_and_shoot(maker, args, models, seconds, settings, out=out))
+        shots = asyncio.run(_plan_and_shoot(maker, args, models, seconds, settings, out=out))
     except ClipFailed as exc:
         return report_failure(exc, err)
+    if args.safety:
+        report_safety(out, safety_verdict(settings, shots))
     return 0
 
 
@@ -167,7 +177,8 @@ async def _plan_and_shoot(
     settings: CoreSettings,
     *,
     out: TextIO,
-) -> None:
+) -> list[EncodedClip]:
+    """The film's shots, once the film is written and printed."""
     from pipeline.errors import InvalidRequest
     from pipeline.join import join_clips
     from pipeline.provenance import ClipFacts, credit
@@ -200,6 +211,7 @@ async def _plan_and_shoot(
     log.info("storyboard film %s: %d shots, %.1f s", film.path, len(shots), film.duration_s)
     _print_film(out, film, seed, models)
     out.write(f"time: plan {planned_s:.1f} s, shots {shot_s:.1f} s, join {film.seconds:.1f} s\n")
+    return shots
 
 
 async def _plan(
