@@ -89,13 +89,22 @@ def test_a_bad_line_in_dotenv_names_its_variable(
 
 
 @pytest.mark.usefixtures("in_empty_folder")
-def test_a_setting_with_discords_own_name_is_named_so(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("name", ["DISCORD_SHARD_COUNT", "REELBOT_DISCORD_SHARD_COUNT"])
+def test_a_setting_with_two_names_is_named_as_it_was_set(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DISCORD_SHARD_COUNT", "many")
+    monkeypatch.setenv(name, "many")
+
+    assert said_for_bad_setting(["run"], capsys).startswith(f"The setting {name} is not valid: ")
+
+
+def test_a_setting_with_two_names_in_dotenv_is_named_as_written(
+    in_empty_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (in_empty_folder / ".env").write_text("REELBOT_DISCORD_SHARD_COUNT=many\n")
 
     assert said_for_bad_setting(["run"], capsys).startswith(
-        "The setting DISCORD_SHARD_COUNT is not valid: "
+        "The setting REELBOT_DISCORD_SHARD_COUNT is not valid: "
     )
 
 

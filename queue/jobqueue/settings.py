@@ -7,10 +7,13 @@ Every field has a line in ``.env.example``; a test keeps the two in step.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.rewrite.config import RewriterConfig
@@ -53,12 +56,38 @@ def invalid_setting(kind: type[BaseSettings], error: ValidationError) -> str:
 
 
 def env_name(kind: type[BaseSettings], key: str) -> str:
-    """The variable that sets ``key`` of ``kind``: a field's name with the prefix, or the
-    alias (such as ``DISCORD_TOKEN``) pydantic reports for a field read under one."""
+    """The variable that sets ``key`` of ``kind``: a field's name with the prefix, or, for a
+    field read under several names (``DISCORD_TOKEN`` or ``REELBOT_DISCORD_TOKEN``), the one
+    the user set; pydantic reports the first name whichever was set."""
     field = kind.model_fields.get(key)
-    if field is None or field.validation_alias is not None:
+    if field is None:
+        return _alias_set(kind, key) or key.upper()
+    if field.validation_alias is not None:
         return key.upper()
     return f"{kind.model_config.get('env_prefix', '')}{key}".upper()
+
+
+def _alias_set(kind: type[BaseSettings], alias: str) -> str | None:
+    """Of the names of the field that ``alias`` names, the one set in the environment (or
+    else in ``.env``), as the user wrote it."""
+    for field in kind.model_fields.values():
+        choices = field.validation_alias
+        if isinstance(choices, AliasChoices) and alias in choices.choices:
+            names = [str(choice) for choice in choices.choices]
+            return _first_set(names, os.environ) or _first_set(names, _dotenv(kind))
+    return None
+
+
+def _first_set(names: list[str], values: Mapping[str, str | None]) -> str | None:
+    present = {name.upper(): name for name in values}
+    return next((present[name.upper()] for name in names if name.upper() in present), None)
+
+
+def _dotenv(kind: type[BaseSettings]) -> dict[str, str | None]:
+    env_file = kind.model_config.get("env_file")
+    if not isinstance(env_file, str | Path) or not Path(env_file).is_file():
+        return {}
+    return dotenv_values(env_file)
 
 
 class CoreSettings(BaseSettings):
