@@ -13,7 +13,8 @@ then new status messages, then updates. Updates are keyed: a newer one replaces 
 waiting (the latest wins), and they never take a bucket's last ``reserve`` slots, which stay
 free for clips. Reactions have a bucket of their own but still wait while a clip for their
 channel waits or uploads: a row of clips finishing together shows up before any of their
-reactions.
+reactions. In a channel whose clips never stop coming, reactions wait until the row ends; the
+buttons under each clip do the same as the reactions meanwhile.
 
 Nothing waits on a bucket inside discord.py unless Discord disagrees with these numbers: the
 scheduler also looks at discord.py's own view of a bucket (from Discord's ``X-RateLimit-*``

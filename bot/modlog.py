@@ -24,7 +24,6 @@ from bot.channel_writes import Priority, Route
 from bot.render import NO_PINGS, mention, shown
 from jobqueue.audit_feed import AuditFeed, Cut
 from jobqueue.moderation import AUTOMATIC_ACTOR_ID, AuditAction, AuditEntry
-from jobqueue.moderation.audit import newest_entry_id
 
 if TYPE_CHECKING:
     from bot.client import ReelBot
@@ -156,7 +155,7 @@ class ModLog:
 
     async def caught_up(self) -> None:
         """Wait until every row written so far is handled: posted, or with nowhere to go."""
-        newest = await self.bot.queue.db.read(newest_entry_id)
+        newest = await self.feed.newest()
         async with self.handled:
             await self.handled.wait_for(lambda: self.handled_through >= newest)
 

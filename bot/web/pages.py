@@ -98,10 +98,11 @@ def clip_view(
 
 
 def variation_command(job: Job) -> str:
-    """The /create command that starts again from this clip's prompt and seed.
+    """The /create command for a full clip with this clip's prompt and seed.
 
-    With a seed it renders straight away: four drafts (the default) would not remake this
-    clip, since only a render of the full size and steps gives the same frames again."""
+    With a seed it renders straight away: four drafts first (the default) would spend the seed
+    on a quick draft. It remakes a clip that was made straight away; a clip rendered from a
+    draft started from that draft's frames, which a new command does not have."""
     words = " ".join(job.request.prompt.split())
     if job.seed is None:
         return f"/create prompt:{words}"

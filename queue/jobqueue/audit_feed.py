@@ -57,6 +57,10 @@ class AuditFeed:
         """Remember that every row up to ``through`` is handled."""
         await self.database.write(lambda db: write_state(db, self.key, str(through)))
 
+    async def newest(self) -> int:
+        """The id of the newest row written so far (0 when there is none)."""
+        return await self.database.read(audit_log.newest_entry_id)
+
     async def backlog_cuts(self, after: int, *, keep: int) -> dict[int, Cut]:
         """Where each server's rows after ``after`` (those that exist now) are cut to its
         newest ``keep``; servers with ``keep`` or fewer are not named."""
