@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from jobqueue.jobs import JobQueue
 from jobqueue.models import Job, JobKind, JobRequest
 from jobqueue.moderation import AuditAction, Moderation
 from jobqueue.scene_writer import REWRITE_BLOCKED, SceneWriter, SceneWriterConfig
-from jobqueue.scenes import Scene, Scenes, SceneState, scene_for_worker
+from jobqueue.scenes import Scene, Scenes, SceneState, inherit_scene, scene_for_worker
 from jobqueue.settings import CoreSettings
 from jobqueue.supervisor import WorkerSupervisor
 from pipeline.clip import ModelChoice
@@ -171,8 +172,10 @@ async def test_a_scene_taken_from_drafts_replaces_a_claim_but_never_a_settled_sc
     edited = await submit(job_queue, "a harbour", user_id=7)
     await scenes.edit(edited.id, user_id=7, text="The owner's harbour.")
 
-    assert await scenes.inherit(claimed.id, text="The drafts' lighthouse.", backend="drafts")
-    assert not await scenes.inherit(edited.id, text="The drafts' harbour.", backend="drafts")
+    before = (await job_queue.get(claimed.id)).version  # type: ignore[union-attr]
+
+    assert await inherit(job_queue, claimed.id, "The drafts' lighthouse.")
+    assert not await inherit(job_queue, edited.id, "The drafts' harbour.")
 
     taken = await scenes.get(claimed.id)
     assert taken is not None
@@ -182,6 +185,15 @@ async def test_a_scene_taken_from_drafts_replaces_a_claim_but_never_a_settled_sc
     # The writer that had claimed it stores nothing over it.
     assert not await scenes.store("w1", Scene(claimed.id, SceneState.READY, text="the writer's"))
     assert (await scenes.get(edited.id)).text == "The owner's harbour."  # type: ignore[union-attr]
+    # The bot sees the change in its change stream.
+    assert (await job_queue.get(claimed.id)).version > before  # type: ignore[union-attr]
+
+
+async def inherit(queue: JobQueue, job_id: int, text: str) -> bool:
+    """A drafts scene written as the bot writes it (there, in the write that adds the job)."""
+    return await queue.db.write(
+        lambda db: inherit_scene(db, job_id, text=text, backend="drafts", now=time.time())
+    )
 
 
 async def test_a_worker_uses_a_settled_scene_and_waits_only_for_a_live_writer(

@@ -289,16 +289,6 @@ class Scenes:
 
         return await self.db.write(edit)
 
-    async def inherit(self, job_id: int, *, text: str | None, backend: str) -> bool:
-        """Give the waiting (or just claimed) job ``job_id`` a scene decided elsewhere: a
-        Render or Vary keeps its drafts' scene (``text``; None: the user's own words). A
-        scene writer's claim gives way, as to an owner's edit; a settled scene or a job that
-        went ahead without one is kept. False when nothing changed."""
-        now = self.clock()
-        return await self.db.write(
-            lambda db: inherit_scene(db, job_id, text=text, backend=backend, now=now)
-        )
-
     async def give_up(self, job_id: int) -> Scene | None:
         """The settled scene if there is one by now; else mark it not wanted (no writer takes
         it up, one writing it stores nothing) and return None."""
@@ -412,8 +402,13 @@ then waiting ones in the fair order, one round of it at a time."""
 def inherit_scene(
     db: sqlite_utils.Database, job_id: int, *, text: str | None, backend: str, now: float
 ) -> bool:
-    """:meth:`Scenes.inherit` in a transaction already open: the one that adds the job, so
-    no worker or scene writer ever sees the job without its scene."""
+    """Give the waiting (or just claimed) job ``job_id`` a scene decided elsewhere: a Render
+    or Vary keeps its drafts' scene (``text``; None: the user's own words). A scene writer's
+    claim gives way, as to an owner's edit; a settled scene or a job that went ahead without
+    one is kept. False when nothing changed.
+
+    It runs in a transaction already open, the one that adds the job, so no worker or scene
+    writer ever sees the job without its scene."""
     cursor = db.execute(
         _SET_SCENE + f" WHERE scenes.state = '{SceneState.WRITING.value}'",
         {
