@@ -27,6 +27,10 @@ class FollowUp:
     kind: JobKind
     request: JobRequest
     parent_id: int | None
+    pressed_id: int | None = None
+    """The grid whose button or reaction asked for it, where that is not ``parent_id``: new
+    drafts of a Vary grid vary its grid's draft again. The door checks it too (a withheld
+    grid starts nothing)."""
 
 
 def can_make_hd(parent: Job) -> bool:
@@ -40,7 +44,7 @@ def retry(parent: Job) -> FollowUp:
     if parent.kind is JobKind.DRAFTS:
         return FollowUp(JobKind.DRAFTS, request, parent.id)
     if parent.kind is JobKind.VARY:
-        return FollowUp(JobKind.VARY, request, parent.parent_id)
+        return FollowUp(JobKind.VARY, request, parent.parent_id, pressed_id=parent.id)
     return _again(parent, JobKind.RETRY, request)
 
 

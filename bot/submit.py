@@ -100,6 +100,7 @@ async def submit_for_user(
 
 NO_DRAFTS = "There are no drafts #{id} to start from."
 DRAFTS_NOT_READY = "The drafts #{id} are not finished yet."
+DRAFTS_NEVER_FINISHED = "The drafts #{id} were never finished; make new ones."
 RENDER_FIRST = "That is a grid of drafts: render one of them first, with Render N."
 
 
@@ -108,15 +109,17 @@ async def parent_to_start_from(bot: ReelBot, follow: FollowUp, user_id: int) -> 
 
     A Render or Vary needs a finished grid, and a grid makes nothing but renders and new
     drafts. A withheld clip or grid starts nothing but its owner's Extend
-    (:func:`~jobqueue.safety.withheld_start_refusal`; the worker checks again): buttons are
-    not shown on what was withheld, but a custom id can be forged.
+    (:func:`~jobqueue.safety.withheld_start_refusal`; the worker checks the parent again),
+    whether it is the parent or the grid pressed: buttons are not shown on what was
+    withheld, but a custom id can be forged.
     """
     if follow.parent_id is None:
         return None
     parent = await bot.queue.get(follow.parent_id)
     refusal = unfit_parent(parent, follow)
-    if refusal is None and parent is not None:
-        refusal = withheld_start_refusal(parent, follow.kind, user_id)
+    if refusal is None:
+        pressed = None if follow.pressed_id is None else await bot.queue.get(follow.pressed_id)
+        refusal = withheld_refusal([parent, pressed], follow, user_id)
     if refusal is not None:
         raise Refused(refusal)
     return parent
@@ -127,10 +130,21 @@ def unfit_parent(parent: Job | None, follow: FollowUp) -> str | None:
     if follow.kind.starts_from_draft:
         if parent is None or not parent.kind.makes_drafts:
             return NO_DRAFTS.format(id=follow.parent_id)
-        if parent.status is not JobStatus.DONE:
+        if parent.status.is_active:
             return DRAFTS_NOT_READY.format(id=parent.id)
+        if parent.status is not JobStatus.DONE:
+            return DRAFTS_NEVER_FINISHED.format(id=parent.id)
     elif parent is not None and parent.kind.makes_drafts and not follow.kind.makes_drafts:
         return RENDER_FIRST
+    return None
+
+
+def withheld_refusal(jobs: list[Job | None], follow: FollowUp, user_id: int) -> str | None:
+    """The safety check's refusal of ``follow`` from the first of ``jobs`` that has one."""
+    for job in jobs:
+        refusal = None if job is None else withheld_start_refusal(job, follow.kind, user_id)
+        if refusal is not None:
+            return refusal
     return None
 
 

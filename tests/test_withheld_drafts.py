@@ -2,9 +2,10 @@
 
 A grid of drafts the check withheld is posted as one line with no buttons; a forged Render N,
 Vary N or New drafts on it is answered privately with one sentence and queues nothing, for
-anyone, its owner included, and a Render queued around the bot is failed by the worker. Once
-a moderator releases the grid, Render works. A Render's scene is written with it: nothing
-ever sees the job without its scene.
+anyone, its owner included, and one queued around the bot is failed by the worker. New
+drafts of a withheld Vary grid (button or reaction) are refused too, though they would vary
+the grid it came from. Once a moderator releases the grid, Render works. A Render's scene is
+written with it: nothing ever sees the job without its scene.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from bot import followups
 from bot.output_safety import withheld_line
 from bot.settings import Settings
 from bot.submit import submit_for_user
-from jobqueue.models import JobKind, JobStatus
+from jobqueue.models import Job, JobKind, JobStatus
 from jobqueue.safety import GRID_WITHHELD, HeldState
 from tests.bot_harness import Reel
+from tests.fakediscord import Message
 from tests.test_bot_drafts import click, grid_message
 from tests.test_safety_bot import ANSWER_TIMEOUT_S, admin, flag_everything
 
@@ -32,18 +34,24 @@ def reel_settings(reel_settings: Settings) -> Settings:
     return reel_settings.model_copy(update={"drafts": True})
 
 
+async def withheld(reel: Reel, job_id: int) -> tuple[Job, Message]:
+    """The grid ``job_id`` once withheld, and the one line the channel sees of it."""
+    grid = await reel.delivered(job_id)
+    assert grid.safety_state == HeldState.WITHHELD
+    line = await reel.fake.wait_for_message(
+        reel.fake.general,
+        lambda message: message.content == withheld_line(grid),
+        timeout=ANSWER_TIMEOUT_S,
+    )
+    return grid, line
+
+
 async def test_a_withheld_grid_starts_nothing_until_a_moderator_releases_it(reel: Reel) -> None:
     fake = reel.fake
     async with reel.bot_running(), reel.worker_running(safety=True):
         await flag_everything(fake)
         _, drafts = await reel.create("a lighthouse at dusk", seed=11)
-        grid = await reel.delivered(drafts.id)
-        assert grid.safety_state == HeldState.WITHHELD
-        line = await fake.wait_for_message(
-            fake.general,
-            lambda message: message.content == withheld_line(grid),
-            timeout=ANSWER_TIMEOUT_S,
-        )
+        grid, line = await withheld(reel, drafts.id)
         assert line.custom_ids() == []
 
         forged = [
@@ -60,18 +68,18 @@ async def test_a_withheld_grid_starts_nothing_until_a_moderator_releases_it(reel
         alices = await reel.queue.user_jobs(fake.alice.id, active_only=False)
         assert [job.id for job in alices] == [grid.id]
 
-        # Queued around the bot, a Render of the withheld grid is failed by the worker.
-        render = followups.render(grid, 1)
-        sneaked = await reel.queue.submit(
-            render.kind,
-            render.request,
-            user_id=fake.bob.id,
-            guild_id=fake.guild.id,
-            channel_id=fake.general.id,
-            parent_id=grid.id,
-        )
-        failed = await reel.delivered(sneaked.id)
-        assert (failed.status, failed.error) == (JobStatus.FAILED, GRID_WITHHELD)
+        # Queued around the bot, a Render, Vary or new drafts of the grid is failed by the worker.
+        for sneak in (followups.render(grid, 1), followups.vary(grid, 2), followups.retry(grid)):
+            sneaked = await reel.queue.submit(
+                sneak.kind,
+                sneak.request,
+                user_id=fake.bob.id,
+                guild_id=fake.guild.id,
+                channel_id=fake.general.id,
+                parent_id=grid.id,
+            )
+            failed = await reel.delivered(sneaked.id)
+            assert (failed.status, failed.error) == (JobStatus.FAILED, GRID_WITHHELD), sneak.kind
 
         await admin(fake, "safety release", job=grid.id)
         posted = await grid_message(reel, grid.id)
@@ -79,6 +87,36 @@ async def test_a_withheld_grid_starts_nothing_until_a_moderator_releases_it(reel
         assert (rendered.kind, rendered.parent_id) == (JobKind.RENDER, grid.id)
         made = await reel.delivered(rendered.id)
     assert made.status is JobStatus.DONE
+
+
+async def test_new_drafts_of_a_withheld_vary_grid_start_nothing(reel: Reel) -> None:
+    fake = reel.fake
+    async with reel.bot_running() as bot, reel.worker_running(safety=True):
+        _, drafts = await reel.create("a lighthouse at dusk", seed=11)
+        posted = await grid_message(reel, drafts.id)
+        assert (await reel.delivered(drafts.id)).safety_state is None
+        await flag_everything(fake)
+        vary = await click(reel, posted, f"draft:{drafts.id}:vary:1")
+        _, line = await withheld(reel, vary.id)
+
+        # New drafts of it would vary the grid it came from again: the door looks at both.
+        for user in (fake.bob, fake.alice):  # its owner, then someone else
+            handle = await fake.forge_click(line, f"job:{vary.id}:retry", user=user)
+            answer = await handle.response(timeout=ANSWER_TIMEOUT_S)
+            assert (answer.content, answer.ephemeral) == (GRID_WITHHELD, True), user.name
+
+        # Reactions find a job through posted clips only; were the line ever to lead to the
+        # grid, the 🔁 reaction meets the same door (its sentence comes by DM).
+        await bot.store.remember_clip(line.id, vary.id)
+        await fake.react(line, "🔁", user=fake.bob)
+        told = await fake.wait_for(
+            lambda: [dm for dm in fake.dms(fake.bob) if dm.content == GRID_WITHHELD] or None,
+            timeout=ANSWER_TIMEOUT_S,
+        )
+        assert len(told) == 1
+        jobs = await reel.queue.user_jobs(fake.bob.id, active_only=False)
+        jobs += await reel.queue.user_jobs(fake.alice.id, active_only=False)
+    assert sorted(job.id for job in jobs) == [drafts.id, vary.id]
 
 
 def renders_without_scene(db: sqlite_utils.Database) -> list[int]:
