@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def safety_verdict(settings: CoreSettings, clips: Sequence[EncodedClip]) -> OutputVerdict:
     """The check on ``clips``, its classifiers loaded once. Several clips are a film's shots,
     judged as the bot judges a storyboard film: by the worst of them, naming the shots."""
-    from jobqueue.safety import unchecked
+    from jobqueue.safety import unchecked, worst_verdict
     from pipeline.safety import SafetyCheck, SafetyUnavailable
 
     policy = settings.safety_policy()
@@ -29,7 +29,7 @@ def safety_verdict(settings: CoreSettings, clips: Sequence[EncodedClip]) -> Outp
     except SafetyUnavailable as exc:
         return unchecked(policy, str(exc))
     verdicts = [_clip_verdict(check, policy, clip) for clip in clips]
-    return verdicts[0] if len(verdicts) == 1 else _worst_shot(verdicts)
+    return verdicts[0] if len(verdicts) == 1 else worst_verdict(verdicts)
 
 
 def report_safety(out: TextIO, verdict: OutputVerdict) -> None:
@@ -61,28 +61,3 @@ def _clip_verdict(check: SafetyCheck, policy: SafetyPolicy, clip: EncodedClip) -
         return unchecked(policy, str(exc))
     log.info("safety check of %s: %s", clip.path, scores.summary())
     return judge(policy, scores, check.default_thresholds)
-
-
-def _worst_shot(shots: Sequence[OutputVerdict]) -> OutputVerdict:
-    """The film's verdict: unsafe if a shot is, else not checked if a shot was not; each
-    category's highest score over the shots; the detail of each shot with that verdict."""
-    from jobqueue.safety import OutputVerdict, Verdict
-
-    found = {shot.verdict for shot in shots}
-    worst = next((bad for bad in (Verdict.UNSAFE, Verdict.UNCHECKED) if bad in found), Verdict.SAFE)
-    scores: dict[str, float] = {}
-    for shot in shots:
-        for category, score in shot.scores.items():
-            scores[category] = max(score, scores.get(category, score))
-    return OutputVerdict(
-        worst,
-        scores,
-        flagged=tuple(sorted({category for shot in shots for category in shot.flagged})),
-        hold=any(shot.hold for shot in shots),
-        detail="; ".join(
-            f"shot {number}: {shot.detail}"
-            for number, shot in enumerate(shots, start=1)
-            if shot.verdict is worst
-        ),
-        seconds=sum(shot.seconds for shot in shots),
-    )

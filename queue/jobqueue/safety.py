@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -58,9 +58,9 @@ CHECK_STATUS_KEY = "safety_check"
 """``queue_state`` key where each worker says which classifiers it runs (or why none)."""
 
 PREVIEW_FRAMES = 4
-"""Frames of each live preview the classifiers look at, spread over it: each preview is the
-whole clip's current estimate, which changes little from one preview to the next, and the
-finished clip is checked at 12 frames before it is posted."""
+"""Frames of each clip of a live preview (each draft of a drafts run) the classifiers look at,
+spread over it: each preview is the whole clip's current estimate, which changes little from
+one preview to the next, and the finished clip is checked at 12 frames before it is posted."""
 
 PARENT_WITHHELD = (
     "The clip to extend was withheld by the safety check; only its owner can extend it."
@@ -171,6 +171,35 @@ def unchecked(policy: SafetyPolicy, reason: str) -> OutputVerdict:
     """The verdict when nobody could look: held unless the server chose to post anyway."""
     return OutputVerdict(
         Verdict.UNCHECKED, hold=policy.if_unchecked is IfUnchecked.WITHHOLD, detail=reason
+    )
+
+
+# Worst first: an unsafe shot makes an unsafe film.
+_VERDICT_ORDER = (Verdict.UNSAFE, Verdict.UNCHECKED, Verdict.OFF, Verdict.SAFE)
+
+
+def worst_verdict(verdicts: Sequence[OutputVerdict]) -> OutputVerdict:
+    """A film's verdict from its shots' (at least one): the worst of them, each category's
+    highest score, every flagged category, held if any shot is, the detail of each shot
+    with the worst verdict (named by its number) and the classifiers' time over all."""
+    if not verdicts:
+        raise ValueError("worst_verdict needs at least one verdict, got none")
+    worst = min((shot.verdict for shot in verdicts), key=_VERDICT_ORDER.index)
+    scores: dict[str, float] = {}
+    for shot in verdicts:
+        for category, score in shot.scores.items():
+            scores[category] = max(score, scores.get(category, score))
+    return OutputVerdict(
+        worst,
+        scores,
+        flagged=tuple(sorted({category for shot in verdicts for category in shot.flagged})),
+        hold=any(shot.hold for shot in verdicts),
+        detail="; ".join(
+            f"shot {number}: {shot.detail}"
+            for number, shot in enumerate(verdicts, start=1)
+            if shot.verdict is worst
+        ),
+        seconds=sum(shot.seconds for shot in verdicts),
     )
 
 
@@ -325,9 +354,18 @@ class ClipJudge:
         are shown as they come. Runs on the pipeline's preview thread."""
         if policy.mode is SafetyMode.OFF:
             return None
+        warned_unchecked = False
 
-        def may_show(frames: np.ndarray) -> bool:
-            verdict = self.preview_verdict(frames, policy)
+        def screen_preview(clips: np.ndarray) -> bool:
+            nonlocal warned_unchecked
+            verdict = self.preview_verdict(clips, policy)
+            if verdict.verdict is Verdict.UNCHECKED and not verdict.hold and not warned_unchecked:
+                warned_unchecked = True
+                log.warning(
+                    "job %d: live previews are shown unchecked, as its server chose: %s",
+                    job_id,
+                    verdict.detail,
+                )
             if not verdict.hold:
                 return True
             log.info(
@@ -336,15 +374,16 @@ class ClipJudge:
             on_refused()
             return False
 
-        return may_show
+        return screen_preview
 
-    def preview_verdict(self, frames: np.ndarray, policy: SafetyPolicy) -> OutputVerdict:
-        """The verdict on one live preview's frames ((F, H, W, 3) uint8, :data:`PREVIEW_FRAMES`
-        of them looked at) under ``policy``; blocks (the preview thread's work)."""
+    def preview_verdict(self, clips: np.ndarray, policy: SafetyPolicy) -> OutputVerdict:
+        """The verdict on one live preview under ``policy``, from its clips' frames
+        ((B, F, H, W, 3) uint8, :data:`PREVIEW_FRAMES` of each looked at); blocks (the
+        preview thread's work)."""
         if self.check is None:
             return unchecked(policy, self.load_error or "the safety check is not loaded")
         try:
-            scores = self.check.check_frames(frames, count=PREVIEW_FRAMES)
+            scores = self.check.check_clips(clips, count=PREVIEW_FRAMES)
         except SafetyUnavailable as exc:
             return unchecked(policy, str(exc))
         return judge(policy, scores, self.check.default_thresholds)

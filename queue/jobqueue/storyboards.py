@@ -41,7 +41,7 @@ from jobqueue.clipfiles import PARTIAL_DIR, clip_path, last_frame_path, poster_p
 from jobqueue.errors import QueueError
 from jobqueue.jobs import EndedJob, JobQueue
 from jobqueue.models import Job, JobKind, JobRequest, JobResult, JobStatus
-from jobqueue.safety import Verdict
+from jobqueue.safety import OutputVerdict, Verdict, worst_verdict
 from jobqueue.store import fetch_jobs, rows
 from pipeline.encode import ClipMetadata, last_frame, poster_beside
 from pipeline.errors import ClipFailed
@@ -585,31 +585,27 @@ class FilmFile:
 
 
 def safety_of(shots: Sequence[Job]) -> dict[str, Any]:
-    """The film's safety columns from its shots' verdicts: held if any shot was held, the
-    worst verdict, each category's highest score and every flagged category. Nothing when
-    no shot was checked."""
+    """The film's safety columns from its checked shots' verdicts (:func:`worst_verdict`).
+    Nothing when no shot was checked."""
     verdicts = [
-        _verdict_of(shot.id, shot.safety_verdict)
+        OutputVerdict(
+            _verdict_of(shot.id, shot.safety_verdict),
+            dict(shot.safety_scores),
+            tuple(shot.safety_flagged),
+            hold=shot.safety_hold,
+        )
         for shot in shots
         if shot.safety_verdict is not None
     ]
     if not verdicts:
         return {}
-    scores: dict[str, float] = {}
-    for shot in shots:
-        for category, score in shot.safety_scores.items():
-            scores[category] = max(score, scores.get(category, score))
-    flagged = sorted({category for shot in shots for category in shot.safety_flagged})
+    film = worst_verdict(verdicts)
     return {
-        "safety_verdict": min(verdicts, key=_VERDICT_ORDER.index).value,
-        "safety_scores": json.dumps(scores),
-        "safety_flagged": json.dumps(flagged),
-        "safety_hold": int(any(shot.safety_hold for shot in shots)),
+        "safety_verdict": film.verdict.value,
+        "safety_scores": json.dumps(film.scores),
+        "safety_flagged": json.dumps(list(film.flagged)),
+        "safety_hold": int(film.hold),
     }
-
-
-# Worst first: an unsafe shot makes an unsafe film.
-_VERDICT_ORDER = [Verdict.UNSAFE, Verdict.UNCHECKED, Verdict.OFF, Verdict.SAFE]
 
 
 def _verdict_of(job_id: int, stored: str) -> Verdict:
