@@ -2,8 +2,8 @@
 
     python benchmarks/bench_rewrite.py                    # every backend available here
     python benchmarks/bench_rewrite.py --backends local --threads 1
-    python benchmarks/bench_rewrite.py --backends endpoint-completions,endpoint-chat \\
-        --base-url http://127.0.0.1:8080/v1               # a real llama.cpp / Ollama / vLLM
+    python benchmarks/bench_rewrite.py --base-url http://127.0.0.1:8080/v1 \\
+        --backends endpoint-completions,endpoint-chat,endpoint-auto  # llama.cpp, Ollama, vLLM
 
 Every prompt goes through the real rewriter (backend, guardrails, fallback) once, seed 0.
 Backends:
@@ -12,7 +12,8 @@ Backends:
 - ``llama-completions`` and ``llama-chat``: the openai backend, through each of its two APIs,
   against tests/fakellm's llama.cpp-like server with the same model behind it (llama.cpp's
   ChatML stand-in for a model without a chat template, its sampling defaults).
-- ``endpoint-completions`` and ``endpoint-chat``: a real server at ``--base-url``.
+- ``endpoint-completions``, ``endpoint-chat`` and ``endpoint-auto``: a real server at
+  ``--base-url``, through each API and through the one ``auto`` finds.
 
 Per backend it prints the share of each prompt's content words the model's answer kept (by
 category; "English" is every English prompt), how many rewrites were used and why the others
@@ -160,6 +161,7 @@ class Row:
 class Run:
     backend: str
     rows: list[Row] = field(default_factory=list)
+    api: str | None = None
 
 
 async def run_prompts(name: str, backend: TextBackend, prompts: list[BenchPrompt]) -> Run:
@@ -186,6 +188,8 @@ async def run_prompts(name: str, backend: TextBackend, prompts: list[BenchPrompt
         used = result.rewritten if result.enhanced else "(fell back)"
         print(f"  [{name}] {prompt.text[:40]!r}: {result.fallback_reason or 'used'}; {used[:90]!r}")
     await rewriter.aclose()
+    if isinstance(backend, OpenAICompatBackend):
+        run.api = backend.api
     return run
 
 
@@ -244,7 +248,7 @@ async def run_backends(args: argparse.Namespace, prompts: list[BenchPrompt]) -> 
             sampling=SamplingSettings(max_new_tokens=args.tokens),
         )
         runs.append(await run_prompts("local", backend, prompts))
-    apis: tuple[OpenAIApi, ...] = ("completions", "chat")
+    apis: tuple[OpenAIApi, ...] = ("completions", "chat", "auto")
     for api in apis:
         name = f"llama-{api}"
         if name in wanted and model is not None:
@@ -266,7 +270,8 @@ def mean(values: Iterator[float] | list[float]) -> float:
 def report(run: Run) -> None:
     rows = run.rows
     used = [row for row in rows if row.used]
-    print(f"\n== {run.backend}: {len(rows)} prompts, {len(used)} rewrites used")
+    through = f" through the {run.api} API" if run.api else ""
+    print(f"\n== {run.backend}: {len(rows)} prompts{through}, {len(used)} rewrites used")
     print(f"{'category':16} {'prompts':>7} {'used':>5} {'kept (answers)':>15} {'kept (used)':>12}")
     categories: list[tuple[str, tuple[Category, ...]]] = [
         (category, (category,))
@@ -309,8 +314,8 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         default="local,llama-completions,llama-chat",
-        help="comma-separated: local, llama-completions, llama-chat, endpoint-completions, "
-        "endpoint-chat (default: the first three)",
+        help="comma-separated: local, llama-completions, llama-chat, llama-auto, "
+        "endpoint-completions, endpoint-chat, endpoint-auto (default: the first three)",
     )
     parser.add_argument("--model", default="gemma3-270m", help="local model id or folder")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")

@@ -1,5 +1,6 @@
 """Both HTTP APIs of an OpenAI-compatible server, against a fake llama.cpp server with a base
-model behind it: completions make the rewrite, chat falls back cleanly, auto picks right."""
+model behind it: completions make the rewrite, chat falls back cleanly, auto picks right (also
+on llama-cpp-python's server, which does not show the chat template)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,22 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
 from pipeline.rewrite.config import OpenAIApi
 from pipeline.rewrite.openai_compat import OpenAICompatBackend, RetryPolicy
 from pipeline.rewrite.rewriter import GuardedRewriter
-from tests.fakellm import FakeLlamaServer, Flavour, Reply, scene_for, serving
+from tests.fakellm import (
+    FakeLlamaServer,
+    Flavour,
+    Generation,
+    Reply,
+    chatml,
+    scene_for,
+    scripted_base_model,
+    serving,
+)
 
 QWEN_TEMPLATE = (
     "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content"
@@ -31,8 +42,8 @@ async def serve() -> AsyncIterator[Serve]:
     """Starts fake servers; each stops when the test ends."""
     stack: list[Any] = []
 
-    async def start(**options: Any) -> FakeLlamaServer:
-        context = serving(FakeLlamaServer(**options))
+    async def start(kind: type[FakeLlamaServer] = FakeLlamaServer, **options: Any) -> Any:
+        context = serving(kind(**options))
         stack.append(context)
         return await context.__aenter__()
 
@@ -181,3 +192,93 @@ async def test_a_server_that_cannot_be_asked_is_asked_again_by_the_next_rewrite(
     await rewriter.aclose()
     assert result.fallback_reason == "the rewriting endpoint is unreachable"
     assert backend.api is None, "an unanswered question is not taken for an answer"
+
+
+# What the packaged Gemma (f16 GGUF) wrote behind llama-cpp-python 0.3.36's chat API.
+LLAMA_CPP_PYTHON_CHAT_JUNK = (
+    "Hi there! I'm a film director. I write the brief for my script, which is then translated "
+    'into an audio file to be played on my computer.\n<img src="http://www.youtube.com/vimeo.com">'
+)
+
+
+def llama2(messages: list[dict[str, str]]) -> str:
+    """llama-cpp-python's "llama-2" chat format (llama_chat_format.format_llama2): what its
+    server falls back to for a model without a chat template."""
+    system = "".join(message["content"] for message in messages if message["role"] == "system")
+    roles = {"user": "<s>[INST]", "assistant": "[/INST]"}
+    turns = [message for message in messages if message["role"] in roles]
+    text = (f"[INST] <<SYS>>\n{system}\n<</SYS>>" if system else "") + " "
+    for index, message in enumerate(turns):
+        separator = " " if index % 2 == 0 else "</s>"
+        if system and index == 0:
+            text += message["content"] + separator
+        else:
+            text += roles[message["role"]] + message["content"] + " " + separator
+    return text + "[/INST]"
+
+
+class FakeLlamaCppPython(FakeLlamaServer):
+    """llama-cpp-python's server as measured: no ``/props`` or ``/api/show``, a token counter
+    at ``/extras/tokenize/count`` (with the BOS token), and chat rendered with the model's
+    template or, for a model without one, its Llama 2 stand-in; usage counts the prompt."""
+
+    def __init__(self, *, template: bool = False) -> None:
+        super().__init__(self._model, flavour="plain", count_tokens=len)
+        self.template = template
+        self.app.router.add_post("/extras/tokenize/count", self._count)
+
+    @staticmethod
+    async def _model(generation: Generation) -> str:
+        if "[INST]" in generation.prompt:
+            return LLAMA_CPP_PYTHON_CHAT_JUNK
+        if "<|im_start|>" in generation.prompt:
+            return scene_for("a cat surfing")
+        return await scripted_base_model(generation)
+
+    def _tokens(self, text: str) -> int:
+        return 1 + self.count_tokens(text)
+
+    async def _count(self, request: web.Request) -> web.Response:
+        return web.json_response({"count": self._tokens((await request.json())["input"])})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(("/v1/chat/completions", body))
+        prompt = chatml(body["messages"]) if self.template else llama2(body["messages"])
+        text = await self._write(body, prompt, ())
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}}
+        usage = {"prompt_tokens": self._tokens(prompt), "completion_tokens": 1}
+        return web.json_response({"object": "chat.completion", "choices": [choice], "usage": usage})
+
+
+async def test_chat_mode_on_llama_cpp_python_with_a_base_model_falls_back(
+    serve: Serve, make: Make
+) -> None:
+    server = await serve(FakeLlamaCppPython)
+    result = await make(server, "chat").rewrite("a cat surfing")
+    assert (result.enhanced, result.rewritten) == (False, "a cat surfing")
+    assert server.bodies("/v1/completions") == []
+
+
+async def test_auto_on_llama_cpp_python_finds_a_base_model_by_its_prompt_length(
+    serve: Serve, make: Make
+) -> None:
+    server = await serve(FakeLlamaCppPython)
+    rewriter = make(server)
+    first = await rewriter.rewrite("a cat surfing")
+    second = await rewriter.rewrite("a dog running", seed=1)
+    assert first.enhanced, first.fallback_reason
+    assert second.rewritten == scene_for("a dog running")
+    assert len(server.bodies("/v1/completions")) == 2
+    [probe] = server.bodies("/v1/chat/completions")
+    assert (probe["messages"], probe["max_tokens"]) == ([{"role": "user", "content": "Hi"}], 1)
+
+
+async def test_auto_on_llama_cpp_python_uses_chat_when_the_model_has_a_template(
+    serve: Serve, make: Make
+) -> None:
+    server = await serve(FakeLlamaCppPython, template=True)
+    result = await make(server).rewrite("a cat surfing")
+    assert result.enhanced, result.fallback_reason
+    assert len(server.bodies("/v1/chat/completions")) == 2, "the probe, then the rewrite"
+    assert server.bodies("/v1/completions") == []

@@ -6,8 +6,10 @@ model in Ollama) have no chat template: a server applies a generic one and the m
 transcript junk, so they get ``POST {base}/completions`` with few-shot examples and stop
 sequences instead. ``api="auto"`` asks the server which it is: llama.cpp's ``/props`` shows
 the chat template (llama.cpp's own ChatML stand-in when the model has none) and Ollama's
-``/api/show`` the model's template; any other server gets the chat API, and a chat request
-refused for want of a chat template (vLLM) switches to completions.
+``/api/show`` the model's template. llama-cpp-python's server (``python -m llama_cpp.server``)
+says neither, but it counts tokens: a one-token chat request whose prompt is as long as its Llama
+2 stand-in for a message gives a base model away. Any other server gets the chat API, and a chat
+request refused for want of a chat template (vLLM) switches to completions.
 
 Rate limits (429, honouring Retry-After) and server errors (5xx) are retried with backoff
 within the rewrite's time budget; a wait longer than the time left fails at once. Bodies are
@@ -58,6 +60,10 @@ LLAMA_CPP_FALLBACK_TEMPLATE = (
 )
 # What Ollama uses for a model imported without a template.
 _OLLAMA_RAW_TEMPLATES = ("", "{{ .Prompt }}")
+# How llama-cpp-python's server renders one user message when the model has no chat template
+# (llama_chat_format.format_llama2, its fallback "llama-2" chat format).
+_PROBE_MESSAGE = "Hi"
+LLAMA_CPP_PYTHON_FALLBACK_PROMPT = f" <s>[INST]{_PROBE_MESSAGE}  [/INST]"
 
 Api = Literal["chat", "completions"]
 
@@ -336,7 +342,11 @@ class OpenAICompatBackend:
         # Images go only through the chat API: with completions there is nothing to ask.
         if self._api == "completions" or (self._api == "chat" and self._vision != "auto"):
             return self._configured_traits()
-        found = await self._ask_llama_cpp() or await self._ask_ollama()
+        found = (
+            await self._ask_llama_cpp()
+            or await self._ask_ollama()
+            or await self._ask_llama_cpp_python()
+        )
         if found is None:
             found = ServerTraits("chat", False, "no llama.cpp or Ollama answer; the default")
         api = found.api if self._api == "auto" else self._configured_traits().api
@@ -376,8 +386,49 @@ class OpenAICompatBackend:
             "Ollama: " + ("the model's template" if has_template else "no template"),
         )
 
+    async def _ask_llama_cpp_python(self) -> ServerTraits | None:
+        # It serves one request at a time: a question waits behind any generation under way.
+        patience = self._budget_s
+        counted = await self._probe(
+            "POST",
+            self._root() + "/extras/tokenize/count",
+            {"model": self._model, "input": LLAMA_CPP_PYTHON_FALLBACK_PROMPT},
+            timeout_s=patience,
+        )
+        if counted is None or not isinstance(counted.get("count"), int):
+            return None
+        # It has no endpoint that shows the template, so see how long its rendering is.
+        answer = await self._probe(
+            "POST",
+            self._base + "/chat/completions",
+            {
+                "model": self._model,
+                "messages": [{"role": "user", "content": _PROBE_MESSAGE}],
+                "max_tokens": 1,
+                "temperature": 0,
+                "seed": 0,
+            },
+            timeout_s=patience,
+        )
+        usage = answer.get("usage") if answer is not None else None
+        prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if not isinstance(prompt_tokens, int):
+            return None
+        fallback = prompt_tokens == counted["count"]
+        return ServerTraits(
+            "completions" if fallback else "chat",
+            False,
+            "llama-cpp-python: "
+            + ("no chat template (its Llama 2 stand-in)" if fallback else "a chat template"),
+        )
+
     async def _probe(
-        self, method: str, url: str, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout_s: float = PROBE_TIMEOUT_S,
     ) -> dict[str, Any] | None:
         """The JSON object at ``url``, or ``None`` when the server does not offer it."""
         try:
@@ -386,7 +437,7 @@ class OpenAICompatBackend:
                 url,
                 json=body,
                 headers=self._headers(),
-                timeout=aiohttp.ClientTimeout(total=min(PROBE_TIMEOUT_S, self._budget_s)),
+                timeout=aiohttp.ClientTimeout(total=min(timeout_s, self._budget_s)),
             ) as response:
                 if response.status != 200:
                     return None
