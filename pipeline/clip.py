@@ -209,16 +209,16 @@ class ClipMaker:
         *,
         signing: SigningIdentity | None = None,
         preview: PreviewOptions | None = DEFAULT_PREVIEW,
-        safety_frames: int = 0,
+        safety_frame_count: int = 0,
     ) -> None:
         """``signing``: the key that signs each clip's content credentials (None: unsigned);
         ``preview``: how often and how big live previews are (None: no previews, whatever
-        ``on_preview`` callbacks are given); ``safety_frames``: how many frames of each clip
+        ``on_preview`` callbacks are given); ``safety_frame_count``: how many frames of each clip
         :meth:`make_clip` keeps for the output safety check (0: none)."""
         self.models = models
         self.signing = signing
         self.preview = preview
-        self.safety_frames = safety_frames
+        self.safety_frame_count = safety_frame_count
         self._generators: dict[str, VideoGenerator] = {}
 
     async def load(self, model: str) -> float:
@@ -294,7 +294,13 @@ class ClipMaker:
             rewritten_prompt=prompt.rewritten,
         )
         clip, kept = await asyncio.to_thread(
-            _encode, generated, extend, output(request), metadata, max_bytes, self.safety_frames
+            _encode,
+            generated,
+            extend,
+            output(request),
+            metadata,
+            max_bytes,
+            self.safety_frame_count,
         )
         timings["encode"] = clip.seconds
         if self.signing is not None:
@@ -632,14 +638,14 @@ def _encode(
     path: Path,
     metadata: ClipMetadata,
     max_bytes: int,
-    safety_frames: int,
+    safety_frame_count: int,
 ) -> tuple[EncodedClip, np.ndarray | None]:
-    """The encoded clip, and ``safety_frames`` of its frames kept for the safety check."""
+    """The encoded clip, and ``safety_frame_count`` of its frames kept for the safety check."""
     frames = generated.frames if extend is None else _continued(extend, generated.frames)
     clip = encode_mp4(frames, generated.fps, path, metadata=metadata, max_bytes=max_bytes)
     # Judging the frames before encoding judges the file: the encoder may shrink the clip or
     # lower its quality to fit, but every frame shows what it showed here.
-    kept = keep_samples(frames, safety_frames) if safety_frames > 0 else None
+    kept = keep_samples(frames, safety_frame_count) if safety_frame_count > 0 else None
     return clip, kept
 
 

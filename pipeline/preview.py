@@ -5,7 +5,7 @@ After a denoising step the scheduler holds the model's estimate of the finished 
 channels to RGB (no VAE decode), and the frames become a small animated WebP. The step loop
 only projects and copies a few hundred kilobytes; encoding runs on a thread of its own, and a
 preview that would queue behind one still encoding is skipped. :meth:`LivePreview.close`
-waits for the one in flight, so no preview arrives after the clip is done.
+waits a few seconds at most for the one in flight, and no preview arrives after it returns.
 
 A preview is shown before the clip is judged, so the caller may give a ``screen`` that looks
 at each preview's frames first (the worker's output safety check): once it says no, that
@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 PreviewCallback = Callable[[bytes], None]
 """Receives each preview (an animated WebP), on the preview thread."""
 PreviewScreen = Callable[[np.ndarray], bool]
-"""Whether a preview's frames ((F, H, W, 3) uint8, as tiled for the WebP) may be shown; called
-on the preview thread before each preview is encoded. False stops the run's previews."""
+"""Whether a preview may be shown, from its clips' frames ((B, F, H, W, 3) uint8: each of a
+batch's clips at its own size, before they are tiled); called on the preview thread before
+each preview is encoded. False stops the run's previews."""
+
+CLOSE_WAIT_S = 5.0
+"""How long :meth:`LivePreview.close` waits for the preview in flight: its screen may be a
+third-party classifier, and a hung one must not hold the run (and the generator) with it."""
 
 # Wan 2.1's latent channels to RGB in [-1, 1]: a least-squares fit published with ComfyUI
 # (comfy/latent_formats.py, Wan21.latent_rgb_factors and latent_rgb_factors_bias).
@@ -144,6 +149,9 @@ class LivePreview:
         self._in_flight: Future[None] | None = None
         self._last_at = -float("inf")
         self._closed = threading.Event()
+        # Held from the last look at _closed to the sink's return, so close() can promise
+        # that nothing is delivered after it.
+        self._delivering = threading.Lock()
         self.loop_seconds = 0.0
         """Time spent in the denoising loop on previews (projection and copy)."""
         self.made = 0
@@ -177,12 +185,15 @@ class LivePreview:
         if self._closed.is_set() or self.refused:
             return
         try:
-            tiled = tile(frames)
-            if not self._may_show(tiled):
+            # Each clip of a batch is screened on its own: four drafts tiled 2x2 would show the
+            # classifiers a quarter of each at once, smaller than any clip is.
+            if not self._may_show(frames):
                 self._refused.set()
                 return
-            data = encode_webp(tiled, width=self._options.width, frame_ms=self._frame_ms)
-            if not self._closed.is_set():
+            data = encode_webp(tile(frames), width=self._options.width, frame_ms=self._frame_ms)
+            with self._delivering:
+                if self._closed.is_set():
+                    return
                 self._sink(data)
                 self.made += 1
         except Exception:
@@ -199,7 +210,17 @@ class LivePreview:
             log.exception("screening a preview failed; no more previews of this run")
             return False
 
-    def close(self) -> None:
-        """Wait for the preview being made, then send no more."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._closed.set()
+    def close(self, *, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Wait up to ``wait_s`` seconds for the preview being made, then send no more: one
+        still being screened or encoded by then is dropped whenever it ends."""
+        in_flight = self._in_flight
+        if in_flight is not None:
+            try:
+                in_flight.result(timeout=wait_s)
+            except TimeoutError:
+                log.warning(
+                    "a preview was still being made %g s after the run; it is dropped", wait_s
+                )
+        with self._delivering:
+            self._closed.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)

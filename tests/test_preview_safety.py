@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import torch
 from jobqueue.clipfiles import preview_path, store_preview
 from jobqueue.models import Job, JobKind, JobRequest, JobStatus
 from jobqueue.safety import (
+    PREVIEW_FRAMES,
     ClipJudge,
     HeldClips,
     HeldState,
@@ -34,7 +36,7 @@ from jobqueue.safety import (
 )
 from pipeline.generator import VideoGenerator
 from pipeline.presets import PRESETS
-from pipeline.preview import PreviewOptions, project_to_rgb, tile
+from pipeline.preview import LivePreview, PreviewOptions, project_to_rgb
 from pipeline.request import ClipRequest, resolve_request
 from pipeline.safety import FrameScores, SafetyConfig
 from tests import bot_harness
@@ -74,8 +76,51 @@ def test_a_refused_preview_ends_the_runs_previews(tiny_models_dir: Path) -> None
     assert len(received) == 1
     assert len(looked_at) == 2, "nothing is looked at, nor shown, after a refusal"
     assert looked_at[0].dtype == np.uint8
-    assert looked_at[0].shape == (3, 8, 14, 3)  # 3 latent frames of 112x64, as tiled
+    assert looked_at[0].shape == (1, 3, 8, 14, 3)  # one clip: 3 latent frames of 112x64
     assert frames == 9
+
+
+def test_each_draft_of_a_batch_is_screened_at_its_own_size(tiny_models_dir: Path) -> None:
+    generator = VideoGenerator(TINY, models_dir=tiny_models_dir, device="cpu")
+    request = resolve_request(TINY, ClipRequest("waves on rocks", seed=1, steps=4))
+    looked_at: list[np.ndarray] = []
+
+    def allow(clips: np.ndarray) -> bool:
+        looked_at.append(clips)
+        return True
+
+    received: list[bytes] = []
+    generator.generate_batch(
+        request, (1, 2, 3, 4), on_preview=received.append, preview=EVERY_STEP, preview_screen=allow
+    )
+
+    assert received, "the screen let them through"
+    assert {clips.shape for clips in looked_at} == {(4, 3, 8, 14, 3)}  # not one 2x2 tile
+
+
+def test_close_does_not_wait_for_a_screen_that_hangs() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def hangs(clips: np.ndarray) -> bool:
+        entered.set()
+        release.wait(30)
+        return True
+
+    received: list[bytes] = []
+    previews = LivePreview(received.append, EVERY_STEP, total_steps=8, frame_ms=250, screen=hangs)
+    previews.send(torch.zeros(1, 16, 3, 8, 14))
+    assert entered.wait(10)
+    preview_threads = [t for t in threading.enumerate() if t.name.startswith("preview")]
+
+    started = time.monotonic()
+    previews.close(wait_s=0.5)
+    waited = time.monotonic() - started
+    release.set()
+    for thread in preview_threads:
+        thread.join(10)  # the screen returns, and the preview is encoded, after close
+
+    assert 0.5 <= waited < 5
+    assert received == [], "a preview screened after close is never delivered"
 
 
 def test_a_screen_that_fails_shows_nothing_and_the_clip_is_still_made(
@@ -101,9 +146,9 @@ def loaded_judge() -> ClipJudge:
 
 @pytest.fixture(scope="module")
 def preview_frames() -> np.ndarray:
-    """A preview's frames as the tiny model makes them (the model's first estimate)."""
+    """A preview's clip as the tiny model makes it (the model's first estimate)."""
     latents = torch.randn(1, 16, 3, 8, 14, generator=torch.Generator().manual_seed(0))
-    return tile(project_to_rgb(latents).numpy())
+    return project_to_rgb(latents).numpy()
 
 
 ALL_FLAGGED = {"nudity": 0.0, "nsfw": 0.0}
@@ -145,7 +190,10 @@ def test_with_the_check_off_previews_are_not_looked_at(loaded_judge: ClipJudge) 
     ("if_unchecked", "shown"), [(IfUnchecked.WITHHOLD, False), (IfUnchecked.POST, True)]
 )
 def test_without_a_classifier_the_servers_choice_for_unchecked_clips_holds_for_previews(
-    preview_frames: np.ndarray, if_unchecked: IfUnchecked, shown: bool
+    preview_frames: np.ndarray,
+    if_unchecked: IfUnchecked,
+    shown: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     unloaded = ClipJudge(SafetyConfig())
     policy = SafetyPolicy(if_unchecked=if_unchecked)
@@ -154,6 +202,43 @@ def test_without_a_classifier_the_servers_choice_for_unchecked_clips_holds_for_p
     assert screen is not None
     assert screen(preview_frames) is shown
     assert refused == ([] if shown else [True])
+    if shown:
+        assert screen(preview_frames)
+        unchecked_lines = [r for r in caplog.records if "shown unchecked" in r.getMessage()]
+        assert len(unchecked_lines) == 1, "said once per job, not once per preview"
+
+
+class FlagsBrightFrames:
+    """Flags a frame brighter than mid-grey, and keeps the size of every frame it saw."""
+
+    name = "bright"
+
+    def __init__(self) -> None:
+        self.default_thresholds = {"bright": 0.5}
+        self.sizes: list[tuple[int, ...]] = []
+
+    def score(self, frames: Sequence[np.ndarray]) -> list[FrameScores]:
+        self.sizes.extend(frame.shape for frame in frames)
+        return [{"bright": float(frame.mean()) / 255} for frame in frames]
+
+
+def test_one_bright_draft_of_four_is_seen_at_its_own_size_and_stops_the_previews() -> None:
+    judge = ClipJudge(SafetyConfig(classifiers=(f"{__name__}:FlagsBrightFrames",)))
+    asyncio.run(judge.load())
+    assert judge.check is not None, judge.load_error
+    classifier = judge.check.classifiers[0]
+    assert isinstance(classifier, FlagsBrightFrames)
+    # Four drafts of 6 latent frames of 104x60, as Wan's at 480p; the third is bright. Tiled
+    # 2x2, its quarter would average under the threshold.
+    drafts = np.full((4, 6, 60, 104, 3), 40, dtype=np.uint8)
+    drafts[2] = 230
+    refused: list[bool] = []
+    screen = judge.preview_screen(5, SafetyPolicy(), on_refused=lambda: refused.append(True))
+    assert screen is not None
+
+    assert screen(drafts) is False
+    assert refused == [True]
+    assert classifier.sizes == [(60, 104, 3)] * 4 * PREVIEW_FRAMES
 
 
 # --- through the real bot on the fake Discord ---
@@ -278,8 +363,7 @@ async def test_a_preview_shown_before_the_check_flags_one_is_taken_down(reel: Re
     reel.settings = reel.settings.model_copy(update={"progress_edit_seconds": EDIT_EVERY_S})
     async with reel.bot_running(), reel.worker_running(safety=True, preview=PREVIEWS):
         job = await submit_long(reel, fake.general)
-        status = fake.message(await status_message_id(reel, job.id))
-        await fake.wait_for(lambda: has_preview_now(status), CLIP_TIMEOUT_S)
+        status = await fake.wait_for_message(fake.general, has_preview_now, timeout=CLIP_TIMEOUT_S)
         FLAGGING.set()
         await fake.wait_for(lambda: not has_preview_now(status), CLIP_TIMEOUT_S)
         still = await reel.queue.get(job.id)
@@ -287,15 +371,6 @@ async def test_a_preview_shown_before_the_check_flags_one_is_taken_down(reel: Re
 
     assert still is not None
     assert still.status is JobStatus.RUNNING, "the preview should go while the clip renders"
+    assert status.id == done.status_message_id
     assert not preview_path(reel.settings.clips_dir, job.id).exists()
     assert done.safety_state == HeldState.WITHHELD
-
-
-async def status_message_id(reel: Reel, job_id: int) -> int:
-    """The job's status message, once the bot has posted it."""
-    async with asyncio.timeout(CLIP_TIMEOUT_S):
-        while True:
-            job = await reel.queue.get(job_id)
-            if job is not None and job.status_message_id is not None:
-                return job.status_message_id
-            await asyncio.sleep(0.05)

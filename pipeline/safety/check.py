@@ -93,6 +93,14 @@ class SafetyCheck:
                 raise SafetyUnavailable(f"cannot read the poster {poster.name}: {exc}") from exc
         return self._scored(sampled, started)
 
+    def check_clips(self, clips: np.ndarray, *, count: int) -> ClipScores:
+        """Scores of several clips in memory ((B, F, H, W, 3) uint8), ``count`` frames spread
+        over each, every clip looked at on its own (not tiled with the others)."""
+        started = time.perf_counter()
+        return self._scored(
+            [frame for clip in clips for frame in sample_frames(clip, count)], started
+        )
+
     def _scored(self, frames: list[np.ndarray], started: float) -> ClipScores:
         if not frames:
             raise SafetyUnavailable("the clip has no frames to look at")

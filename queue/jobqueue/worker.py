@@ -155,7 +155,7 @@ class Worker:
             self.config.models,
             signing=self.config.signing,
             preview=self.config.preview,
-            safety_frames=safety_frames(self.config.safety),
+            safety_frame_count=safety_frames(self.config.safety),
         )
         rewriter = self._given_rewriter or build_rewriter(self.config.rewriter)
         if self.config.safety is not None:

@@ -260,7 +260,7 @@ class RemoteWorker:
             worker.models,
             signing=worker.signing,
             preview=worker.preview,
-            safety_frames=safety_frames(worker.safety),
+            safety_frame_count=safety_frames(worker.safety),
         )
         rewriter = self._given_rewriter or build_rewriter(worker.rewriter)
         if worker.safety is not None:

@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from jobqueue.clipfiles import files_beside_grid
@@ -209,12 +210,16 @@ def preview_meta(data: bytes, number: int) -> dict[str, Any]:
     return {"preview": base64.b64encode(data).decode("ascii"), "preview_number": number}
 
 
-PREVIEWS_REFUSED_META: dict[str, Any] = {"preview": None, "previews_refused": True}
-"""The running job's ``meta`` once the safety check refused one of its previews: the bot
-removes the one it shows and takes no more."""
+PREVIEWS_REFUSED_META: Mapping[str, Any] = MappingProxyType(
+    {"preview": None, "previews_refused": True}
+)
+"""The running job's ``meta`` fields once the safety check refused one of its previews: the
+bot removes the one it shows and takes no more."""
 
 
 def previews_refused(meta: Mapping[str, Any]) -> bool:
+    """Whether the running job's ``meta`` says the safety check refused one of its previews
+    (:data:`PREVIEWS_REFUSED_META`)."""
     return meta.get("previews_refused") is True
 
 
