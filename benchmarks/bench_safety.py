@@ -8,11 +8,11 @@ encoder, then times what the worker does with every clip: keep the sampled frame
 from first to last, shrunk) before encoding, or decode them from the file when they were not
 kept (draft grids), read the poster, and run each packaged classifier (NudeNet, open_nsfw)
 on them through onnxruntime on the CPU; and what it does with each live preview while the
-clip renders (the classifiers on 4 of its frames). Prints the median and the fastest of
-several runs per stage, the whole check per clip both ways (wall and CPU seconds: the CPU
-time does not grow when other work shares the cores), and its share of a clip's generation
-on an H200 (about 36 s, the compute floor for Wan 2.1 1.3B) and an RTX 4090 (about 261 s,
-Wan's published figure).
+clip renders (the classifiers on 4 frames of each clip it shows, each of four drafts on its
+own). Prints the median and the fastest of several runs per stage, the whole check per clip
+both ways (wall and CPU seconds: the CPU time does not grow when other work shares the
+cores), and its share of a clip's generation on an H200 (about 36 s, the compute floor for
+Wan 2.1 1.3B) and an RTX 4090 (about 261 s, Wan's published figure).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 
 from jobqueue.safety import PREVIEW_FRAMES
 from pipeline.encode import ClipMetadata, EncodedClip, encode_mp4
-from pipeline.preview import DEFAULT_PREVIEW, project_to_rgb, tile
+from pipeline.preview import DEFAULT_PREVIEW, project_to_rgb
 from pipeline.safety import ClipScores, SafetyCheck, SafetyConfig
 from pipeline.safety.sampling import keep_samples, read_picture, sample_clip
 
@@ -118,22 +118,22 @@ def kept_stages(
     }
 
 
-def preview_frames(drafts: int) -> np.ndarray:
-    """One live preview's frames, as LivePreview hands them to its screen: Wan latents of the
-    clip's shape (``drafts`` of them side by side) projected to RGB and tiled."""
+def preview_clips(drafts: int) -> np.ndarray:
+    """One live preview's clips, as LivePreview hands them to its screen (before tiling):
+    ``drafts`` Wan latents of the clip's shape projected to RGB."""
     height, width = HEIGHT // LATENT_SCALE, WIDTH // LATENT_SCALE
     latents = torch.randn(
         drafts, 16, LATENT_FRAMES, height, width, generator=torch.Generator().manual_seed(0)
     )
-    return tile(project_to_rgb(latents).numpy())
+    return project_to_rgb(latents).numpy()
 
 
 def preview_stages(check: SafetyCheck, runs: int) -> dict[str, Timing]:
     timed = {}
     for drafts, what in ((1, "a clip"), (4, "four drafts")):
-        frames = preview_frames(drafts)
-        checked = functools.partial(check.check_frames, frames, count=PREVIEW_FRAMES)
-        name = f"one preview of {what}, {PREVIEW_FRAMES} of its frames"
+        clips = preview_clips(drafts)
+        checked = functools.partial(check.check_clips, clips, count=PREVIEW_FRAMES)
+        name = f"one preview of {what}, {PREVIEW_FRAMES} frames of each"
         timed[name] = measured(checked, runs)
     return timed
 
