@@ -11,7 +11,7 @@ delete it.
 
 A held clip that no moderator released is shown nowhere: anything that shows clips outside
 the channel's normal delivery (a gallery, links, a start frame for someone else's Extend)
-asks :func:`may_show` or :func:`may_extend` first. Nor is it seen forming: a running job's
+asks :func:`may_show` or :func:`may_build_on` first. Nor is it seen forming: a running job's
 live previews pass the same classifiers under the same policy before they are kept for the
 bot (:meth:`ClipJudge.preview_screen`), in every channel (a preview is no spoilered file, so
 an age-restricted channel in ``spoiler`` mode sees no flagged preview either).
@@ -63,7 +63,7 @@ spread over it: each preview is the whole clip's current estimate, which changes
 one preview to the next, and the finished clip is checked at 12 frames before it is posted."""
 
 PARENT_WITHHELD = (
-    "The clip to extend was withheld by the safety check; only its owner can extend it."
+    "That clip was withheld by the safety check; only its owner can make more from it."
 )
 
 
@@ -218,8 +218,9 @@ def may_show(job: Job) -> bool:
     )
 
 
-def may_extend(parent: Job, user_id: int) -> bool:
-    """Whether ``user_id`` may continue ``parent``'s clip (a withheld one: its owner only)."""
+def may_build_on(parent: Job, user_id: int) -> bool:
+    """Whether ``user_id`` may start a job from ``parent``'s clip (a withheld one: its owner
+    only, and what they make is checked again)."""
     return not is_withheld(parent) or parent.user_id == user_id
 
 
@@ -731,12 +732,11 @@ GRID_WITHHELD = (
 def withheld_start_refusal(parent: Job, kind: JobKind, user_id: int) -> str | None:
     """Why ``user_id`` may not start a ``kind`` job from ``parent`` (None: they may).
 
-    A withheld clip continues only as its owner's Extend. A withheld grid starts no Render,
-    Vary or new drafts for anyone, its owner included: a render is the draft made larger,
-    which nobody was meant to see.
+    A withheld clip starts nothing for anyone but its owner: an Extend continues its frames,
+    and HD, Remix and Retry make it again from its seed or prompt. A withheld grid starts no
+    Render, Vary or new drafts for anyone, its owner included: a render is the draft made
+    larger, which nobody was meant to see.
     """
-    if kind is JobKind.EXTEND and not may_extend(parent, user_id):
-        return PARENT_WITHHELD
-    if (kind.makes_drafts or kind.starts_from_draft) and is_withheld(parent):
-        return GRID_WITHHELD
-    return None
+    if (kind.makes_drafts or kind.starts_from_draft) and parent.kind.makes_drafts:
+        return GRID_WITHHELD if is_withheld(parent) else None
+    return None if may_build_on(parent, user_id) else PARENT_WITHHELD
