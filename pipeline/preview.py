@@ -30,7 +30,9 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 PreviewCallback = Callable[[bytes], None]
-"""Receives each preview (an animated WebP), on the preview thread."""
+"""Receives each preview (an animated WebP), on the preview thread. It must not block: it
+returns at once (today's sinks write a file or schedule the preview onto an event loop), since
+:meth:`LivePreview.close` waits for a sink in progress to return, beyond its bounded wait."""
 PreviewScreen = Callable[[np.ndarray], bool]
 """Whether a preview may be shown, from its clips' frames ((B, F, H, W, 3) uint8: each of a
 batch's clips at its own size, before they are tiled); called on the preview thread before
@@ -38,7 +40,9 @@ each preview is encoded. False stops the run's previews."""
 
 CLOSE_WAIT_S = 5.0
 """How long :meth:`LivePreview.close` waits for the preview in flight: its screen may be a
-third-party classifier, and a hung one must not hold the run (and the generator) with it."""
+third-party classifier, and a hung one must not hold the run (and the generator) with it. The
+bound holds only for the screen and the encoder: a sink that is delivering when the wait ends
+is waited for until it returns, so a sink must not block (:data:`PreviewCallback`)."""
 
 # Wan 2.1's latent channels to RGB in [-1, 1]: a least-squares fit published with ComfyUI
 # (comfy/latent_formats.py, Wan21.latent_rgb_factors and latent_rgb_factors_bias).
@@ -212,14 +216,24 @@ class LivePreview:
 
     def close(self, *, wait_s: float = CLOSE_WAIT_S) -> None:
         """Wait up to ``wait_s`` seconds for the preview being made, then send no more: one
-        still being screened or encoded by then is dropped whenever it ends."""
+        still being screened or encoded by then is dropped whenever it ends (a warning says
+        so, once).
+
+        A sink already delivering is waited for until it returns (sinks must not block), so
+        nothing arrives after close. A screen that truly hangs is not stopped: its pool
+        thread stays alive after close, and since Python joins such threads at interpreter
+        exit, a hung classifier delays the process's exit. A screen that refuses after close
+        still runs what it runs on refusal (the worker's ``on_refused``, which removes the
+        preview shown last; an exception there is caught and logged)."""
         in_flight = self._in_flight
         if in_flight is not None:
             try:
                 in_flight.result(timeout=wait_s)
             except TimeoutError:
                 log.warning(
-                    "a preview was still being made %g s after the run; it is dropped", wait_s
+                    "a live preview was still being screened or encoded %g s after the run "
+                    "ended; it is dropped, never shown",
+                    wait_s,
                 )
         with self._delivering:
             self._closed.set()

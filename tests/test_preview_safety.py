@@ -119,7 +119,7 @@ def test_close_does_not_wait_for_a_screen_that_hangs() -> None:
     for thread in preview_threads:
         thread.join(10)  # the screen returns, and the preview is encoded, after close
 
-    assert 0.5 <= waited < 5
+    assert 0.45 <= waited < 5  # the 0.5 s bound, less a margin for clock rounding
     assert received == [], "a preview screened after close is never delivered"
 
 

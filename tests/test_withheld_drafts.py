@@ -105,8 +105,10 @@ async def test_new_drafts_of_a_withheld_vary_grid_start_nothing(reel: Reel) -> N
             answer = await handle.response(timeout=ANSWER_TIMEOUT_S)
             assert (answer.content, answer.ephemeral) == (GRID_WITHHELD, True), user.name
 
-        # Reactions find a job through posted clips only; were the line ever to lead to the
-        # grid, the 🔁 reaction meets the same door (its sentence comes by DM).
+        # Defence in depth, a path no user can reach today: reactions find a job through
+        # posted clips only, and the bot never maps a withheld line to its grid (nor is a
+        # posted grid withheld later). The mapping is injected so that, were it ever made,
+        # the 🔁 reaction meets the same door (its sentence comes by DM).
         await bot.store.remember_clip(line.id, vary.id)
         await fake.react(line, "🔁", user=fake.bob)
         told = await fake.wait_for(
