@@ -10,8 +10,8 @@ kept (draft grids), read the poster, and run each packaged classifier (NudeNet, 
 on them through onnxruntime on the CPU; and what it does with each live preview while the
 clip renders (the classifiers on 4 frames of each clip it shows, each of four drafts on its
 own). Prints the median and the fastest of several runs per stage, the whole check per clip
-both ways (wall and CPU seconds: the CPU time does not grow when other work shares the
-cores), and its share of a clip's generation on an H200 (about 36 s, the compute floor for
+both ways (wall and CPU seconds: both grow when other work shares the cores, the wall time
+most), and its share of a clip's generation on an H200 (about 36 s, the compute floor for
 Wan 2.1 1.3B) and an RTX 4090 (about 261 s, Wan's published figure).
 """
 
@@ -75,9 +75,9 @@ def measured(fn: Callable[[], object], runs: int) -> Timing:
     """``fn`` timed over ``runs`` calls, after one untimed call (onnxruntime's first run
     allocates; a worker pays that once, at warm-up).
 
-    CPU seconds (this process's threads and its ffmpeg children) do not grow when other
-    programs share the cores; wall seconds do, and the fastest run is the one they disturbed
-    least: the nearest to an idle machine."""
+    CPU seconds (this process's threads and its ffmpeg children) grow less than wall seconds
+    when other programs share the cores (onnxruntime's threads spin while they wait for each
+    other); the fastest run is the one they disturbed least: the nearest to an idle machine."""
     fn()
     walls = []
     cpu_before = cpu_seconds()
