@@ -2,16 +2,18 @@
 
     python benchmarks/bench_rewrite.py                    # every backend available here
     python benchmarks/bench_rewrite.py --backends local --threads 1
+    # a real llama.cpp, llama-cpp-python, Ollama or vLLM server:
     python benchmarks/bench_rewrite.py --base-url http://127.0.0.1:8080/v1 \\
-        --backends endpoint-completions,endpoint-chat,endpoint-auto  # llama.cpp, Ollama, vLLM
+        --backends endpoint-completions,endpoint-chat,endpoint-auto
 
 Every prompt goes through the real rewriter (backend, guardrails, fallback) once, seed 0.
 Backends:
 
 - ``local``: the local backend with ``--model`` (the packaged Gemma 3 270M by default).
-- ``llama-completions`` and ``llama-chat``: the openai backend, through each of its two APIs,
-  against tests/fakellm's llama.cpp-like server with the same model behind it (llama.cpp's
-  ChatML stand-in for a model without a chat template, its sampling defaults).
+- ``llama-completions``, ``llama-chat`` and ``llama-auto``: the openai backend, through each of
+  its two APIs and through the one ``auto`` finds, against tests/fakellm's llama.cpp-like server
+  with the same model behind it (llama.cpp's ChatML stand-in for a model without a chat
+  template, its sampling defaults).
 - ``endpoint-completions``, ``endpoint-chat`` and ``endpoint-auto``: a real server at
   ``--base-url``, through each API and through the one ``auto`` finds.
 
@@ -235,7 +237,7 @@ async def run_backends(args: argparse.Namespace, prompts: list[BenchPrompt]) -> 
     wanted = args.backends.split(",")
     runs: list[Run] = []
     model: LocalModel | None = None
-    if any(name in wanted for name in ("local", "llama-completions", "llama-chat")):
+    if any(name == "local" or name.startswith("llama-") for name in wanted):
         started = time.perf_counter()
         model = LocalModel.load(args.model, models_dir=MODELS_DIR, device=args.device)
         print(f"loaded {args.model} in {time.perf_counter() - started:.1f} s")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter
+from pipeline.rewrite import PromptRewriter, RewriterConfig, build_rewriter, openai_compat
 from pipeline.rewrite.config import OpenAIApi
 from pipeline.rewrite.openai_compat import OpenAICompatBackend, RetryPolicy
 from pipeline.rewrite.rewriter import GuardedRewriter
@@ -281,4 +282,81 @@ async def test_auto_on_llama_cpp_python_uses_chat_when_the_model_has_a_template(
     result = await make(server).rewrite("a cat surfing")
     assert result.enhanced, result.fallback_reason
     assert len(server.bodies("/v1/chat/completions")) == 2, "the probe, then the rewrite"
+    assert server.bodies("/v1/completions") == []
+
+
+class BusyLlamaCppPython(FakeLlamaCppPython):
+    """llama-cpp-python's server busy behind another client's generation: a token count waits
+    until ``release`` is set (it serves one request at a time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts_asked = 0
+
+    async def _count(self, request: web.Request) -> web.Response:
+        self.counts_asked += 1
+        await self.release.wait()
+        return await super()._count(request)
+
+
+Busy = tuple[BusyLlamaCppPython, OpenAICompatBackend, GuardedRewriter]
+
+
+@pytest.fixture
+async def busy(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Busy]:
+    """A busy server, and a rewriter with a 30 s budget whose question may take 0.5 s."""
+    monkeypatch.setattr(openai_compat, "QUESTION_TIMEOUT_S", 0.5)
+    server = await serve(BusyLlamaCppPython)
+    backend = OpenAICompatBackend(base_url=server.base_url, model="m", request_timeout_s=30)
+    rewriter = GuardedRewriter(backend, timeout_s=30)
+    yield server, backend, rewriter
+    await rewriter.aclose()
+
+
+async def test_a_busy_llama_cpp_python_server_costs_one_rewrite_a_bounded_wait_once(
+    busy: Busy,
+) -> None:
+    server, backend, rewriter = busy
+    started = time.perf_counter()
+    first = await rewriter.rewrite("a cat surfing")
+    first_s = time.perf_counter() - started
+    second = await rewriter.rewrite("a dog running", seed=1)
+    assert first_s < 10, "the question waits its own limit, not the rewrite's 30 s budget"
+    assert server.counts_asked == 1, "a question left unanswered is not asked again at once"
+    assert backend.api is None
+    # Until it is asked again, the chat API (the default): this base model's junk is turned down.
+    assert [len(server.bodies("/v1/chat/completions")), server.bodies("/v1/completions")] == [2, []]
+    assert (first.enhanced, second.enhanced) == (False, False)
+    assert second.fallback_reason == first.fallback_reason != "timeout"
+
+
+async def test_a_busy_server_is_asked_again_later_and_then_found_out(
+    busy: Busy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, backend, rewriter = busy
+    assert not (await rewriter.rewrite("a cat surfing")).enhanced
+    server.release.set()
+    monkeypatch.setattr(openai_compat, "ASK_AGAIN_AFTER_S", 0.0)
+    later = await rewriter.rewrite("a dog running", seed=1)
+    assert server.counts_asked == 2
+    assert (later.enhanced, backend.api) == (True, "completions"), later.fallback_reason
+
+
+class BooleanCountLlamaCppPython(FakeLlamaCppPython):
+    """A server whose count says ``true`` and whose usage counts every prompt as 1 token."""
+
+    def _tokens(self, text: str) -> int:
+        return 1
+
+    async def _count(self, request: web.Request) -> web.Response:
+        return web.json_response({"count": True})
+
+
+async def test_a_count_of_true_is_no_count(serve: Serve, make: Make) -> None:
+    server = await serve(BooleanCountLlamaCppPython)
+    rewriter = make(server)
+    await rewriter.rewrite("a cat surfing")
+    assert isinstance(rewriter, GuardedRewriter)
+    assert isinstance(rewriter.backend, OpenAICompatBackend)
+    assert rewriter.backend.api == "chat", "not taken for a base model's count of 1"
     assert server.bodies("/v1/completions") == []

@@ -9,7 +9,9 @@ the chat template (llama.cpp's own ChatML stand-in when the model has none) and 
 ``/api/show`` the model's template. llama-cpp-python's server (``python -m llama_cpp.server``)
 says neither, but it counts tokens: a one-token chat request whose prompt is as long as its Llama
 2 stand-in for a message gives a base model away. Any other server gets the chat API, and a chat
-request refused for want of a chat template (vLLM) switches to completions.
+request refused for want of a chat template (vLLM) switches to completions. A question is given
+at most ``QUESTION_TIMEOUT_S`` (or the rewrite's budget, if shorter); one left unanswered (a busy
+server) leaves the chat API in use and is not asked again for ``ASK_AGAIN_AFTER_S``.
 
 Rate limits (429, honouring Retry-After) and server errors (5xx) are retried with backoff
 within the rewrite's time budget; a wait longer than the time left fails at once. Bodies are
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 """A rewrite is a few kilobytes; a larger answer is a broken or hostile server."""
 PROBE_TIMEOUT_S = 5.0
+QUESTION_TIMEOUT_S = 10.0
+"""How long asking which API the server speaks may take, all its requests together."""
+ASK_AGAIN_AFTER_S = 300.0
+"""How long a server that left the question unanswered is not asked again."""
 IMAGE_MAX_SIDE = 768
 _MESSAGE_CHARS = 200
 
@@ -115,6 +121,11 @@ class _ProbeFailed(Exception):
     """The server could not be reached to ask what it serves; ask again next time."""
 
 
+def _is_count(value: object) -> bool:
+    """A token count in a JSON answer (``True`` is an int to Python, not to JSON)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class OpenAICompatBackend:
     """Asks an OpenAI-compatible endpoint for the rewrite; one session, opened on first use."""
 
@@ -142,6 +153,7 @@ class OpenAICompatBackend:
         self._temperature = temperature
         self._session: aiohttp.ClientSession | None = None
         self._traits: ServerTraits | None = None
+        self._unanswered_at: float | None = None
 
     def __repr__(self) -> str:
         return f"OpenAICompatBackend(url={self._base!r}, model={self._model!r})"
@@ -164,15 +176,32 @@ class OpenAICompatBackend:
         return self._traits is not None and self._traits.api == "chat" and self._traits.vision
 
     async def warm_up(self) -> float:
-        """Find out once which API to use (and whether the model reads images)."""
-        if self._traits is not None:
+        """Find out once which API to use (and whether the model reads images).
+
+        Takes at most ``QUESTION_TIMEOUT_S`` (or the budget); a question left unanswered is
+        not asked again for ``ASK_AGAIN_AFTER_S``, and until then the settings decide.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if self._traits is not None or self._waiting_to_ask_again(started):
             return 0.0
-        started = asyncio.get_running_loop().time()
+        patience = min(QUESTION_TIMEOUT_S, self._budget_s)
         try:
-            traits = await self._server_traits()
+            async with asyncio.timeout(patience):
+                traits = await self._server_traits()
+        except TimeoutError:
+            self._unanswered_at = started
+            log.warning(
+                "Rewriting endpoint %s did not say within %.0f s which API it serves (busy?); "
+                "using the %s API, asking again in %.0f min",
+                self._base,
+                patience,
+                self._configured_traits().api,
+                ASK_AGAIN_AFTER_S / 60,
+            )
+            return loop.time() - started
         except _ProbeFailed:
             # Unreachable now: this rewrite goes by the settings alone and fails on its own.
-            self._traits = None
             return 0.0
         self._traits = traits
         log.info(
@@ -182,7 +211,10 @@ class OpenAICompatBackend:
             ", with images" if self.sees_images else "",
             traits.source,
         )
-        return asyncio.get_running_loop().time() - started
+        return loop.time() - started
+
+    def _waiting_to_ask_again(self, now: float) -> bool:
+        return self._unanswered_at is not None and now - self._unanswered_at < ASK_AGAIN_AFTER_S
 
     async def complete(
         self, prompt: str, *, mode: RewriteMode, seed: int, image: Image.Image | None = None
@@ -348,7 +380,7 @@ class OpenAICompatBackend:
             or await self._ask_llama_cpp_python()
         )
         if found is None:
-            found = ServerTraits("chat", False, "no llama.cpp or Ollama answer; the default")
+            found = ServerTraits("chat", False, "no server said which it is; the default")
         api = found.api if self._api == "auto" else self._configured_traits().api
         vision = found.vision if self._vision == "auto" else self._vision == "on"
         return ServerTraits(api, vision, found.source)
@@ -387,15 +419,16 @@ class OpenAICompatBackend:
         )
 
     async def _ask_llama_cpp_python(self) -> ServerTraits | None:
-        # It serves one request at a time: a question waits behind any generation under way.
-        patience = self._budget_s
+        # It serves one request at a time: a question waits behind any generation under way,
+        # up to the question's own time limit (see warm_up).
+        patience = QUESTION_TIMEOUT_S
         counted = await self._probe(
             "POST",
             self._root() + "/extras/tokenize/count",
             {"model": self._model, "input": LLAMA_CPP_PYTHON_FALLBACK_PROMPT},
             timeout_s=patience,
         )
-        if counted is None or not isinstance(counted.get("count"), int):
+        if counted is None or not _is_count(counted.get("count")):
             return None
         # It has no endpoint that shows the template, so see how long its rendering is.
         answer = await self._probe(
@@ -412,7 +445,7 @@ class OpenAICompatBackend:
         )
         usage = answer.get("usage") if answer is not None else None
         prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-        if not isinstance(prompt_tokens, int):
+        if not _is_count(prompt_tokens):
             return None
         fallback = prompt_tokens == counted["count"]
         return ServerTraits(
@@ -442,7 +475,9 @@ class OpenAICompatBackend:
                 if response.status != 200:
                     return None
                 text = await read_body(response)
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+        except TimeoutError:
+            raise
+        except aiohttp.ClientConnectionError as exc:
             raise _ProbeFailed from exc
         except (aiohttp.ClientError, BackendError):
             return None

@@ -21,10 +21,11 @@ log = logging.getLogger(__name__)
 class GuardedRewriter:
     """Asks ``backend`` for a rewrite and falls back to the user's prompt on any trouble.
 
-    The timeout covers generation only: loading a model (or asking an endpoint which API it
-    speaks) happens once per process (call ``warm_up`` at start-up) and may take longer than
-    one rewrite should. A picture is passed on only to a backend that shows it to its model,
-    and then it is part of the cache key.
+    The timeout covers generation only: loading a model happens once per process (call
+    ``warm_up`` at start-up) and may take longer than one rewrite should; asking an endpoint
+    which API it speaks takes at most ``QUESTION_TIMEOUT_S`` and, if left unanswered, is not
+    asked again for minutes (see ``openai_compat``). A picture is passed on only to a backend
+    that shows it to its model, and then it is part of the cache key.
     """
 
     def __init__(
