@@ -17,7 +17,7 @@ from jobqueue.models import Job, JobKind, JobRequest
 from pipeline.preview import PreviewOptions
 from tests.bot_harness import Reel
 from tests.broker_harness import BOTH_MODES
-from tests.fakediscord import InteractionHandle, Message
+from tests.fakediscord import Channel, InteractionHandle, Message
 
 STEPS, FRAMES = 50, 81
 """With ``hd``, the largest clip the tiny model makes: seconds of rendering even on a fast
@@ -28,14 +28,15 @@ the render rather than its first second."""
 PREVIEWS = PreviewOptions(every_steps=2, min_seconds=0.2, width=96)
 
 
-async def submit(reel: Reel) -> Job:
+async def submit(reel: Reel, channel: Channel | None = None) -> Job:
+    """A render long enough for several previews, by alice in ``channel`` (#general)."""
     fake = reel.fake
     return await reel.queue.submit(
         JobKind.CREATE,
         JobRequest(prompt="a lighthouse at dusk", seed=3, steps=STEPS, frames=FRAMES, hd=True),
         user_id=fake.alice.id,
         guild_id=fake.guild.id,
-        channel_id=fake.general.id,
+        channel_id=(channel or fake.general).id,
     )
 
 

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from jobqueue.clipfiles import preview_path, store_preview
-from jobqueue.models import Job, JobKind, JobRequest, JobStatus
+from jobqueue.models import Job, JobStatus
 from jobqueue.safety import (
     PREVIEW_FRAMES,
     ClipJudge,
@@ -43,7 +43,7 @@ from tests import bot_harness
 from tests.bot_harness import CLIP_TIMEOUT_S, Reel
 from tests.broker_harness import BOTH_MODES
 from tests.fakediscord import Channel, FakeDiscord, Message
-from tests.test_bot_preview import EDIT_EVERY_S, FRAMES, PREVIEWS, STEPS, previews_shown
+from tests.test_bot_preview import EDIT_EVERY_S, PREVIEWS, previews_shown, submit
 
 TINY = PRESETS["tiny"]
 EVERY_STEP = PreviewOptions(every_steps=1, min_seconds=0.0, width=224)
@@ -277,17 +277,6 @@ async def set_policy(reel: Reel, *, mode: SafetyMode | None = None, flag: bool =
         await held.set_threshold(guild, category, 0.0, actor_id=MODERATOR)
 
 
-async def submit_long(reel: Reel, channel: Channel) -> Job:
-    fake = reel.fake
-    return await reel.queue.submit(
-        JobKind.CREATE,
-        JobRequest(prompt="a lighthouse at dusk", seed=3, steps=STEPS, frames=FRAMES, hd=True),
-        user_id=fake.alice.id,
-        guild_id=fake.guild.id,
-        channel_id=channel.id,
-    )
-
-
 def ever_stored(path: Path, stop: threading.Event) -> bool:
     """Whether a preview appears at ``path`` before ``stop`` (looking every 20 ms)."""
     while not stop.wait(0.02):
@@ -301,7 +290,7 @@ async def render_watched(reel: Reel, channel: Channel) -> tuple[Job, Message, bo
     and whether a preview was ever stored for the bot to show."""
     reel.settings = reel.settings.model_copy(update={"progress_edit_seconds": EDIT_EVERY_S})
     async with reel.bot_running(), reel.worker_running(safety=True, preview=PREVIEWS):
-        job = await submit_long(reel, channel)
+        job = await submit(reel, channel)
         stop = threading.Event()
         path = preview_path(reel.settings.clips_dir, job.id)
         watch = asyncio.create_task(asyncio.to_thread(ever_stored, path, stop))
@@ -362,7 +351,7 @@ async def test_a_preview_shown_before_the_check_flags_one_is_taken_down(reel: Re
     fake = reel.fake
     reel.settings = reel.settings.model_copy(update={"progress_edit_seconds": EDIT_EVERY_S})
     async with reel.bot_running(), reel.worker_running(safety=True, preview=PREVIEWS):
-        job = await submit_long(reel, fake.general)
+        job = await submit(reel, fake.general)
         status = await fake.wait_for_message(fake.general, has_preview_now, timeout=CLIP_TIMEOUT_S)
         FLAGGING.set()
         await fake.wait_for(lambda: not has_preview_now(status), CLIP_TIMEOUT_S)
