@@ -226,10 +226,12 @@ class LivePreview:
         still runs what it runs on refusal (the worker's ``on_refused``, which removes the
         preview shown last; an exception there is caught and logged)."""
         in_flight = self._in_flight
+        ended = True
         if in_flight is not None:
             try:
                 in_flight.result(timeout=wait_s)
             except TimeoutError:
+                ended = False
                 log.warning(
                     "a live preview was still being screened or encoded %g s after the run "
                     "ended; it is dropped, never shown",
@@ -237,4 +239,6 @@ class LivePreview:
                 )
         with self._delivering:
             self._closed.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # An idle pool thread exits at once: join it, so a run leaves no thread behind. One
+        # stuck in a hung screen is left to end on its own.
+        self._executor.shutdown(wait=ended, cancel_futures=True)
