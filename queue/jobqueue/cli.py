@@ -171,13 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_worker_arguments(parser)
     args = parser.parse_args(argv)
+    settings = entry_point_settings(logger_name=__name__)
+    if settings is None:
+        return EXIT_BAD_REQUEST
+    return run_worker(args, settings, err=sys.stderr)
+
+
+def entry_point_settings(*, logger_name: str) -> CoreSettings | None:
+    """The settings of a ``python -m`` entry point, with logging set up at their level; None
+    after a bad setting is said in one sentence on stderr (the caller exits 2)."""
     try:
         settings = read_settings(CoreSettings)
     except BadSetting as bad:
         sys.stderr.write(f"{bad}\n")
-        return EXIT_BAD_REQUEST
-    configure_logging(settings.log_level, logger_name=__name__)
-    return run_worker(args, settings, err=sys.stderr)
+        return None
+    configure_logging(settings.log_level, logger_name=logger_name)
+    return settings
 
 
 def configure_logging(level: str, *, logger_name: str) -> None:

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobqueue.cli import EXIT_BAD_REQUEST, EXIT_INTERRUPTED, configure_logging
-from jobqueue.settings import BadSetting, CoreSettings, read_settings
+from jobqueue.cli import EXIT_BAD_REQUEST, EXIT_INTERRUPTED, entry_point_settings
+from jobqueue.settings import CoreSettings
 
 if TYPE_CHECKING:
     from jobqueue.scene_writer import SceneWriter
@@ -66,12 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_scene_writer_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        settings = read_settings(CoreSettings)
-    except BadSetting as bad:
-        sys.stderr.write(f"{bad}\n")
+    settings = entry_point_settings(logger_name=__name__)
+    if settings is None:
         return EXIT_BAD_REQUEST
-    configure_logging(settings.log_level, logger_name=__name__)
     return run_scene_writer(args, settings)
 
 
